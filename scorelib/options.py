@@ -1,0 +1,109 @@
+"""Command-line options with ``fairseq-train``'s names.
+
+Mirrors fairseq's ``fairseq/options.py`` (``get_training_parser``,
+``parse_args_and_arch``): ``--user-dir`` is read and imported first, then the chosen
+task and model add their own arguments, then everything is parsed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+from .registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_user_dir, lookup
+
+# SCORELIB_FAST=1 (set by the tests): the same real model, fewer rows and epochs.
+# These only change defaults, so a flag given explicitly always wins.
+FAST_DEFAULTS = {"max_train_rows": 128, "max_eval_rows": 64, "max_epoch": 2}
+
+
+def fast_mode() -> bool:
+    """True when the environment asks for quick runs (``SCORELIB_FAST=1``)."""
+    return os.environ.get("SCORELIB_FAST", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _base_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scorelib-train", description="Train a text scorer, as fairseq-train trains a custom task.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    p.add_argument("--user-dir", metavar="PATH",
+                   help="import a plugin folder (and its tasks/, models/, criterions/, data/) first; runs its code")
+    p.add_argument("--task", default="text_scoring", help="registered task name")
+    p.add_argument("--arch", default="text_scorer", help="registered model name")
+    p.add_argument("--criterion", default="score_mse", help="registered criterion name")
+    c = p.add_argument_group("checkpoints")
+    c.add_argument("--save-dir", default="checkpoints", help="where checkpoints, tokenizer and prompt table go")
+    c.add_argument("--restore-file", default="checkpoint_last.pt", help="resume from this (in --save-dir unless a path)")
+    c.add_argument("--finetune-from-model", metavar="PATH",
+                   help="start from this checkpoint's weights with a fresh optimizer (ignored once checkpoint_last.pt exists)")
+    c.add_argument("--save-interval-updates", type=int, default=0, metavar="N",
+                   help="also save (and validate) every N updates as checkpoint_{epoch}_{updates}.pt")
+    c.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only checkpoint_best.pt and checkpoint_last.pt")
+    c.add_argument("--best-checkpoint-metric", choices=["qwk", "pearson", "spearman", "rmse", "loss"], default=None,
+                   help="validation metric that picks checkpoint_best (default: qwk with --score-step, else pearson)")
+    c.add_argument("--maximize-best-checkpoint-metric", action="store_true",
+                   help="treat the metric as higher-is-better (the default follows the metric)")
+    c.add_argument("--patience", type=int, default=-1, metavar="N",
+                   help="stop after N validations without improvement (-1: never)")
+    c.add_argument("--results-path", metavar="DIR", help="where evaluation files go (default: SAVE_DIR/results)")
+    o = p.add_argument_group("optimization")
+    o.add_argument("--max-tokens", type=int, default=2048, metavar="N", help="padded tokens per batch")
+    o.add_argument("--batch-size", type=int, default=16, metavar="N", help="texts per batch (at most)")
+    o.add_argument("--max-epoch", type=int, default=4, metavar="N", help="stop after N epochs (0: no limit)")
+    o.add_argument("--max-update", type=int, default=0, metavar="N", help="stop after N updates (0: no limit)")
+    o.add_argument("--lr", type=float, default=8e-5, help="peak learning rate of AdamW")
+    o.add_argument("--weight-decay", type=float, default=0.01)
+    o.add_argument("--lr-scheduler", default="linear", help="a transformers.get_scheduler name")
+    o.add_argument("--warmup-updates", type=int, default=None, metavar="N", help="default: 6%% of all updates")
+    o.add_argument("--clip-norm", type=float, default=1.0, help="clip gradients to this norm (0: off)")
+    o.add_argument("--update-freq", type=int, default=1, metavar="N", help="accumulate gradients over N batches")
+    o.add_argument("--skip-invalid-loss", action="store_true",
+                   help="skip (and log) a batch whose loss is NaN or inf instead of stopping")
+    h = p.add_argument_group("hardware and logging")
+    h.add_argument("--seed", type=int, default=1)
+    h.add_argument("--fp16", action="store_true", help="float16 autocast with a grad scaler (CUDA)")
+    h.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, and CPU)")
+    h.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is there")
+    h.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    h.add_argument("--log-format", choices=["tqdm", "simple", "json"], default="tqdm")
+    h.add_argument("--log-interval", type=int, default=20, metavar="N", help="updates between simple/json log lines")
+    h.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar (same as --log-format simple)")
+    return p
+
+
+def get_training_parser(argv=None) -> argparse.ArgumentParser:
+    """The full parser: base options, then those of the task and model named in ``argv``.
+
+    ``--user-dir`` is imported before anything else, so a plugin can register the task it names.
+    """
+    base = _base_parser()
+    known, _ = base.parse_known_args(argv)
+    if known.user_dir:
+        import_user_dir(known.user_dir)
+    from . import criterion, model, tasks  # noqa: F401  (register the built-in classes)
+
+    parser = _base_parser()
+    task_cls = lookup(TASK_REGISTRY, "task", known.task)
+    task_cls.add_args(parser)
+    model_cls = lookup(MODEL_REGISTRY, "model", known.arch)
+    model_cls.add_args(parser)
+    crit_cls = lookup(CRITERION_REGISTRY, "criterion", known.criterion)
+    if hasattr(crit_cls, "add_args"):
+        crit_cls.add_args(parser)
+    if fast_mode():
+        parser.set_defaults(**FAST_DEFAULTS)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse training options (``argv=None`` reads ``sys.argv``; a list parses that list)."""
+    parser = get_training_parser(argv)
+    args = parser.parse_args(argv)
+    if args.no_progress_bar and args.log_format == "tqdm":
+        args.log_format = "simple"
+    if args.fp16 and args.bf16:
+        parser.error("--fp16 and --bf16 exclude each other")
+    for name in ("max_tokens", "batch_size", "update_freq"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
+    return args

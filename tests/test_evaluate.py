@@ -1,0 +1,191 @@
+"""Tests for scorelib.evaluate: rescaling, metrics, result files and evaluate()."""
+import json
+import math
+import warnings
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import cohen_kappa_score
+
+from scorelib.evaluate import compute_metrics, evaluate, flat_metrics, results_frame, write_results
+from scorelib.prompts import PromptTable
+
+
+@pytest.fixture(autouse=True)
+def no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def two_prompts(step=1.0):
+    return PromptTable(ids=["a", "b"], ranges={"a": (0.0, 3.0), "b": (1.0, 6.0)}, step=step)
+
+
+def frame_of(table, prompts, gold01, pred01, texts=None):
+    keys = [f"k{i}" for i in range(len(prompts))]
+    return results_frame(keys, prompts, gold01, pred01, texts or [""] * len(prompts), table)
+
+
+def test_rescale_per_prompt():
+    f = frame_of(two_prompts(), ["a", "b"], [1.0, 0.0], [0.5, 0.5])
+    assert list(f.columns) == ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
+    assert f["pred"].tolist() == [1.5, 3.5]
+    assert f["gold"].tolist() == [3.0, 1.0]
+    assert list(f["key"]) == ["k0", "k1"]
+
+
+def test_rounding_step_and_clipping():
+    table = two_prompts(step=0.5)
+    f = frame_of(table, ["a", "a", "b"], [0, 0, 0], [0.1, 0.9, 0.56])  # 0.3, 2.7, 3.8
+    assert f["pred_rounded"].tolist() == [0.5, 2.5, 4.0]
+    f = frame_of(two_prompts(step=1.0), ["a", "b"], [0, 0], [0.9, 0.33])  # 2.7, 2.65
+    assert f["pred_rounded"].tolist() == [3.0, 3.0]
+    # out-of-range outputs are clipped; with step None only clipping happens
+    f = frame_of(PromptTable(["a"], {"a": (0.0, 3.0)}), ["a", "a", "a"], [0, 0, 0], [-0.1, 0.37, 1.2])
+    np.testing.assert_allclose(f["pred_rounded"], [0.0, 1.11, 3.0])
+
+
+def test_unlabeled_rows_and_length_mismatch():
+    f = frame_of(two_prompts(), ["a", "b", "b"], [float("nan"), 0.2, 0.8], [0.5, 0.1, 0.9])
+    assert math.isnan(f["gold"][0])
+    m = compute_metrics(f, two_prompts())
+    assert m["n"] == 2 and m["n_unlabeled"] == 1 and m["n_rows"] == 3
+    assert m["per_prompt"]["a"]["n"] == 0 and m["per_prompt"]["a"]["undefined"]["rmse"] == "no labeled rows"
+    with pytest.raises(ValueError):
+        results_frame(["k"], ["a", "b"], [0, 0], [0, 0], ["", ""], two_prompts())
+
+
+def known_case():
+    table = two_prompts(step=1.0)
+    prompts = ["a"] * 6 + ["b"] * 6
+    gold_a, pred_a = [0, 1, 2, 3, 1, 2], [0.2, 1.4, 1.6, 2.9, 0.7, 2.6]
+    gold_b, pred_b = [1, 2, 4, 6, 5, 3], [1.4, 2.2, 3.6, 5.8, 4.1, 3.3]
+    gold01 = table.scale(gold_a + gold_b, prompts)
+    pred01 = table.scale(pred_a + pred_b, prompts)
+    return table, frame_of(table, prompts, gold01, pred01), (gold_a, pred_a, gold_b, pred_b)
+
+
+def test_metrics_match_sklearn_and_scipy():
+    table, f, (gold_a, pred_a, gold_b, pred_b) = known_case()
+    m = compute_metrics(f, table)
+    json.dumps(m, allow_nan=False)
+    qa = cohen_kappa_score(gold_a, np.round(pred_a).astype(int), weights="quadratic")
+    qb = cohen_kappa_score(np.array(gold_b) - 1, np.round(pred_b).astype(int) - 1, weights="quadratic",
+                           labels=np.arange(6))
+    assert m["per_prompt"]["a"]["qwk"] == pytest.approx(qa)
+    assert m["per_prompt"]["b"]["qwk"] == pytest.approx(qb)
+    assert m["overall"]["qwk"] == pytest.approx((qa + qb) / 2)
+    assert m["overall"]["n_qwk_prompts"] == 2
+    gold, pred = np.array(gold_a + gold_b, float), np.array(pred_a + pred_b)
+    pooled = cohen_kappa_score(gold.astype(int), np.clip(np.round(pred), [0] * 6 + [1] * 6, [3] * 6 + [6] * 6)
+                               .astype(int), weights="quadratic", labels=np.arange(7))
+    assert m["overall"]["qwk_pooled"] == pytest.approx(pooled)
+    assert m["overall"]["pearson"] == pytest.approx(pearsonr(gold, pred).statistic)
+    assert m["overall"]["spearman"] == pytest.approx(spearmanr(gold, pred).statistic)
+    assert m["overall"]["rmse"] == pytest.approx(np.sqrt(np.mean((gold - pred) ** 2)))
+    assert m["per_prompt"]["a"]["pearson"] == pytest.approx(pearsonr(gold_a, pred_a).statistic)
+    assert m["undefined"] == {}
+    flat = flat_metrics(m)
+    assert set(flat) == {"qwk", "qwk_pooled", "pearson", "spearman", "rmse", "n"} and flat["n"] == 12
+
+
+def test_single_gold_value_prompt_is_undefined_and_left_out():
+    table = two_prompts(step=1.0)
+    prompts = ["a"] * 4 + ["b"] * 3
+    gold = table.scale([0, 1, 2, 3, 2, 2, 2], prompts)
+    pred = table.scale([0.1, 1.2, 1.8, 2.6, 1.5, 2.4, 3.1], prompts)
+    m = compute_metrics(frame_of(table, prompts, gold, pred), table)
+    b = m["per_prompt"]["b"]
+    assert b["qwk"] is None and "single gold value" in b["undefined"]["qwk"]
+    assert b["pearson"] is None and "pearson" in b["undefined"] and b["rmse"] is not None
+    assert m["overall"]["n_qwk_prompts"] == 1
+    assert m["overall"]["qwk"] == pytest.approx(m["per_prompt"]["a"]["qwk"])
+
+
+def test_constant_predictions_and_single_row():
+    table = two_prompts(step=1.0)
+    prompts = ["a"] * 4 + ["b"]
+    m = compute_metrics(frame_of(table, prompts, table.scale([0, 1, 2, 3, 4], prompts), [0.5] * 5), table)
+    a = m["per_prompt"]["a"]
+    assert a["pearson"] is None and a["undefined"]["pearson"] == "constant predictions"
+    assert a["qwk"] == pytest.approx(0.0)  # constant predictions: kappa is defined and 0
+    assert m["per_prompt"]["b"]["undefined"]["qwk"] == "fewer than 2 labeled rows"
+
+
+def test_continuous_target_has_no_qwk():
+    table = two_prompts(step=None)
+    prompts = ["a", "a", "b", "b"]
+    m = compute_metrics(frame_of(table, prompts, [0.1, 0.9, 0.2, 0.7], [0.2, 0.8, 0.3, 0.6]), table)
+    assert m["step"] is None and m["overall"]["qwk"] is None and m["overall"]["qwk_pooled"] is None
+    assert "continuous" in m["undefined"]["qwk"] and "continuous" in m["per_prompt"]["a"]["undefined"]["qwk"]
+    assert m["overall"]["pearson"] is not None
+
+
+TRICKY = ["=1+1", "+SUM(A1)", "-2", "@x", '=HYPERLINK("http://x")',
+          'comma, "quotes"\nnew line 中文评分', "bell\x07here", "plain"]
+
+
+def test_write_results_files_xlsx_and_csv(tmp_path):
+    table = two_prompts(step=1.0)
+    n = len(TRICKY)
+    prompts = ["a", "b"] * (n // 2)
+    keys = ["=k0", "-k1"] + [f"key{i}" for i in range(2, n)]
+    f = results_frame(keys, prompts, np.linspace(0, 1, n), np.linspace(0.1, 0.9, n), TRICKY, table)
+    m = compute_metrics(f, table)
+    paths = write_results(f, m, table, tmp_path / "out", "save/checkpoint_best.pt", "valid")
+    assert {k: p.name for k, p in paths.items()} == {
+        "xlsx": "result-checkpoint_best-valid.xlsx", "csv": "result-checkpoint_best-valid.csv",
+        "metrics": "metrics-checkpoint_best-valid.json", "plot": "plot-checkpoint_best-valid.png"}
+    assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
+
+    csv = pd.read_csv(paths["csv"], dtype=str, keep_default_na=False)
+    assert list(csv["key"]) == keys and list(csv["text"]) == TRICKY and len(csv) == n
+
+    saved = json.loads(paths["metrics"].read_text(encoding="utf-8"))
+    assert saved["xlsx_replaced_control_chars"] == 1 and saved["n"] == n
+
+    ws = openpyxl.load_workbook(paths["xlsx"]).active
+    rows = list(ws.iter_rows())
+    assert [c.value for c in rows[0]] == list(f.columns) and rows[0][0].font.bold and ws.freeze_panes == "A2"
+    assert len(rows) == n + 1
+    for i, row in enumerate(rows[1:]):
+        key, prompt, gold, pred, _, text = row
+        assert key.data_type == "s" and key.value == keys[i]
+        assert prompt.data_type == "s" and prompt.value == prompts[i]
+        assert text.data_type == "s"
+        assert text.value == TRICKY[i].replace("\x07", "\ufffd")
+        assert gold.data_type == "n" and gold.number_format == "0.00"
+        assert pred.value == pytest.approx(f["pred"][i])
+
+
+def test_results_path_is_a_file(tmp_path):
+    table = two_prompts()
+    f = frame_of(table, ["a", "b"], [0.0, 1.0], [0.2, 0.8])
+    target = tmp_path / "results"
+    target.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match="results"):
+        write_results(f, compute_metrics(f, table), table, target, "checkpoint_last", "test")
+
+
+def test_evaluate_two_batches(tmp_path):
+    table = two_prompts(step=1.0)
+
+    def batch(keys, prompts, target, out):
+        sample = {"key": keys, "prompt": prompts, "text": [f"text {k}" for k in keys],
+                  "target": torch.tensor(target), "net_input": {}}
+        return torch.tensor(0.1), sample, {"encoder_out": torch.tensor(out)}
+
+    triples = [batch(["x1", "x2"], ["a", "b"], [0.0, 0.2], [0.5, 0.5]),
+               batch(["x3", "x4", "x5"], ["a", "b", "a"], [1.0, float("nan"), 2 / 3], [0.9, 0.4, 0.6])]
+    frame, metrics = evaluate(iter(triples), "checkpoint_best.pt", table, tmp_path, "valid")
+    assert list(frame["key"]) == ["x1", "x2", "x3", "x4", "x5"]
+    np.testing.assert_allclose(frame["pred"], [1.5, 3.5, 2.7, 3.0, 1.8], rtol=1e-6)
+    assert metrics["n"] == 4 and metrics["n_unlabeled"] == 1
+    assert (tmp_path / "result-checkpoint_best-valid.xlsx").is_file()
+    assert (tmp_path / "metrics-checkpoint_best-valid.json").is_file()
