@@ -73,19 +73,29 @@ class Scorer:
             contexts = None
         return list(texts), prompt, contexts
 
-    @torch.inference_mode()
-    def score01(self, texts, prompt, contexts=None, max_tokens: int = 8192) -> np.ndarray:
+    def score01(self, texts, prompt, contexts=None) -> np.ndarray:
         """Scores in [0, 1] (the model's sigmoid output) for texts already checked."""
         enc = tokenize(self.tokenizer, texts, contexts, self.max_length)
         pid = self.table.index(prompt)
         items = [{"id": i, "key": "", "prompt": prompt, "text": "", "prompt_id": pid, "target": 0.0,
                   **{k: torch.tensor(v[i]) for k, v in enc.items()}} for i in range(len(texts))]
-        sizes = np.array([len(x) for x in enc["input_ids"]])
-        out = np.empty(len(texts), dtype=np.float64)
+        return self.predict(items)
+
+    def score01_dataset(self, ds, bf16: bool = False) -> np.ndarray:
+        """Scores in [0, 1] for every row of a :class:`ScoringDataset`, in its order."""
+        return self.predict([ds[i] for i in range(len(ds))], bf16=bf16)
+
+    @torch.inference_mode()
+    def predict(self, items: list[dict], max_tokens: int = 8192, bf16: bool = False) -> np.ndarray:
+        """Forward dataset items in length-sorted batches; returns scores in [0, 1] in input order."""
+        sizes = np.array([len(x["input_ids"]) for x in items])
+        out = np.empty(len(items), dtype=np.float64)
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         for batch in batch_by_size(np.argsort(sizes, kind="stable"), sizes.__getitem__, max_tokens, 256):
             net_input = collate([items[i] for i in batch], self.pad_id)["net_input"]
             net_input = {k: v.to(self.device) for k, v in net_input.items()}
-            out[batch] = self.model(**net_input)["encoder_out"].float().cpu().numpy()
+            with amp:
+                out[batch] = self.model(**net_input)["encoder_out"].float().cpu().numpy()
         return out
 
     def score(self, texts, prompt=None, contexts=None):
