@@ -21,10 +21,10 @@ def fast_mode() -> bool:
     return os.environ.get("SCORELIB_FAST", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _base_parser() -> argparse.ArgumentParser:
+def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scorelib-train", description="Train a text scorer, as fairseq-train trains a custom task.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False, add_help=add_help)
     p.add_argument("--user-dir", metavar="PATH",
                    help="import a plugin folder (and its tasks/, models/, criterions/, data/) first; runs its code")
     p.add_argument("--task", default="text_scoring", help="registered task name")
@@ -75,7 +75,7 @@ def get_training_parser(argv=None) -> argparse.ArgumentParser:
 
     ``--user-dir`` is imported before anything else, so a plugin can register the task it names.
     """
-    base = _base_parser()
+    base = _base_parser(add_help=False)  # --help waits for the full parser, which lists the task's options
     known, _ = base.parse_known_args(argv)
     if known.user_dir:
         import_user_dir(known.user_dir)

@@ -35,6 +35,8 @@ def _subset(frame, n, seed):
     """A seeded subset of ``n`` rows, balanced over prompts (fast mode)."""
     if n is None or n >= len(frame):
         return frame
+    logger.info("using a seeded subset of %d of %d rows (--max-train-rows/--max-eval-rows; SCORELIB_FAST sets "
+                "them); the other rows are left out of this run", n, len(frame))
     order = np.random.default_rng(seed).permutation(len(frame))
     shuffled = frame.iloc[order]
     rank = shuffled.groupby("prompt").cumcount().to_numpy()
@@ -279,10 +281,11 @@ def read_splits(args, whole_file_as: str | None = None):
 def check_unique_keys(frames):
     seen = {}
     for split, frame in frames.items():
-        for key, row in zip(frame["key"], frame["_row"]):
+        where = frame["_file"] if "_file" in frame else [split] * len(frame)  # name the file where there is one
+        for key, row, name in zip(frame["key"], frame["_row"], where):
             if key in seen:
-                raise D.DataError(f"key {key!r} appears in {seen[key]} and in {split} (row {row}); keys must be unique")
-            seen[key] = f"{split} (row {row})"
+                raise D.DataError(f"key {key!r} appears in {seen[key]} and in {name} (row {row}); keys must be unique")
+            seen[key] = f"{name} (row {row})"
 
 
 def build_prompt_table(args, frames, layout) -> PromptTable:
