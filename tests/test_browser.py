@@ -1,0 +1,192 @@
+"""The widget in a real browser: JupyterLab + headless Chromium run a notebook, type a text, click Score.
+
+Runs on a temporary copy of ``notebooks/`` (autosave never touches the committed files) with
+``SCORELIB_FAST=1``. Needs Chromium at /usr/bin/chromium (or $SCORELIB_CHROMIUM) and the
+``playwright`` Python package (``pip install -e .[dev]``; no ``playwright install`` needed).
+The screenshot goes to tests/artifacts/ (git-ignored) and is copied to the system temp folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from scorelib.demo import DEMO_RANGES
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = Path(os.environ.get("SCORELIB_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+RUN_TIMEOUT_S = float(os.environ.get("SCORELIB_BROWSER_TIMEOUT", "600"))
+ANSWER = "A stack is last in, first out: push puts an item on top and pop takes the top item off."
+SCORE_LINE = re.compile(r"(-?\d+(?:\.\d+)?) on (.+?)'s (-?\d+(?:\.\d+)?)–(-?\d+(?:\.\d+)?) scale")
+# JupyterLab settings for the test server: render every cell (no virtual scrolling), no news pop-up
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                        "checkForUpdates": False},
+}
+KERNEL_IDLE_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!(k && w.context && w.context.isReady && k.status === 'idle');
+}"""
+WIDGET_NOTEBOOK = """import scorelib
+from pathlib import Path
+from scorelib.widget import ScoringWidget
+
+save_dir = Path({save_dir!r})
+scorer = scorelib.load(save_dir, device="cpu")
+results = next((save_dir / "results").glob("result-checkpoint_best-*.csv"))
+ScoringWidget(scorer, results=results)"""
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no browser: {CHROMIUM} not found (apt-get install chromium, or set SCORELIB_CHROMIUM)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as e:
+        pytest.skip(f"playwright is not importable ({e}); pip install playwright (or -e .[dev])")
+    return sync_playwright
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc, url, token):
+    try:  # shuts the kernels down too
+        urllib.request.urlopen(urllib.request.Request(f"{url}/api/shutdown", method="POST",
+                                                      headers={"Authorization": f"token {token}"}), timeout=10)
+        proc.wait(timeout=30)
+    except Exception:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(sync_playwright, tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a temporary copy of notebooks/."""
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "notebooks"
+    shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+    for name, value in LAB_SETTINGS.items():
+        (tmp / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / "settings" / name).write_text(json.dumps(value))
+    token, port = secrets.token_hex(16), _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SCORELIB_FAST": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"), "JUPYTER_CONFIG_DIR": str(tmp / "config")}
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.token={token}",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+           "--LabApp.expose_app_in_browser=True", f"--ServerApp.root_dir={root}",
+           f"--LabApp.user_settings_dir={tmp / 'settings'}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers often run as root
+        cmd.append("--ServerApp.allow_root=True")
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{(tmp / 'server.log').read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"jupyter lab did not answer in 120 s:\n{(tmp / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield {"url": url, "token": token, "root": root, "log": tmp / "server.log"}
+    finally:
+        _stop(proc, url, token)
+        log.close()
+
+
+@pytest.fixture
+def page(sync_playwright):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1400})
+        finally:
+            browser.close()
+
+
+def _run_all_until_widget(page, lab, notebook: str):
+    """Open ``notebook``, run all cells and wait for the last Score button; fail fast on a traceback."""
+    page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=120_000)
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    errors = page.locator(".jp-OutputArea-output").filter(has_text="Traceback")
+    while page.locator(".scorelib-score").count() == 0:
+        if errors.count():
+            pytest.fail(f"{notebook} raised while running:\n{errors.first.inner_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{notebook}: no Score button after {RUN_TIMEOUT_S:.0f} s")
+        page.wait_for_timeout(1000)
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=int(RUN_TIMEOUT_S * 1000))
+    if errors.count():
+        pytest.fail(f"{notebook} raised while running:\n{errors.first.inner_text()[-3000:]}")
+
+
+@pytest.mark.parametrize("notebook", ["widget_check.ipynb", "04_train_eval.ipynb"])
+def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request):
+    if notebook == "widget_check.ipynb":  # a one-cell notebook over the tiny trained save dir
+        import nbformat
+
+        source = WIDGET_NOTEBOOK.format(save_dir=str(request.getfixturevalue("trained_dir")))
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+        nbformat.write(nb, lab["root"] / notebook)
+    elif not (lab["root"] / notebook).is_file():
+        pytest.skip(f"notebooks/{notebook} does not exist yet")
+    _run_all_until_widget(page, lab, notebook)
+
+    widget = page.locator(".scorelib-widget").last
+    output = widget.locator(".widget-output")
+    before = output.inner_text()
+    widget.locator("textarea").fill(ANSWER)
+    widget.locator(".scorelib-score").click()
+    page.wait_for_function("([el, before]) => el.innerText !== before && el.innerText.includes('scale')",
+                           arg=[output.element_handle(), before], timeout=60_000)
+    widget.locator(".widget-output img").first.wait_for(timeout=30_000)
+    shown = output.inner_text()
+    match = SCORE_LINE.search(shown)
+    assert match, f"no score line in the widget's output: {shown!r}"
+    score, prompt, lo, hi = float(match[1]), match[2], float(match[3]), float(match[4])
+    if prompt in DEMO_RANGES:
+        assert (lo, hi) == DEMO_RANGES[prompt]
+    assert lo <= score <= hi, shown
+    assert "Traceback" not in shown
+
+    widget.scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / ("browser-04.png" if notebook.startswith("04") else f"browser-{Path(notebook).stem}.png")
+    page.screenshot(path=str(shot))
+    shutil.copy(shot, Path(tempfile.gettempdir()) / shot.name)
