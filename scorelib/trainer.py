@@ -27,6 +27,15 @@ logger = logging.getLogger(__name__)
 MAXIMIZE = {"qwk": True, "pearson": True, "spearman": True, "rmse": False, "loss": False}
 
 
+def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of all gradients together (as ``clip_grad_norm_`` computes it)."""
+    if not grads:
+        return torch.zeros(())
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads, foreach=True)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+
+
 class BatchOutOfMemory(RuntimeError):
     """Out of memory on one batch; the message gives its shape and what to lower."""
 
@@ -61,17 +70,23 @@ class Trainer:
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "ques_emb" in name else decay).append(p)
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+        groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        try:  # the fused kernel (CPU since torch 2.4, CUDA) steps all parameters in one pass, as HF's default
+            self.optimizer = torch.optim.AdamW(groups, lr=args.lr, fused=self.device.type in ("cpu", "cuda"))
+        except (RuntimeError, TypeError, ValueError):
+            self.optimizer = torch.optim.AdamW(groups, lr=args.lr)
         self.scheduler = get_scheduler(args.lr_scheduler, self.optimizer, num_warmup_steps=warmup,
                                        num_training_steps=self.total_updates)
         self.scaler = torch.amp.GradScaler("cuda") if args.fp16 else None
         self.ddp = None
         if self.world_size > 1:
+            # find_unused_parameters: the encoder's pooler (and a prompt row absent from a batch) gets no gradient
             self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
         self.num_updates, self.epoch, self.iterations_in_epoch = 0, 1, 0
         self.best, self.bad_validations, self.history = None, 0, []
+        self.meters = self.fresh_meters()  # this epoch's running sums, saved so a resumed epoch reports them whole
         self.metric = args.best_checkpoint_metric or ("qwk" if task.prompts.step is not None else "pearson")
         self.maximize = args.maximize_best_checkpoint_metric or MAXIMIZE[self.metric]
 
@@ -83,6 +98,13 @@ class Trainer:
                                 self.args.max_tokens, self.args.batch_size)
         order = np.random.default_rng(self.args.seed + epoch).permutation(len(batches))
         return [batches[i] for i in order]
+
+    def rank_batches(self, epoch: int) -> list[list[int] | None]:
+        """This rank's share of the epoch's batches (``batches[rank::world_size]``), padded with ``None`` so that
+        every rank runs the same number of steps (a ``None`` is a dummy batch whose gradient is zeroed)."""
+        batches = self.epoch_batches(epoch)
+        mine = batches[self.rank::self.world_size]
+        return mine + [None] * (math.ceil(len(batches) / self.world_size) - len(mine))
 
     def to_device(self, sample: dict) -> dict:
         net_input = {k: v.to(self.device, non_blocking=True) for k, v in sample["net_input"].items()}
@@ -100,28 +122,37 @@ class Trainer:
         logs, sample_size = [], 0
         model = self.ddp or self.model
         for i, sample in enumerate(samples):
+            dummy = sample is None  # this rank has no batch left: zero gradient, so DDP's all-reduce still matches
+            if dummy:
+                ds = self.train_data
+                sample = ds.collater([ds[j] for j in self.epoch_batches(self.epoch)[0]])
             sample = self.to_device(sample)
             self._sample, self._skipped = sample, False
             sync = self.ddp.no_sync() if self.ddp and i < len(samples) - 1 else contextlib.nullcontext()
             try:
                 with sync, self.autocast():
-                    loss, size, log = self.task.train_step(sample, model, self.criterion, self, self.num_updates)
+                    loss, size, log = self.task.train_step(sample, model, self.criterion, self, self.num_updates,
+                                                           ignore_grad=dummy)
             except torch.OutOfMemoryError as e:
                 shape = tuple(sample["net_input"]["input_ids"].shape)
                 raise BatchOutOfMemory(f"out of memory on a batch of {shape[0]} texts x {shape[1]} tokens "
                                        f"({sample['ntokens']} real tokens); lower --max-tokens (now "
                                        f"{self.args.max_tokens}) or --batch-size") from e
-            if not self._skipped:
+            if not self._skipped and not dummy:
                 logs.append(log)
                 sample_size += size
-        sample_size = self.all_reduce_sum(sample_size)
+        # sums over all ranks; DDP averages gradients over ranks, hence the world_size factor below
+        sample_size, loss_sum, ntokens = self.all_reduce_sum(
+            [sample_size, sum(l["loss"] for l in logs), sum(l["ntokens"] for l in logs)])
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        if sample_size:
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    p.grad.mul_(self.world_size / sample_size)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip_norm or float("inf"))
+        # divide by the sample size and clip in one multiply: the norm is that of the divided gradients
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        scale = self.world_size / sample_size if sample_size else 1.0
+        grad_norm = total_norm(grads) * scale
+        coef = scale * min(1.0, self.args.clip_norm / (float(grad_norm) + 1e-6)) if self.args.clip_norm else scale
+        if grads and coef != 1.0:
+            torch._foreach_mul_(grads, coef)
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -131,8 +162,7 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.num_updates += 1
-        return {"loss": sum(l["loss"] for l in logs), "sample_size": sample_size,
-                "ntokens": sum(l["ntokens"] for l in logs), "grad_norm": float(grad_norm)}
+        return {"loss": loss_sum, "sample_size": sample_size, "ntokens": ntokens, "grad_norm": float(grad_norm)}
 
     def backward(self, loss) -> None:
         """Called by ``task.train_step`` (as fairseq's ``optimizer.backward``): checks the loss, scales, backprops."""
@@ -148,11 +178,14 @@ class Trainer:
         (self.scaler.scale(loss) if self.scaler else loss).backward()
 
     def all_reduce_sum(self, value):
+        """Sum a number (or a list of numbers, in one call) over all ranks; types are kept."""
         if self.world_size == 1:
             return value
-        t = torch.tensor(float(value), dtype=torch.float64, device=self.device)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
-        return type(value)(t.item())
+        out = [type(v)(x) for v, x in zip(values, t.tolist())]
+        return out if isinstance(value, (list, tuple)) else out[0]
 
     def predict(self, ds) -> tuple[float, np.ndarray]:
         """Summed loss and predictions in [0, 1] for every row of ``ds``, in input order."""
@@ -202,18 +235,21 @@ class Trainer:
                 "epoch": self.epoch, "num_updates": self.num_updates, "end_of_epoch": end_of_epoch,
                 "iterations_in_epoch": self.iterations_in_epoch,
                 "best": {"metric": self.metric, "value": self.best, "maximize": self.maximize},
-                "bad_validations": self.bad_validations, "history": self.history,
+                "bad_validations": self.bad_validations, "history": self.history, "meters": self.meters,
                 "scaler": self.scaler.state_dict() if self.scaler else None, "rng": C.rng_state(),
             },
         })
 
     def save_checkpoint(self, end_of_epoch: bool, is_best: bool) -> list[str]:
-        """Write ``checkpoint_last.pt`` and, as due, the epoch/update/best copies (rank 0 only)."""
-        if self.rank != 0:
-            return []
+        """Write ``checkpoint_last.pt`` and, as due, the epoch/update/best copies (rank 0 only; the other
+        ranks wait, so that none reads a checkpoint before it is written)."""
+        names = self._save_checkpoint(end_of_epoch, is_best) if self.rank == 0 else []
+        if self.world_size > 1:
+            torch.distributed.barrier()
+        return names
+
+    def _save_checkpoint(self, end_of_epoch: bool, is_best: bool) -> list[str]:
         save_dir = Path(self.args.save_dir)
-        last = save_dir / "checkpoint_last.pt"
-        C.atomic_save(self.state_dict(end_of_epoch), last)
         names = ["checkpoint_last.pt"]
         if end_of_epoch and not self.args.no_epoch_checkpoints:
             names.append(f"checkpoint{self.epoch}.pt")
@@ -221,8 +257,13 @@ class Trainer:
             names.append(f"checkpoint_{self.epoch}_{self.num_updates}.pt")
         if is_best:
             names.append("checkpoint_best.pt")
-        for name in names[1:]:
-            C.atomic_copy(last, save_dir / name)
+        # checkpoint_last.pt is replaced last: a run killed part way resumes from the previous one and redoes
+        # those updates, so checkpoint_best.pt is never older than the best value that checkpoint_last.pt records
+        order = names[1:] + names[:1]
+        first = save_dir / order[0]
+        C.atomic_save(self.state_dict(end_of_epoch), first)
+        for name in order[1:]:
+            C.atomic_copy(first, save_dir / name)
         return names
 
     def load_checkpoint(self, path) -> bool:
@@ -245,6 +286,7 @@ class Trainer:
         self.iterations_in_epoch = 0 if extra["end_of_epoch"] else extra["iterations_in_epoch"]
         self.best, self.bad_validations = extra["best"]["value"], extra["bad_validations"]
         self.history = list(extra["history"])
+        self.meters = self.fresh_meters() if extra["end_of_epoch"] else dict(extra.get("meters") or self.fresh_meters())
         C.set_rng_state(extra["rng"])
         logger.info("resumed from %s: epoch %d, %d updates done, %d batches into the epoch",
                     path, self.epoch, self.num_updates, self.iterations_in_epoch)
@@ -258,7 +300,12 @@ class Trainer:
             return True
         return value > self.best if self.maximize else value < self.best
 
-    def validate_and_save(self, end_of_epoch: bool) -> dict:
+    @staticmethod
+    def fresh_meters() -> dict:
+        return {"loss": 0.0, "sample_size": 0.0, "ntokens": 0, "seconds": 0.0}
+
+    def validate_and_save(self, end_of_epoch: bool, row: dict | None = None) -> dict:
+        """Validate, track the best value and save; ``row`` (the epoch's history row) goes into that checkpoint."""
         metrics = self.validate() if self.valid_data is not None else {}
         value = metrics.get(self.metric)
         is_best = self.is_better(value)
@@ -267,6 +314,9 @@ class Trainer:
             self.bad_validations = 0
         else:
             self.bad_validations += 1
+        if row is not None:  # appended before saving, so that resuming from this checkpoint keeps the row
+            tail = {k: row.pop(k) for k in ("tokens_per_s", "seconds")}
+            self.history.append({**row, **{f"valid_{k}": v for k, v in metrics.items() if k != "n"}, **tail})
         self.save_checkpoint(end_of_epoch, is_best)
         return metrics
 
@@ -286,35 +336,37 @@ class Trainer:
 
         ds = self.train_data
         while not self.done():
-            batches = self.epoch_batches(self.epoch)[self.rank::self.world_size]
+            batches = self.rank_batches(self.epoch)
             groups = [batches[i:i + self.args.update_freq] for i in range(0, len(batches), self.args.update_freq)]
             start_group = self.iterations_in_epoch // self.args.update_freq
             bar = tqdm(total=len(groups), initial=start_group, desc=f"epoch {self.epoch:03d}", leave=False,
                        disable=self.args.log_format != "tqdm" or self.rank != 0)
-            t0, tokens, loss_sum, size_sum = time.perf_counter(), 0, 0.0, 0
+            if start_group == 0:
+                self.meters = self.fresh_meters()
+            m, t0 = self.meters, time.perf_counter()
             for g in range(start_group, len(groups)):
-                log = self.train_step([ds.collater([ds[i] for i in b]) for b in groups[g]])
+                log = self.train_step([ds.collater([ds[i] for i in b]) if b is not None else None for b in groups[g]])
                 self.iterations_in_epoch = (g + 1) * self.args.update_freq
-                tokens += log["ntokens"]
-                loss_sum += log["loss"]
-                size_sum += log["sample_size"] / self.world_size
+                m["ntokens"] += log["ntokens"]
+                m["loss"] += log["loss"]
+                m["sample_size"] += log["sample_size"]
                 bar.update(1)
-                bar.set_postfix(loss=f"{log['loss'] / max(log['sample_size'] / self.world_size, 1):.4f}",
+                bar.set_postfix(loss=f"{log['loss'] / max(log['sample_size'], 1):.4f}",
                                 lr=f"{self.scheduler.get_last_lr()[0]:.1e}")
                 self.log_progress(log)
                 if self.args.save_interval_updates and self.num_updates % self.args.save_interval_updates == 0 \
                         and g + 1 < len(groups):
+                    m["seconds"], t0 = m["seconds"] + time.perf_counter() - t0, time.perf_counter()
                     self.validate_and_save(end_of_epoch=False)
                 if self.args.max_update and self.num_updates >= self.args.max_update:
                     break
             bar.close()
-            seconds = time.perf_counter() - t0
+            seconds = m["seconds"] + time.perf_counter() - t0
             finished_epoch = self.iterations_in_epoch >= len(batches)
-            metrics = self.validate_and_save(end_of_epoch=finished_epoch)
-            row = {"epoch": self.epoch, "updates": self.num_updates, "train_loss": loss_sum / max(size_sum, 1),
-                   **{f"valid_{k}": v for k, v in metrics.items() if k != "n"},
-                   "tokens_per_s": self.all_reduce_sum(tokens) / max(seconds, 1e-9), "seconds": seconds}
-            self.history.append(row)
+            row = {"epoch": self.epoch, "updates": self.num_updates, "train_loss": m["loss"] / max(m["sample_size"], 1),
+                   "tokens_per_s": m["ntokens"] / max(seconds, 1e-9), "seconds": seconds}
+            self.validate_and_save(end_of_epoch=finished_epoch, row=row)
+            row = self.history[-1]
             self.report(row)
             if finished_epoch:
                 self.epoch, self.iterations_in_epoch = self.epoch + 1, 0

@@ -1,0 +1,183 @@
+"""Faults: unsafe or damaged checkpoints, NaN losses and out-of-memory batches.
+
+Checkpoints are loaded with ``torch.load(weights_only=True)`` (scorelib.checkpoint.load_checkpoint),
+so a file that smuggles Python objects is refused before any of its code can run.
+"""
+import logging
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+import scorelib
+from conftest import train_args
+from scorelib import checkpoint as C
+from scorelib.cli import eval_cli, score_cli, train_cli
+from scorelib.model import ScoringModel
+from scorelib.trainer import Trainer
+
+TRAIN_ARGV = ["--cpu", "--max-epoch", "1", "--max-train-rows", "16", "--max-eval-rows", "8", "--batch-size", "4",
+              "--log-format", "simple", "--no-epoch-checkpoints"]
+
+
+class Payload:
+    """Unpickling this runs ``open(marker, "w")``, which creates the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def save_dir_with(trained_dir, target, write_checkpoint):
+    """A copy of a real save dir's assets with a checkpoint_best.pt written by ``write_checkpoint(path)``."""
+    for name in ("tokenizer", "encoder"):
+        shutil.copytree(trained_dir / name, target / name)
+    shutil.copyfile(trained_dir / "prompts.json", target / "prompts.json")
+    write_checkpoint(target / "checkpoint_best.pt")
+    return target
+
+
+def plant(path, marker):
+    torch.save({"format_version": 1, "model": {}, "cfg": Payload(marker)}, path)
+
+
+def test_the_planted_payload_is_live(tmp_path):
+    """Control: without weights_only the planted file does run its code, so the refusals below mean something."""
+    marker = tmp_path / "ran"
+    plant(tmp_path / "evil.pt", marker)
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_planted_pickle_is_refused_by_load_eval_score_and_finetune(trained_dir, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    save_dir = save_dir_with(trained_dir, tmp_path / "evil", lambda p: plant(p, marker))
+    evil = save_dir / "checkpoint_best.pt"
+
+    with pytest.raises(C.CheckpointError, match="refused to load") as info:
+        scorelib.load(save_dir, device="cpu")
+    message = str(info.value)
+    assert str(evil) in message and "Unsupported global" in message and "open" in message
+    assert "weights_only=False" not in message and "\x1b" not in message  # no advice to switch the check off
+    assert not marker.exists()
+
+    assert eval_cli([str(save_dir), "--cpu", "--split", "valid", "--results-path", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scorelib-eval: error:") and "refused to load" in err and "Traceback" not in err
+    assert not marker.exists() and not (tmp_path / "res").exists()
+
+    assert score_cli([str(evil), "--cpu", "--prompt", "q1", "some answer"]) == 2
+    assert "refused to load" in capsys.readouterr().err
+    assert not marker.exists()
+
+    rc = train_cli(["--save-dir", str(tmp_path / "ft"), *TRAIN_ARGV, "--finetune-from-model", str(evil)])
+    assert rc == 2 and "refused to load" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_checkpoints_give_clear_errors(trained_dir, tmp_path, capsys):
+    def truncated(path):
+        shutil.copyfile(trained_dir / "checkpoint_best.pt", path)
+        os.truncate(path, path.stat().st_size // 2)
+
+    save_dir = save_dir_with(trained_dir, tmp_path / "cut", truncated)
+    with pytest.raises(C.CheckpointError, match="truncated") as info:
+        scorelib.load(save_dir, device="cpu")
+    assert str(save_dir / "checkpoint_best.pt") in str(info.value)
+    assert eval_cli([str(save_dir), "--cpu", "--split", "valid"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read this checkpoint" in err and "Traceback" not in err
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(C.CheckpointError, match="not a scorelib checkpoint"):
+        C.load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        C.load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.fixture
+def train_batches(monkeypatch):
+    """Records the keys of each training update's batches."""
+    seen = []
+    original = Trainer.train_step
+
+    def step(trainer, samples):
+        seen.append([k for s in samples for k in s["key"]])
+        return original(trainer, samples)
+
+    monkeypatch.setattr(Trainer, "train_step", step)
+    return seen
+
+
+def nan_on_training_call(monkeypatch, n):
+    """Make the ``n``-th training forward return NaN scores."""
+    calls = []
+    original = ScoringModel.forward
+
+    def forward(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if self.training:
+            calls.append(1)
+            if len(calls) == n:
+                return {"encoder_out": out["encoder_out"] * float("nan")}
+        return out
+
+    monkeypatch.setattr(ScoringModel, "forward", forward)
+
+
+def test_nan_loss_stops_training_naming_the_batch(tmp_path, monkeypatch, capsys, train_batches):
+    nan_on_training_call(monkeypatch, 2)
+    assert train_cli(["--save-dir", str(tmp_path / "nan"), *TRAIN_ARGV]) == 2
+    err = capsys.readouterr().err
+    assert len(train_batches) == 2  # stopped on the second update
+    assert "loss is nan at update 2" in err and "--skip-invalid-loss" in err and "Traceback" not in err
+    for key in train_batches[1]:
+        assert key in err
+    assert not any(key in err for key in train_batches[0])
+
+
+@pytest.fixture
+def scorelib_log():
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("scorelib")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_skip_invalid_loss_skips_logs_and_finishes(tmp_path, monkeypatch, train_batches, scorelib_log):
+    nan_on_training_call(monkeypatch, 2)
+    save_dir = tmp_path / "skip"
+    out = scorelib.train(train_args(save_dir, *TRAIN_ARGV[1:], "--skip-invalid-loss"))
+    assert len(train_batches) == 4  # every batch of the epoch was still visited
+    skipped = [r.getMessage() for r in scorelib_log if "skipping a batch" in r.getMessage()]
+    assert len(skipped) == 1 and "loss nan" in skipped[0]
+    assert all(key in skipped[0] for key in train_batches[1])
+    row = out["history"][-1]
+    assert row["updates"] == 4 and math.isfinite(row["train_loss"])
+    state = torch.load(save_dir / "checkpoint_last.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert math.isfinite(out["metrics"]["valid"]["overall"]["rmse"])
+
+
+def test_out_of_memory_names_the_batch_shape_and_max_tokens(tmp_path, monkeypatch, capsys):
+    shapes = []
+
+    def forward(self, input_ids, *args, **kwargs):
+        shapes.append(tuple(input_ids.shape))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(ScoringModel, "forward", forward)
+    rc = train_cli(["--save-dir", str(tmp_path / "oom"), *TRAIN_ARGV, "--max-tokens", "1000"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    b, t = shapes[0]
+    assert len(shapes) == 1 and f"out of memory on a batch of {b} texts x {t} tokens" in err
+    assert "lower --max-tokens (now 1000)" in err and "Traceback" not in err

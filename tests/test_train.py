@@ -1,0 +1,291 @@
+"""Tests of training runs and their checkpoints (scorelib.trainer, scorelib.checkpoint, scorelib.cli.train).
+
+Every run here is a real, tiny one: the default encoder on a few rows of the demo data.
+"""
+import math
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import train_args
+from scorelib import train
+from scorelib.trainer import MAXIMIZE, Trainer
+
+# the columns of SAVE_DIR/history.csv, one row per epoch (Trainer.train)
+HISTORY_COLUMNS = ["epoch", "updates", "train_loss", "valid_qwk", "valid_qwk_pooled", "valid_pearson",
+                   "valid_spearman", "valid_rmse", "valid_loss", "tokens_per_s", "seconds"]
+# 32 rows in batches of 8: 4 updates per epoch, a checkpoint after update 2 and at the end of the epoch
+BASE = ["--max-train-rows", "32", "--max-eval-rows", "16", "--batch-size", "8", "--save-interval-updates", "2"]
+TINY = ["--max-train-rows", "16", "--max-eval-rows", "8", "--batch-size", "8", "--no-epoch-checkpoints"]
+
+
+def load_pt(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_plain(value, where="checkpoint"):
+    """Only tensors and plain Python values (what ``weights_only=True`` accepts by design)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert isinstance(k, (str, int)), f"{where}: key {k!r} of type {type(k).__name__}"
+            assert_plain(v, f"{where}[{k!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            assert_plain(v, f"{where}[{i}]")
+    else:
+        assert value is None or isinstance(value, (bool, int, float, str, torch.Tensor)), \
+            f"{where}: {type(value).__name__}"
+
+
+class Recorder:
+    """Wraps ``Trainer.train`` and ``Trainer.train_step`` to look at the trainer as training starts."""
+
+    def __init__(self, monkeypatch):
+        self.start, self.steps_from = None, []
+        original_train, original_step = Trainer.train, Trainer.train_step
+        rec = self
+
+        def train_wrapper(trainer):
+            rec.trainer = trainer
+            rec.start = SimpleNamespace(
+                num_updates=trainer.num_updates, epoch=trainer.epoch, optimizer_state=len(trainer.optimizer.state),
+                scheduler_steps=trainer.scheduler.last_epoch, amp_dtype=trainer.amp_dtype,
+                ques_emb=trainer.model.ques_emb.weight.detach().clone(),
+                model={k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+            return original_train(trainer)
+
+        def step_wrapper(trainer, samples):
+            rec.steps_from.append(trainer.num_updates)
+            return original_step(trainer, samples)
+
+        monkeypatch.setattr(Trainer, "train", train_wrapper)
+        monkeypatch.setattr(Trainer, "train_step", step_wrapper)
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    save_dir = tmp_path_factory.mktemp("base") / "ckpt"
+    out = train(train_args(save_dir, *BASE))
+    return SimpleNamespace(dir=save_dir, out=out)
+
+
+def test_short_run_writes_best_last_epoch_and_update_checkpoints(base_run):
+    d = base_run.dir
+    for name, updates in [("checkpoint_1_2.pt", 2), ("checkpoint1.pt", 4)]:
+        state = load_pt(d / name)
+        assert state["extra_state"]["num_updates"] == updates, name
+        assert state["extra_state"]["epoch"] == 1
+    assert state["extra_state"]["end_of_epoch"] is True
+    assert load_pt(d / "checkpoint_1_2.pt")["extra_state"]["end_of_epoch"] is False
+    assert load_pt(d / "checkpoint_1_2.pt")["extra_state"]["iterations_in_epoch"] == 2
+    best = load_pt(d / "checkpoint_best.pt")
+    assert best["extra_state"]["num_updates"] in (2, 4)
+    assert best["extra_state"]["best"]["metric"] == "qwk"  # the demo has a score step, so QWK picks the best
+    assert {p.name for p in d.glob("*.pt")} >= {"checkpoint_best.pt", "checkpoint_last.pt", "checkpoint1.pt",
+                                                 "checkpoint_1_2.pt"}
+    assert not list(d.glob(".*tmp*")), "temporary files left behind"
+    assert (d / "tokenizer").is_dir() and (d / "encoder" / "config.json").is_file() and (d / "prompts.json").is_file()
+
+
+def test_no_epoch_checkpoints_keeps_only_best_and_last(trained_dir):
+    assert sorted(p.name for p in trained_dir.glob("*.pt")) == ["checkpoint_best.pt", "checkpoint_last.pt"]
+
+
+def test_checkpoint_layout_holds_only_tensors_and_plain_values(base_run):
+    state = load_pt(base_run.dir / "checkpoint1.pt")
+    assert {"cfg", "model", "optimizer_history", "extra_state", "last_optimizer_state", "format_version"} <= set(state)
+    assert state["format_version"] == 1
+    assert_plain(state)
+    extra = state["extra_state"]
+    assert {"epoch", "num_updates", "best", "iterations_in_epoch", "rng"} <= set(extra)
+    assert {"python", "numpy", "torch"} <= set(extra["rng"])
+    assert isinstance(extra["rng"]["torch"], torch.Tensor)
+    assert state["cfg"]["save_dir"] == str(base_run.dir) and state["cfg"]["batch_size"] == 8
+    assert state["optimizer_history"][-1]["num_updates"] == 4
+    assert state["optimizer_history"][-1]["optimizer_name"] == "AdamW"
+    assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
+    assert state["model"]["ques_emb.weight"].shape[0] == 3
+    opt = state["last_optimizer_state"]
+    n_params = sum(len(g["params"]) for g in opt["param_groups"])
+    # keyed by parameter index, as torch expects (the encoder's unused pooler gets no gradient, so no state)
+    assert set(opt["state"]) <= set(range(n_params)) and len(opt["state"]) >= n_params - 2
+    assert all("exp_avg" in s and "exp_avg_sq" in s for s in opt["state"].values())
+
+
+def test_history_csv_has_the_documented_columns(base_run):
+    frame = pd.read_csv(base_run.dir / "history.csv")
+    assert list(frame.columns) == HISTORY_COLUMNS
+    first = frame.iloc[0]
+    assert (first["epoch"], first["updates"]) == (1, 4)
+    assert math.isfinite(first["train_loss"]) and 0 < first["train_loss"] < 1  # MSE of scores in [0, 1]
+    assert first["tokens_per_s"] > 0 and first["seconds"] > 0
+    assert list(base_run.out["history"][0]) == HISTORY_COLUMNS
+    assert set(base_run.out["metrics"]) == {"valid", "test"}  # checkpoint_best evaluated after training
+
+
+def build_trainer(args, tokenizer):
+    """What ``scorelib.cli.train`` builds before it calls ``Trainer.train``."""
+    from scorelib.cli import set_seed
+    from scorelib.tasks import TextScoringTask
+
+    set_seed(args.seed)
+    task = TextScoringTask.setup_task(args, tokenizer)
+    model = task.build_model(args)
+    return Trainer(args, task, model, task.build_criterion(args))
+
+
+def test_rerun_with_more_epochs_resumes_optimizer_schedule_and_update_count(base_run, tokenizer, monkeypatch):
+    d = base_run.dir
+    saved = load_pt(d / "checkpoint_last.pt")
+    assert saved["extra_state"]["num_updates"] == 4
+    args = train_args(d, *BASE, "--max-epoch", "2")
+
+    trainer = build_trainer(args, tokenizer)
+    assert len(trainer.optimizer.state) == 0  # a fresh optimizer has no moments until loaded
+    assert trainer.load_checkpoint(d / "checkpoint_last.pt")
+    assert (trainer.num_updates, trainer.epoch, trainer.iterations_in_epoch) == (4, 2, 0)
+    assert trainer.scheduler.last_epoch == 4
+    # the moments must sit on the parameters themselves (where AdamW.step reads them)
+    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert len(trainer.optimizer.state) == len(saved["last_optimizer_state"]["state"]) > len(params) - 3
+    for i, moments in saved["last_optimizer_state"]["state"].items():
+        assert params[i] in trainer.optimizer.state, i
+        loaded = trainer.optimizer.state[params[i]]
+        assert torch.equal(loaded["exp_avg"], moments["exp_avg"])
+        assert torch.equal(loaded["exp_avg_sq"], moments["exp_avg_sq"])
+        assert float(loaded["step"]) == 4
+    for name, value in trainer.model.state_dict().items():
+        assert torch.equal(value, saved["model"][name]), name
+    del trainer
+
+    before = pd.read_csv(d / "history.csv")
+    rec = Recorder(monkeypatch)
+    out = train(args)
+    assert rec.start.num_updates == 4 and rec.start.epoch == 2
+    assert rec.steps_from == [4, 5, 6, 7]  # updates 5..8: none repeated, none skipped
+    after = pd.read_csv(d / "history.csv")
+    assert after["epoch"].tolist() == [1, 2] and after["updates"].tolist() == [4, 8]
+    pd.testing.assert_series_equal(after.iloc[0][HISTORY_COLUMNS[:9]], before.iloc[0][HISTORY_COLUMNS[:9]])
+    assert [row["epoch"] for row in out["history"]] == [1, 2]
+    assert load_pt(d / "checkpoint2.pt")["extra_state"]["num_updates"] == 8
+    assert load_pt(d / "checkpoint_2_6.pt")["extra_state"]["num_updates"] == 6
+    assert load_pt(d / "checkpoint1.pt")["extra_state"]["num_updates"] == 4  # untouched
+
+
+def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeypatch):
+    import scorelib.checkpoint as C
+
+    src = tmp_path / "src"
+    train(train_args(src, *TINY, "--prompts", "q1,q2"))
+    source = load_pt(src / "checkpoint_last.pt")
+    assert source["prompts"]["ids"] == ["q1", "q2"]
+    old_q2 = source["model"]["ques_emb.weight"][1]
+
+    fresh_rows = []
+    original = C.load_finetune_weights
+
+    def spy(model, state, prompts, config, path):
+        fresh_rows.append((str(path), model.ques_emb.weight.detach().clone()))
+        return original(model, state, prompts, config, path)
+
+    monkeypatch.setattr(C, "load_finetune_weights", spy)
+    rec = Recorder(monkeypatch)
+    dst = tmp_path / "dst"
+    argv = [*TINY, "--prompts", "q2,q3", "--finetune-from-model", src / "checkpoint_last.pt"]
+    train(train_args(dst, *argv))
+    assert [p for p, _ in fresh_rows] == [str(src / "checkpoint_last.pt")]
+    start = rec.start
+    assert (start.num_updates, start.optimizer_state, start.scheduler_steps) == (0, 0, 0)
+    assert rec.steps_from[0] == 0
+    rows = start.ques_emb  # ids are now [q2, q3]
+    assert torch.equal(rows[0], old_q2), "q2's row must carry over"
+    assert torch.equal(rows[1], fresh_rows[0][1][1]), "q3's row must be the fresh one"
+    assert not any(torch.equal(rows[1], r) for r in source["model"]["ques_emb.weight"])
+    for name, value in source["model"].items():
+        if name != "ques_emb.weight":
+            assert torch.equal(start.model[name], value), name
+    done = load_pt(dst / "checkpoint_last.pt")
+    assert done["prompts"]["ids"] == ["q2", "q3"]
+    assert done["extra_state"]["num_updates"] == 2
+
+    # once checkpoint_last.pt exists, the same command resumes and --finetune-from-model is ignored
+    fresh_rows.clear()
+    train(train_args(dst, *argv, "--max-epoch", "2"))
+    assert [p for p, _ in fresh_rows] == [str(dst / "checkpoint_last.pt")]  # only the resume loads weights
+    assert rec.start.num_updates == 2 and rec.steps_from[-2:] == [2, 3]
+    assert torch.equal(rec.start.ques_emb, done["model"]["ques_emb.weight"])
+    assert not torch.equal(rec.start.ques_emb[0], old_q2)
+
+
+def test_bf16_trains_on_the_cpu(tmp_path, monkeypatch):
+    rec = Recorder(monkeypatch)
+    dtypes = []
+    original = Trainer.train
+
+    def hooked(trainer):
+        trainer.model.head[1].register_forward_hook(lambda m, i, o: dtypes.append((m.training, o.dtype)))
+        return original(trainer)
+
+    monkeypatch.setattr(Trainer, "train", hooked)
+    out = train(train_args(tmp_path / "bf16", *TINY, "--max-train-rows", "8", "--bf16"))
+    assert rec.start.amp_dtype == torch.bfloat16 and rec.trainer.device.type == "cpu"
+    assert (True, torch.bfloat16) in dtypes, "the training forward did not run under bfloat16 autocast"
+    state = load_pt(tmp_path / "bf16" / "checkpoint_last.pt")
+    assert state["cfg"]["bf16"] is True and state["extra_state"]["num_updates"] == 1
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in state["model"].values()
+               if v.is_floating_point())
+    assert math.isfinite(out["history"][0]["train_loss"])
+
+
+def test_update_freq_2_halves_the_number_of_updates(tmp_path, base_run, monkeypatch):
+    rec = Recorder(monkeypatch)
+    out = train(train_args(tmp_path / "uf2", *BASE, "--update-freq", "2", "--no-epoch-checkpoints"))
+    base_updates = pd.read_csv(base_run.dir / "history.csv")["updates"].iloc[0]
+    assert base_updates == 4
+    assert out["history"][0]["updates"] == base_updates // 2
+    assert rec.steps_from == [0, 1] and rec.trainer.total_updates == 2
+    assert load_pt(tmp_path / "uf2" / "checkpoint_last.pt")["extra_state"]["num_updates"] == 2
+    # the interval checkpoint counts updates, not batches
+    assert (tmp_path / "uf2" / "checkpoint_best.pt").is_file() and not list((tmp_path / "uf2").glob("checkpoint_1_*.pt"))
+
+
+def test_is_better_follows_the_metric_direction(tokenizer):
+    from scorelib.tasks import TextScoringTask
+
+    assert MAXIMIZE["rmse"] is False and MAXIMIZE["loss"] is False
+    assert MAXIMIZE["pearson"] is True and MAXIMIZE["qwk"] is True
+
+    def trainer_for(*extra):
+        args = train_args("unused", "--max-train-rows", "8", "--max-eval-rows", "8", *extra)
+        task = TextScoringTask.setup_task(args, tokenizer)
+        return Trainer(args, task, torch.nn.Linear(2, 1), None)
+
+    rmse = trainer_for("--best-checkpoint-metric", "rmse")
+    assert (rmse.metric, rmse.maximize) == ("rmse", False)
+    assert rmse.is_better(2.0)  # nothing yet
+    rmse.best = 2.0
+    assert rmse.is_better(1.5) and not rmse.is_better(2.5) and not rmse.is_better(2.0)
+    assert not rmse.is_better(float("nan")) and not rmse.is_better(None)
+
+    pearson = trainer_for("--best-checkpoint-metric", "pearson")
+    assert (pearson.metric, pearson.maximize) == ("pearson", True)
+    pearson.best = 0.5
+    assert pearson.is_better(0.6) and not pearson.is_better(0.4)
+
+    assert trainer_for().metric == "qwk"  # the demo data has a score step
+    assert trainer_for("--best-checkpoint-metric", "loss", "--maximize-best-checkpoint-metric").maximize is True
+
+
+def test_patience_stops_training_early(tmp_path):
+    # lr 0: the weights never change, so after the first validation none is better
+    save_dir = tmp_path / "patience"
+    out = train(train_args(save_dir, *TINY, "--max-train-rows", "8", "--max-epoch", "4", "--patience", "0",
+                           "--lr", "0", "--best-checkpoint-metric", "rmse"))
+    epochs = [row["epoch"] for row in out["history"]]
+    assert epochs == [1, 2], epochs
+    assert out["history"][0]["valid_rmse"] == out["history"][1]["valid_rmse"]
+    extra = load_pt(save_dir / "checkpoint_last.pt")["extra_state"]
+    assert extra["bad_validations"] == 1 and extra["best"]["value"] == out["history"][0]["valid_rmse"]
+    assert load_pt(save_dir / "checkpoint_best.pt")["extra_state"]["epoch"] == 1
