@@ -213,7 +213,7 @@ class ScoringDataset(torch.utils.data.Dataset):
         self.texts = self.frame["text"].astype(str).tolist()
         self.contexts = resolve_contexts(self.frame, table)
         self.prompt_ids = np.array([table.index(p) for p in self.prompts], dtype=np.int64)
-        self.targets = table.scale(self.frame["score"].to_numpy(dtype=float), self.prompts).astype(np.float32)
+        self.targets = table.scale(self.frame["score"].to_numpy(dtype=float), self.prompts)  # float64
         self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
         self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
         self.num_truncated = count_truncated(tokenizer, self.texts, self.contexts, self.sizes, max_length)

@@ -56,7 +56,8 @@ def results_frame(keys, prompts, gold01, pred01, texts, table: PromptTable) -> p
     pred = table.unscale(pred01, prompts)
     return pd.DataFrame({
         "key": pd.Series(keys, dtype=object), "prompt": pd.Series(prompts, dtype=object),
-        "gold": table.unscale(gold01, prompts), "pred": pred,
+        # gold went through [0, 1] and back: drop the last bits of float error (4.000000000000001 -> 4.0)
+        "gold": np.round(table.unscale(gold01, prompts), 10), "pred": pred,
         "pred_rounded": table.round(pred, prompts), "text": pd.Series(texts, dtype=object),
     }, columns=COLUMNS)
 
