@@ -169,6 +169,9 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request)
     _run_all_until_widget(page, lab, notebook)
 
     widget = page.locator(".scorelib-widget").last
+    # a long notebook: bring the widget on screen first (JupyterLab may skip drawing cells out of view)
+    widget.evaluate("el => el.scrollIntoView({block: 'center'})")
+    page.wait_for_timeout(500)
     output = widget.locator(".widget-output")
     before = output.inner_text()
     widget.locator("textarea").fill(ANSWER)
