@@ -1,0 +1,152 @@
+"""Shared helpers of the benchmarks: real texts, the machine, child processes, tables, results.json.
+
+The benchmarks read the real data sets from ``../shared/data`` (beside the checkout; override with
+``SCORELIB_SHARED_DATA``) and never copy them into the repository: prepared tables go to a temporary
+folder. Speed benchmarks fall back to the embedded demo data, with a warning, where that folder is absent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SCORELIB_SHARED_DATA", ROOT.parent / "shared" / "data"))
+RESULTS = ROOT / "bench" / "results.json"
+MOHLER = SHARED_DATA / "mohler_sag" / "mohler_texas_sag_v2.csv"
+CLEAR_PARTS = [SHARED_DATA / "clear_readability" / f"CLEAR_corpus_final_part{i}of2.csv" for i in (1, 2)]
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def have_shared_data() -> bool:
+    return MOHLER.is_file() and all(p.is_file() for p in CLEAR_PARTS)
+
+
+def load_mohler() -> pd.DataFrame:
+    """Mohler SAG rows used in the paper (``ignored_in_paper`` False), ids read as strings."""
+    frame = pd.read_csv(MOHLER, dtype={"question_id": str, "id": str})
+    return frame[~frame["ignored_in_paper"].astype(bool)].reset_index(drop=True)
+
+
+def load_clear() -> pd.DataFrame:
+    """The CLEAR corpus (both CSV parts, in order)."""
+    return pd.concat([pd.read_csv(p) for p in CLEAR_PARTS], ignore_index=True)
+
+
+def skewed_texts(n: int = 256, seed: int = 0, long_share: float = 0.5) -> tuple[list[str], np.ndarray, str]:
+    """``n`` real, length-skewed texts: CLEAR excerpts (long) and Mohler answers (short), shuffled.
+
+    Returns:
+        tuple: texts, targets in [0, 1] (BT_easiness or score_avg scaled), and a description of the source.
+    """
+    rng = np.random.default_rng(seed)
+    if not have_shared_data():
+        print(f"WARNING: {SHARED_DATA} not found: the speed benchmark falls back to the embedded demo data "
+              f"(short answers only, so the figures are not comparable to the README's)", file=sys.stderr)
+        from scorelib import demo
+
+        frame = demo.load_demo()["train"]
+        frame = frame.iloc[rng.permutation(len(frame))[:n]]
+        lo = frame["prompt"].map(lambda p: demo.DEMO_RANGES[p][0])
+        hi = frame["prompt"].map(lambda p: demo.DEMO_RANGES[p][1])
+        return frame["text"].tolist(), ((frame["score"] - lo) / (hi - lo)).to_numpy(np.float32), "demo data (fallback)"
+    n_long = int(round(n * long_share))
+    clear, mohler = load_clear(), load_mohler()
+    c = clear.iloc[rng.permutation(len(clear))[:n_long]]
+    m = mohler.iloc[rng.permutation(len(mohler))[: n - n_long]]
+    texts = c["Excerpt"].tolist() + m["student_answer"].astype(str).tolist()
+    target = np.concatenate([(c["BT_easiness"].to_numpy() + 3.7) / 5.5, m["score_avg"].to_numpy() / 5.0])
+    order = rng.permutation(n)
+    desc = f"{n_long} CLEAR excerpts + {n - n_long} Mohler SAG answers (seed {seed})"
+    return [texts[i] for i in order], target[order].astype(np.float32), desc
+
+
+def machine() -> dict:
+    """CPU model, cores, load, library versions: what a figure was measured on."""
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "loadavg_1m": round(os.getloadavg()[0], 2),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def emit(obj: dict) -> None:
+    """A child's result: one JSON line, prefixed so the parent can find it among log lines."""
+    print("BENCH_RESULT " + json.dumps(obj), flush=True)
+
+
+def run_child(args: list[str], env: dict | None = None, timeout: float | None = None, log=None) -> dict:
+    """Run ``python args...`` in a fresh process and return the dict it :func:`emit`-ted."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=ROOT)
+    if log is not None:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            f.write(f"$ {' '.join(args)}\n{proc.stdout}\n{proc.stderr}\n")
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"child {' '.join(args)} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(lines[-1][len("BENCH_RESULT "):])
+    out["child_wall_s"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def median(values) -> float:
+    return float(np.median([v for v in values if v is not None]))
+
+
+def print_table(rows: list[dict], columns: list[str], title: str = "") -> None:
+    """Print rows as an aligned text table."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    if title:
+        print(f"\n{title}")
+    print("  ".join(c.rjust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+
+
+def save_result(name: str, obj: dict) -> None:
+    """Store one benchmark's object under ``name`` in bench/results.json (other entries are kept)."""
+    import fcntl
+
+    (ROOT / "bench" / "out").mkdir(exist_ok=True)
+    with open(ROOT / "bench" / "out" / "results.lock", "w") as lock:  # benchmarks may finish at the same time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        data[name] = obj
+        tmp = RESULTS.with_suffix(f".json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, RESULTS)
