@@ -46,6 +46,14 @@ KERNEL_IDLE_JS = """() => {
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
   return !!(k && w.context && w.context.isReady && k.status === 'idle');
 }"""
+ACTIVATE_JS = """(path) => {
+  const app = window.jupyterapp;
+  if (!app) return null;
+  for (const w of app.shell.widgets('main')) {
+    if (w.context && w.context.path === path) { app.shell.activateById(w.id); return w.id; }
+  }
+  return null;
+}"""
 WIDGET_NOTEBOOK = """import scorelib
 from pathlib import Path
 from scorelib.widget import ScoringWidget
@@ -140,11 +148,14 @@ def page(sync_playwright):
 def _run_all_until_widget(page, lab, notebook: str):
     """Open ``notebook``, run all cells and wait for the last Score button; fail fast on a traceback."""
     page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
+    # JupyterLab may restore tabs of earlier tests: bring this notebook's panel to the front, look only in it
+    panel_id = page.wait_for_function(ACTIVATE_JS, arg=notebook, timeout=120_000).json_value()
     page.wait_for_function(KERNEL_IDLE_JS, timeout=120_000)
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    panel = page.locator(f"[id='{panel_id}']")
     deadline = time.monotonic() + RUN_TIMEOUT_S
-    errors = page.locator(".jp-OutputArea-output").filter(has_text="Traceback")
-    while page.locator(".scorelib-score").count() == 0:
+    errors = panel.locator(".jp-OutputArea-output").filter(has_text="Traceback")
+    while panel.locator(".scorelib-score").count() == 0:
         if errors.count():
             pytest.fail(f"{notebook} raised while running:\n{errors.first.inner_text()[-3000:]}")
         if time.monotonic() > deadline:
@@ -153,6 +164,7 @@ def _run_all_until_widget(page, lab, notebook: str):
     page.wait_for_function(KERNEL_IDLE_JS, timeout=int(RUN_TIMEOUT_S * 1000))
     if errors.count():
         pytest.fail(f"{notebook} raised while running:\n{errors.first.inner_text()[-3000:]}")
+    return panel
 
 
 @pytest.mark.parametrize("notebook", ["widget_check.ipynb", "04_train_eval.ipynb"])
@@ -166,9 +178,9 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request)
         nbformat.write(nb, lab["root"] / notebook)
     elif not (lab["root"] / notebook).is_file():
         pytest.skip(f"notebooks/{notebook} does not exist yet")
-    _run_all_until_widget(page, lab, notebook)
+    panel = _run_all_until_widget(page, lab, notebook)
 
-    widget = page.locator(".scorelib-widget").last
+    widget = panel.locator(".scorelib-widget").last
     # a long notebook: bring the widget on screen first (JupyterLab may skip drawing cells out of view)
     widget.evaluate("el => el.scrollIntoView({block: 'center'})")
     page.wait_for_timeout(500)
