@@ -25,8 +25,8 @@ def f(x, nd=1) -> str:
     return "n/a" if x is None else f"{x:,.{nd}f}"
 
 
-def machine_line(m: dict) -> str:
-    return (f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads; torch {m['torch']}, transformers "
+def machine_line(m: dict, threads=None) -> str:
+    return (f"{m['cpu']}, {m['cores']} cores, {threads or m['torch_threads']} torch threads; torch {m['torch']}, transformers "
             f"{m['transformers']}, Python {m['python']}; {m['date']}")
 
 
@@ -57,7 +57,7 @@ def render(data: dict) -> str:
                         f"backward + AdamW loop on pre-built tensors of the same batches {f(o['bare_epoch_s'], 2)} s "
                         f"({f(o['scorelib_tokens_per_s'])} vs {f(o['bare_tokens_per_s'])} tokens/s): overhead "
                         f"**{o['overhead_pct']:+.1f}%** (goal < 10%: {yes(o['goal_overhead_lt_10pct'])})."]
-        out += ["", f"Machine: {machine_line(t['machine'])}. 1-minute load average during the runs: "
+        out += ["", f"Machine: {machine_line(t['machine'], t.get('threads'))}. 1-minute load average during the runs: "
                     f"{', '.join(map(str, t['loadavg_1m_during']))}. Command: `{t['command']}`", ""]
     s = data.get("score")
     if s:
@@ -73,7 +73,7 @@ def render(data: dict) -> str:
                 f"Single-text overhead at p50: **{a['overhead_p50_pct']:+.1f}%** (goal < 20%: "
                 f"{yes(a['goal_overhead_p50_lt_20pct'])}); batch throughput **{100 * b['ratio_throughput_scorer_vs_bare']:.1f}%** "
                 f"of bare (goal >= 90%: {yes(b['goal_ratio_ge_0.9'])}).", "",
-                f"Machine: {machine_line(s['machine'])}. Load during the runs: "
+                f"Machine: {machine_line(s['machine'], s.get('threads'))}. Load during the runs: "
                 f"{', '.join(map(str, s['loadavg_1m_during']))}. Command: `{s['command']}`", ""]
     for name, goal in (("mohler_sag", "Pearson >= 0.70, RMSE <= 0.80"), ("clear_readability", "RMSE <= 0.55")):
         q = data.get(f"quality_{name}")
