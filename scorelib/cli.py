@@ -32,8 +32,9 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def results_dir(args) -> Path:
-    path = Path(args.results_path) if args.results_path else Path(args.save_dir) / "results"
+def results_dir(args, save_dir=None) -> Path:
+    """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file."""
+    path = Path(args.results_path) if args.results_path else Path(save_dir or args.save_dir) / "results"
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"--results-path {path}: is a file, not a folder")
     return path
@@ -175,9 +176,7 @@ def evaluate_checkpoint(args, parser) -> dict:
                 continue  # column names the demo data set for itself (context) do not apply to the user's table
             setattr(args, key, value)
     args.seed = cfg.get("seed", 1)
-    results_path = Path(args.results_path) if args.results_path else ckpt.parent / "results"
-    if results_path.exists() and not results_path.is_dir():
-        raise NotADirectoryError(f"--results-path {results_path}: is a file, not a folder")
+    results_path = results_dir(args, save_dir=ckpt.parent)
     out = {}
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
