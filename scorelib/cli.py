@@ -44,11 +44,15 @@ def evaluate_split(trainer: Trainer, split: str, ckpt_name: str, results_path) -
     """Predict one split with the trainer's model and write the seed's ``result-{ckpt}-{split}`` files."""
     ds = trainer.task.dataset(split)
     loss, preds = trainer.predict(ds)
-    sample = {"key": ds.keys, "prompt": ds.prompts, "text": ds.texts, "target": torch.from_numpy(ds.targets)}
-    triples = [(loss, sample, {"encoder_out": torch.from_numpy(preds)})]
     if trainer.rank != 0:
         return None, None
-    return E.evaluate(triples, ckpt_name, trainer.task.prompts, results_path, split)
+    return E.evaluate(result_triples(ds, preds, loss), ckpt_name, trainer.task.prompts, results_path, split)
+
+
+def result_triples(ds, preds, loss=None) -> list:
+    """A whole split as the seed's ``(loss, sample, result)`` triples (one triple, rows in input order)."""
+    sample = {"key": ds.keys, "prompt": ds.prompts, "text": ds.texts, "target": torch.from_numpy(ds.targets)}
+    return [(loss, sample, {"encoder_out": torch.from_numpy(preds)})]
 
 
 def train(args) -> dict:
@@ -182,9 +186,7 @@ def evaluate_checkpoint(args, parser) -> dict:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
         preds = scorer.score01_dataset(ds, bf16=args.bf16)
-        sample = {"key": ds.keys, "prompt": ds.prompts, "text": ds.texts, "target": torch.from_numpy(ds.targets)}
-        _, metrics = E.evaluate([(None, sample, {"encoder_out": torch.from_numpy(preds)})], ckpt.name,
-                                scorer.table, results_path, split)
+        _, metrics = E.evaluate(result_triples(ds, preds), ckpt.name, scorer.table, results_path, split)
         print(f"{ckpt.name} on {split}: {E.flat_metrics(metrics)}")
         out[split] = metrics
     return out
