@@ -2,12 +2,14 @@
 
 * one short text: latency p50/p95 over ``--calls`` calls after warm-up, scorer and bare calls interleaved;
 * 1,000 texts (real Mohler SAG answers; demo answers where ../shared/data is absent): ``score(texts)`` vs
-  bare forwards of the same length-sorted batches, pre-tokenized and pre-padded; medians of 3 alternating runs.
+  bare forwards of the same length-sorted batches, pre-tokenized and pre-padded; medians of 3 runs, the one timed
+  first alternating between repeats.
 
 The save dir comes from ``--save-dir`` or from a tiny training run on the demo data (``SCORELIB_FAST=1``,
 1 epoch); the model size is the default encoder's either way.
 
-    python bench/bench_score.py [--save-dir DIR] [--calls 200] [--texts 1000] [--repeats 3]
+    python bench/bench_score.py [--save-dir DIR] [--calls 200] [--texts 1000] [--repeats 3] [--threads N]
+    python bench/bench_score.py --calls 10 --warmup 2 --texts 64 --repeats 1 --no-save   # smoke run
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def train_tiny(save_dir: Path) -> None:
     exe = shutil.which("scorelib-train") or str(Path(sys.executable).with_name("scorelib-train"))
     cmd = [exe, "--save-dir", str(save_dir), "--cpu", "--max-epoch", "1", "--max-train-rows", "48",
            "--max-eval-rows", "24", "--no-epoch-checkpoints", "--log-format", "simple"]
-    print("$ SCORELIB_FAST=1", " ".join(cmd[1:]), flush=True)
+    print("$ SCORELIB_FAST=1 scorelib-train", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "SCORELIB_FAST": "1"})
 
 
@@ -49,19 +51,13 @@ def batch_texts(n: int) -> tuple[list[str], str]:
 
 
 def bare_batches(scorer, texts, prompt):
-    """Pre-tokenized, pre-padded batches exactly as ``Scorer.predict`` forms them."""
-    import torch
-
-    from scorelib.data import batch_by_size, collate, tokenize
+    """Pre-tokenized, pre-padded batches exactly as ``Scorer.score`` forms them (its dataset, its batches)."""
+    from scorelib.dataset import batch_by_size
 
     texts, prompt, contexts = scorer.check(texts, prompt, None)
-    enc = tokenize(scorer.tokenizer, texts, contexts, scorer.max_length)
-    pid = scorer.table.index(prompt)
-    items = [{"id": i, "key": "", "prompt": prompt, "text": "", "prompt_id": pid, "target": 0.0,
-              **{k: torch.tensor(v[i]) for k, v in enc.items()}} for i in range(len(texts))]
-    sizes = np.array([len(x["input_ids"]) for x in items])
-    return [collate([items[i] for i in b], scorer.pad_id)["net_input"]
-            for b in batch_by_size(np.argsort(sizes, kind="stable"), sizes.__getitem__, 8192, 256)], int(sizes.sum())
+    ds = scorer.dataset(texts, prompt, contexts)
+    batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, 8192, 256)  # Scorer.score01_dataset's defaults
+    return [ds.collater([ds[i] for i in b])["net_input"] for b in batches], int(ds.sizes.sum())
 
 
 def main(argv=None) -> int:
@@ -118,15 +114,21 @@ def main(argv=None) -> int:
         batches, tokens = bare_batches(scorer, texts, prompt)
         ours_s, bare_s = [], []
         scorer.score(texts[:64], prompt=prompt)  # warm-up
-        for rep in range(opts.repeats):
+        def time_scorer():
             t0 = time.perf_counter()
             scorer.score(texts, prompt=prompt)
             ours_s.append(time.perf_counter() - t0)
+
+        def time_bare():
             t0 = time.perf_counter()
             with torch.inference_mode():
                 for net_input in batches:
                     model(**net_input)["encoder_out"].float().cpu().numpy()
             bare_s.append(time.perf_counter() - t0)
+
+        for rep in range(opts.repeats):  # who goes first alternates between repeats
+            for fn in ((time_scorer, time_bare) if rep % 2 == 0 else (time_bare, time_scorer)):
+                fn()
             loads.append(os.getloadavg()[0])
             print(f"  batch run {rep + 1}: scorer {ours_s[-1]:.2f}s, bare {bare_s[-1]:.2f}s", flush=True)
         o, b = common.median(ours_s), common.median(bare_s)
@@ -147,7 +149,7 @@ def main(argv=None) -> int:
     ], ["case", "scorer", "bare", "ratio"], "scoring (scorelib.load(...).score vs bare forward)")
     print(f"single-text overhead p50 {single['overhead_p50_pct']:+.1f}% (goal < 20%); batch throughput "
           f"{100 * batch['ratio_throughput_scorer_vs_bare']:.1f}% of bare (goal >= 90%)")
-    result = {"single": single, "batch": batch, "threads": torch.get_num_threads(),
+    result = {"method": common.METHOD, "single": single, "batch": batch, "threads": torch.get_num_threads(),
               "loadavg_1m_during": [round(x, 2) for x in loads], "machine": common.machine(),
               "command": "python bench/bench_score.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     if not opts.no_save:

@@ -1,28 +1,31 @@
 """Training throughput: scorelib's trainer vs ``transformers.Trainer``, and scorelib's distance to a bare loop.
 
-Configurations (same encoder, same texts, same epochs, float32, same CPU threads), each run in its own
-process so that its peak RSS is its own, alternating ``--repeats`` times; figures are medians:
+Configurations (same encoder, same texts, same epochs, float32, same CPU threads, fused AdamW on both sides,
+at most 16 texts per batch on both sides), each run in its own process so that its peak RSS is its own,
+``--repeats`` times with the configuration order rotated each repeat; figures are medians:
 
-* ``scorelib``: ``Trainer.train()`` with length-sorted ``batch_by_size`` batches; ``--max-tokens`` is chosen
-  so that the mean batch size is within 10% of 16 (HF's batch size).
+* ``scorelib``: one epoch through ``scorelib.train.train_epoch`` (the loop ``scorelib-train`` runs) with the
+  batches of ``scorelib.dataset.epoch_batches`` (length-sorted, ``--batch-size 16`` like HF, ``--max-tokens``
+  the smallest multiple of 64 at which the mean batch size is within 10% of 16).
 * ``hf_default``: ``AutoModelForSequenceClassification(num_labels=1)`` + ``DataCollatorWithPadding``,
-  batch size 16, random batches padded to the longest.
+  batch size 16, random batches padded to the longest, ``optim="adamw_torch_fused"``.
 * ``hf_group_by_length``: the same with length grouping (transformers 5: ``train_sampling_strategy=
   "group_by_length"``; 4.x: ``group_by_length=True``).
 
-Time is the training loop only (scorelib: the epoch loop that ``history.csv`` times; HF: ``on_epoch_begin``
-to ``on_epoch_end``): model loading, tokenization, validation and checkpoint writing are left out of both.
+Time is the training loop only (scorelib: the epoch's ``seconds`` in its history row, training only; HF:
+``on_epoch_begin`` to ``on_epoch_end``): model loading, tokenization, validation and checkpoint writing are
+left out of both. Each child records the torch threads it really used (``torch.get_num_threads()``) and the
+optimizer it really built (fused or not).
 
 ``overhead``: scorelib's epoch vs a bare forward + backward + AdamW step of the same model on pre-built
 tensors of the same batches, alternating in one process.
 
-    python bench/bench_train.py [--texts 256] [--epochs 1] [--repeats 3] [--threads N]
+    python bench/bench_train.py [--texts 256] [--epochs 1] [--repeats 3] [--threads N] [--no-save]
+    python bench/bench_train.py --texts 32 --repeats 1 --no-save     # smoke run (~2 min)
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import shutil
 import sys
@@ -39,39 +42,11 @@ import common  # noqa: E402
 HF_BATCH = 16
 CONFIGS = ["scorelib", "hf_default", "hf_group_by_length"]
 SEED = 1
+LR = 8e-5
+os.environ["SCORELIB_FAST"] = "0"  # a SCORELIB_FAST=1 left in the shell would cut the rows: never in a benchmark
 
 
 # ---------------------------------------------------------------------------- shared by parent and children
-def tokenizer():
-    from scorelib.tasks import load_tokenizer
-
-    return load_tokenizer(None)
-
-
-def lengths_of(texts) -> np.ndarray:
-    enc = tokenizer()(texts, truncation=True, max_length=512)
-    return np.array([len(x) for x in enc["input_ids"]])
-
-
-def scorelib_batches(sizes: np.ndarray, max_tokens: int, epoch: int = 1) -> list[list[int]]:
-    """The batches scorelib's trainer forms in ``epoch`` (same seeding as ``Trainer.epoch_batches``)."""
-    from scorelib.data import batch_by_size
-
-    order = np.random.default_rng(SEED + epoch).permutation(len(sizes))
-    order = order[np.argsort(sizes[order], kind="stable")]
-    return batch_by_size(order, sizes.__getitem__, max_tokens, 100_000)
-
-
-def choose_max_tokens(sizes: np.ndarray, target: float = HF_BATCH) -> tuple[int, float]:
-    """The ``--max-tokens`` (multiple of 64) whose mean batch size is closest to ``target``."""
-    best = None
-    for mt in range(int(sizes.max()), 20_000, 64):
-        mean = len(sizes) / len(scorelib_batches(sizes, mt))
-        if best is None or abs(mean - target) < abs(best[1] - target):
-            best = (mt, mean)
-    return best
-
-
 def write_data(folder: Path, texts, targets) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"key": [f"t{i}" for i in range(len(texts))], "text": texts, "score": targets}).to_csv(
@@ -83,45 +58,88 @@ def scorelib_args(data: Path, save_dir: Path, max_tokens: int, epochs: int):
     from scorelib.options import parse_args
 
     return parse_args([str(data), "--save-dir", str(save_dir), "--cpu", "--max-epoch", str(epochs),
-                       "--max-tokens", str(max_tokens), "--batch-size", "100000", "--score-range", "0", "1",
+                       "--max-tokens", str(max_tokens), "--batch-size", str(HF_BATCH), "--score-range", "0", "1",
                        "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1000000",
-                       "--seed", str(SEED), "--lr", "8e-5"])
+                       "--seed", str(SEED), "--lr", str(LR)])
+
+
+def setup_task(args):
+    """The task with its train split loaded, as ``scorelib.train.train`` sets it up."""
+    from scorelib.registry import TASK_REGISTRY, lookup
+
+    task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)
+    task.load_dataset("train")
+    return task
+
+
+def choose_max_tokens(dataset, target: int = HF_BATCH) -> tuple[int, float, int]:
+    """The smallest ``--max-tokens`` (a multiple of 64) at which scorelib's epoch-1 batches, capped at ``target``
+    texts (``--batch-size``), have a mean size within 10% of ``target``; returns it, that mean and the batches."""
+    from scorelib.dataset import epoch_batches
+
+    first = 64 * -(-int(dataset.sizes.max()) // 64)
+    for mt in range(first, 64 * 1024 + 1, 64):
+        batches = epoch_batches(dataset, 1, SEED, mt, target)
+        mean = len(dataset) / len(batches)
+        if mean >= 0.9 * target:
+            return mt, mean, len(batches)
+    raise RuntimeError("no --max-tokens up to 65,536 gives batches of ~16 texts")
 
 
 def build_trainer(args):
-    from scorelib.cli import set_seed
-    from scorelib.registry import TASK_REGISTRY, lookup
+    """Task, model, criterion and ``Trainer`` as ``scorelib.train.train`` builds them (train split only)."""
+    from scorelib import checkpoint
+    from scorelib.train import set_seed
     from scorelib.trainer import Trainer
 
     set_seed(args.seed)
-    task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)
-    task.load_dataset("train")
-    return Trainer(args, task, task.build_model(args), task.build_criterion(args))
+    task = setup_task(args)
+    model, criterion = task.build_model(args), task.build_criterion(args)
+    checkpoint.prepare_save_dir(args.save_dir)
+    return Trainer(args, task, model, criterion)
 
 
-def efficiency(batches, sizes) -> float:
-    real = sum(int(sizes[b].sum()) for b in map(np.asarray, batches))
-    padded = sum(len(b) * int(sizes[np.asarray(b)].max()) for b in batches)
-    return real / padded
+def describe_optimizer(opt) -> dict:
+    """The torch optimizer behind wrappers (HF/accelerate wrap it): class and whether it is fused."""
+    while hasattr(opt, "optimizer"):  # scorelib's precision.Optimizer, accelerate's AcceleratedOptimizer
+        opt = opt.optimizer
+    d = getattr(opt, "defaults", {})
+    return {"optimizer": type(opt).__name__, "fused": bool(d.get("fused")), "foreach": d.get("foreach")}
+
+
+def thread_info() -> dict:
+    import torch
+
+    return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+            "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS")}
 
 
 # ---------------------------------------------------------------------------- children
 def child_scorelib(opts) -> dict:
     import torch
 
+    from scorelib.dataset import epoch_batches, padding_efficiency
+    from scorelib.train import Progress, train_epoch
+
     torch.set_num_threads(opts.threads)
     save_dir = Path(tempfile.mkdtemp(prefix="scorelib-bench-ckpt-"))
     try:
-        trainer = build_trainer(scorelib_args(Path(opts.data), save_dir, opts.max_tokens, opts.epochs))
-        history = trainer.train()
+        args = scorelib_args(Path(opts.data), save_dir, opts.max_tokens, opts.epochs)
+        trainer = build_trainer(args)
+        progress = Progress("loss", maximize=False)  # no valid split: nothing is picked; only the loop matters
+        for _ in range(opts.epochs):
+            if not train_epoch(args, trainer, progress):
+                raise RuntimeError(f"epoch {progress.epoch} did not finish")
     finally:
         shutil.rmtree(save_dir, ignore_errors=True)
-    sizes = trainer.train_data.sizes
-    batches = [b for e in range(1, opts.epochs + 1) for b in trainer.epoch_batches(e)]
-    seconds = sum(r["seconds"] for r in history)
-    return {"seconds": seconds, "samples": len(sizes) * opts.epochs, "tokens": int(sizes.sum()) * opts.epochs,
-            "padding_efficiency": efficiency(batches, sizes), "mean_batch_size": len(batches) and
-            len(sizes) * opts.epochs / len(batches), "batches": len(batches)}
+    ds = trainer.train_data
+    batches = [b for e in range(1, opts.epochs + 1)
+               for b in epoch_batches(ds, e, args.seed, args.max_tokens, args.batch_size)]
+    seconds = sum(r["seconds"] for r in progress.history)
+    return {"seconds": seconds, "samples": len(ds) * opts.epochs, "tokens": int(ds.sizes.sum()) * opts.epochs,
+            "padding_efficiency": padding_efficiency(batches, ds.sizes), "mean_batch_size": len(ds) * opts.epochs /
+            len(batches), "max_batch_size": max(map(len, batches)), "batches": len(batches),
+            "updates": trainer.num_updates, **describe_optimizer(trainer.optimizer), **thread_info()}
 
 
 def child_hf(opts, group: bool) -> dict:
@@ -133,17 +151,18 @@ def child_hf(opts, group: bool) -> dict:
                               TrainerCallback, TrainingArguments)
 
     from scorelib import default_model_path
+    from scorelib.model import load_tokenizer
 
     torch.set_num_threads(opts.threads)
     transformers.logging.set_verbosity_error()
     frame = pd.read_csv(Path(opts.data) / "train.csv", keep_default_na=False)
-    tok = tokenizer()
+    tok = load_tokenizer(None)
     enc = tok(frame["text"].tolist(), truncation=True, max_length=512)
     rows = [{**{k: enc[k][i] for k in enc.keys()}, "labels": float(frame["score"][i])} for i in range(len(frame))]
     transformers.set_seed(SEED)
     model = AutoModelForSequenceClassification.from_pretrained(default_model_path(), num_labels=1)
 
-    stats = {"real": 0, "padded": 0, "batches": 0}
+    stats = {"real": 0, "padded": 0, "batches": 0, "max_batch": 0}
     base = DataCollatorWithPadding(tok)
 
     def collate(features):
@@ -151,6 +170,7 @@ def child_hf(opts, group: bool) -> dict:
         stats["real"] += int(batch["attention_mask"].sum())
         stats["padded"] += batch["input_ids"].numel()
         stats["batches"] += 1
+        stats["max_batch"] = max(stats["max_batch"], len(features))
         return batch
 
     times = []
@@ -163,16 +183,16 @@ def child_hf(opts, group: bool) -> dict:
             times[-1][1] = time.perf_counter()
 
     out = tempfile.mkdtemp(prefix="scorelib-bench-hf-")
-    kw = dict(output_dir=out, per_device_train_batch_size=HF_BATCH, num_train_epochs=opts.epochs, learning_rate=8e-5,
-              weight_decay=0.01, warmup_ratio=0.06, max_grad_norm=1.0, lr_scheduler_type="linear",
+    params = inspect.signature(TrainingArguments).parameters
+    kw = dict(output_dir=out, per_device_train_batch_size=HF_BATCH, num_train_epochs=opts.epochs, learning_rate=LR,
+              weight_decay=0.01, max_grad_norm=1.0, lr_scheduler_type="linear", optim="adamw_torch_fused",
               save_strategy="no", eval_strategy="no", logging_strategy="no", report_to=[], use_cpu=True,
               seed=SEED, dataloader_num_workers=0, disable_tqdm=True)
-    params = inspect.signature(TrainingArguments).parameters
+    # 6% linear warm-up, as scorelib's default (transformers 5 takes the ratio as a float warmup_steps)
+    kw.update({"warmup_ratio": 0.06} if "warmup_ratio" in params else {"warmup_steps": 0.06})
     if group:
         kw.update({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in params
                   else {"group_by_length": True})
-    if "warmup_ratio" not in params:
-        kw.pop("warmup_ratio")
     try:
         trainer = Trainer(model=model, args=TrainingArguments(**kw), train_dataset=rows, data_collator=collate,
                           callbacks=[Clock()])
@@ -181,28 +201,27 @@ def child_hf(opts, group: bool) -> dict:
         shutil.rmtree(out, ignore_errors=True)
     return {"seconds": sum(b - a for a, b in times), "samples": len(rows) * opts.epochs, "tokens": stats["real"],
             "padding_efficiency": stats["real"] / stats["padded"], "mean_batch_size": len(rows) * opts.epochs /
-            stats["batches"], "batches": stats["batches"]}
+            stats["batches"], "max_batch_size": stats["max_batch"], "batches": stats["batches"],
+            "updates": trainer.state.global_step, **describe_optimizer(trainer.optimizer), **thread_info()}
 
 
 def child_overhead(opts) -> dict:
     """Alternate scorelib epochs and bare epochs (same model, same batch shapes) in one process."""
     import torch
 
+    from scorelib.dataset import epoch_batches
+    from scorelib.train import Progress, train_epoch
+
     torch.set_num_threads(opts.threads)
     save_dir = Path(tempfile.mkdtemp(prefix="scorelib-bench-ckpt-"))
     try:
-        trainer = build_trainer(scorelib_args(Path(opts.data), save_dir, opts.max_tokens, 1))
+        args = scorelib_args(Path(opts.data), save_dir, opts.max_tokens, opts.repeats)  # one epoch per round
+        trainer = build_trainer(args)
+        progress = Progress("loss", maximize=False)
         ds, model = trainer.train_data, trainer.model
         bare_opt = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
-        ours, bare = [], []
-        for rep in range(opts.repeats):
-            trainer.args.max_epoch = trainer.epoch  # one more epoch
-            epoch = trainer.epoch
-            trainer.train()
-            ours.append(trainer.history[-1]["seconds"])
-            batches = trainer.epoch_batches(epoch)
-            prebuilt = [ds.collater([ds[i] for i in b]) for b in batches]
-            prebuilt = [(s["net_input"], s["target"]) for s in prebuilt]
+
+        def bare_epoch(prebuilt) -> float:
             model.train()
             t0 = time.perf_counter()
             for net_input, target in prebuilt:
@@ -212,12 +231,33 @@ def child_overhead(opts) -> dict:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
                 bare_opt.step()
                 bare_opt.zero_grad(set_to_none=True)
-            bare.append(time.perf_counter() - t0)
+            return time.perf_counter() - t0
+
+        def ours_epoch() -> float:
+            train_epoch(args, trainer, progress)
+            return progress.history[-1]["seconds"]
+
+        ours, bare = [], []
+        for rep in range(opts.repeats):  # who goes first alternates between rounds
+            batches = epoch_batches(ds, progress.epoch, args.seed, args.max_tokens, args.batch_size)
+            prebuilt = [ds.collater([ds[i] for i in b]) for b in batches]
+            prebuilt = [(s["net_input"], s["target"]) for s in prebuilt]
+            if rep == 0:  # warm-up (first-call allocations) outside both clocks: one forward + backward, no step
+                model.train()
+                model(**prebuilt[0][0])["encoder_out"].sum().backward()
+                model.zero_grad(set_to_none=True)
+            if rep % 2 == 0:
+                ours.append(ours_epoch())
+                bare.append(bare_epoch(prebuilt))
+            else:
+                bare.append(bare_epoch(prebuilt))
+                ours.append(ours_epoch())
             print(f"overhead round {rep + 1}: scorelib {ours[-1]:.2f}s, bare {bare[-1]:.2f}s", flush=True)
     finally:
         shutil.rmtree(save_dir, ignore_errors=True)
     tokens = int(ds.sizes.sum())
-    return {"scorelib_seconds": ours, "bare_seconds": bare, "tokens": tokens}
+    return {"scorelib_seconds": ours, "bare_seconds": bare, "tokens": tokens,
+            **describe_optimizer(trainer.optimizer), **thread_info()}
 
 
 # ---------------------------------------------------------------------------- parent
@@ -240,82 +280,111 @@ def main(argv=None) -> int:
         fn = {"scorelib": child_scorelib, "hf_default": lambda o: child_hf(o, False),
               "hf_group_by_length": lambda o: child_hf(o, True), "overhead": child_overhead}[opts.child]
         result = fn(opts)
-        common.emit({**result, "peak_rss_mb": common.peak_rss_mb(), "threads": torch.get_num_threads()})
+        common.emit({**result, "peak_rss_mb": common.peak_rss_mb()})
         return 0
 
     texts, targets, source = common.skewed_texts(opts.texts, seed=0)
-    sizes = lengths_of(texts)
-    max_tokens, mean_bs = choose_max_tokens(sizes)
-    print(f"texts: {source}; tokens per text: median {np.median(sizes):.0f}, min {sizes.min()}, max {sizes.max()}, "
-          f"total {sizes.sum():,}; scorelib --max-tokens {max_tokens} (mean batch size {mean_bs:.2f} vs HF {HF_BATCH});"
-          f" {opts.threads} torch threads; load {os.getloadavg()[0]:.2f}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="scorelib-bench-train-"))
-    data = write_data(work / "data", texts, targets)
-    child = ["bench/bench_train.py", "--data", str(data), "--max-tokens", str(max_tokens), "--epochs",
-             str(opts.epochs), "--threads", str(opts.threads), "--repeats", str(opts.repeats)]
-    log = common.ROOT / "bench" / "out" / "train_children.log"
-    result = {"texts": source, "n_texts": len(texts), "tokens_total": int(sizes.sum()),
-              "tokens_median": float(np.median(sizes)), "epochs": opts.epochs, "repeats": opts.repeats,
-              "scorelib_max_tokens": max_tokens, "threads": opts.threads, "dtype": "float32"}
-    loads = [os.getloadavg()[0]]
     try:
+        data = write_data(work / "data", texts, targets)
+        # the children's own train split (same table, tokenizer and options): batches are chosen on it
+        dataset = setup_task(scorelib_args(data, work / "unused", 2048, opts.epochs)).dataset("train")
+        sizes = dataset.sizes
+        max_tokens, mean_bs, n_batches = choose_max_tokens(dataset)
+        print(f"texts: {source}; tokens per text: median {np.median(sizes):.0f}, min {sizes.min()}, max "
+              f"{sizes.max()}, total {sizes.sum():,}; scorelib --batch-size {HF_BATCH} --max-tokens {max_tokens} "
+              f"({n_batches} batches, mean batch size {mean_bs:.2f} vs HF {HF_BATCH}); {opts.threads} torch threads "
+              f"requested; load {os.getloadavg()[0]:.2f}", flush=True)
+        child = ["bench/bench_train.py", "--data", str(data), "--max-tokens", str(max_tokens), "--epochs",
+                 str(opts.epochs), "--threads", str(opts.threads), "--repeats", str(opts.repeats)]
+        log = common.ROOT / "bench" / "out" / "train_children.log"
+        result = {"method": common.METHOD, "texts": source, "n_texts": len(texts), "tokens_total": int(sizes.sum()),
+                  "tokens_median": float(np.median(sizes)), "epochs": opts.epochs, "repeats": opts.repeats,
+                  "scorelib_max_tokens": max_tokens, "scorelib_batch_size": HF_BATCH, "hf_batch_size": HF_BATCH,
+                  "threads_requested": opts.threads, "dtype": "float32"}
+        loads = [os.getloadavg()[0]]
         if not opts.only or "throughput" in opts.only:
-            runs = {c: [] for c in CONFIGS}
-            for rep in range(opts.repeats):
-                for cfg in CONFIGS:
-                    r = common.run_child([*child, "--child", cfg], log=log)
-                    r["tokens_per_s"], r["samples_per_s"] = r["tokens"] / r["seconds"], r["samples"] / r["seconds"]
-                    runs[cfg].append(r)
-                    loads.append(os.getloadavg()[0])
-                    print(f"  run {rep + 1} {cfg:>20}: {r['tokens_per_s']:8.1f} non-pad tokens/s, "
-                          f"{r['samples_per_s']:6.2f} samples/s, {r['seconds']:.1f}s, padding eff "
-                          f"{r['padding_efficiency']:.3f}, mean batch {r['mean_batch_size']:.2f}, peak RSS "
-                          f"{r['peak_rss_mb']:.0f} MiB (load {loads[-1]:.2f})", flush=True)
-            rows = []
-            for cfg in CONFIGS:
-                rs = runs[cfg]
-                row = {"config": cfg, "samples_per_s": common.median(r["samples_per_s"] for r in rs),
-                       "tokens_per_s": common.median(r["tokens_per_s"] for r in rs),
-                       "padding_efficiency": common.median(r["padding_efficiency"] for r in rs),
-                       "mean_batch_size": common.median(r["mean_batch_size"] for r in rs),
-                       "peak_rss_mb": common.median(r["peak_rss_mb"] for r in rs),
-                       "tokens_per_s_runs": [round(r["tokens_per_s"], 1) for r in rs]}
-                rows.append(row)
-                result[cfg] = row
-            common.print_table(rows, ["config", "samples_per_s", "tokens_per_s", "padding_efficiency",
-                                      "mean_batch_size", "peak_rss_mb"],
-                               f"training throughput (medians of {opts.repeats} alternating runs, non-pad tokens/s)")
-            ours = result["scorelib"]["tokens_per_s"]
-            result["ratio_vs_hf_default"] = ours / result["hf_default"]["tokens_per_s"]
-            result["ratio_vs_hf_group_by_length"] = ours / result["hf_group_by_length"]["tokens_per_s"]
-            result["goal_ratio_vs_hf_default_ge_3"] = result["ratio_vs_hf_default"] >= 3
-            result["goal_ratio_vs_hf_group_by_length_ge_1.5"] = result["ratio_vs_hf_group_by_length"] >= 1.5
-            result["goal_padding_efficiency_ge_0.9"] = result["scorelib"]["padding_efficiency"] >= 0.9
-            result["mean_batch_within_10pct_of_16"] = abs(result["scorelib"]["mean_batch_size"] / HF_BATCH - 1) <= 0.1
-            print(f"scorelib / HF default: {result['ratio_vs_hf_default']:.2f}x (goal >= 3); scorelib / HF "
-                  f"group_by_length: {result['ratio_vs_hf_group_by_length']:.2f}x (goal >= 1.5)")
+            run_throughput(opts, child, log, result, loads)
         if not opts.only or "overhead" in opts.only:
-            r = common.run_child([*child, "--child", "overhead"], log=log)
-            loads.append(os.getloadavg()[0])
-            ours, bare = common.median(r["scorelib_seconds"]), common.median(r["bare_seconds"])
-            ratio = common.median(a / b for a, b in zip(r["scorelib_seconds"], r["bare_seconds"]))
-            result["overhead"] = {"scorelib_epoch_s": ours, "bare_epoch_s": bare,
-                                  "scorelib_tokens_per_s": r["tokens"] / ours, "bare_tokens_per_s": r["tokens"] / bare,
-                                  "scorelib_seconds_runs": r["scorelib_seconds"], "bare_seconds_runs": r["bare_seconds"],
-                                  "ratio_scorelib_vs_bare_time": ratio, "overhead_pct": 100 * (ratio - 1),
-                                  "goal_overhead_lt_10pct": ratio - 1 < 0.10,
-                                  "note": "overhead = median over rounds of (scorelib epoch / bare epoch) - 1"}
-            print(f"distance to the limit: scorelib epoch {ours:.2f}s vs bare {bare:.2f}s "
-                  f"({r['tokens'] / ours:.0f} vs {r['tokens'] / bare:.0f} tokens/s): overhead "
-                  f"{100 * (ratio - 1):+.1f}% (median of per-round ratios; goal < 10%)")
+            run_overhead(child, log, result, loads)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    result["threads_used"] = sorted({r["threads"] for r in result.get("runs", [])} |
+                                    ({result["overhead"]["threads"]} if "overhead" in result else set()))
     result["loadavg_1m_during"] = [round(x, 2) for x in loads]
     result["machine"] = common.machine()
     result["command"] = "python bench/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"torch threads used by the children: {result['threads_used']}")
     if not opts.no_save:
         common.save_result("train", result)
     return 0
+
+
+def run_throughput(opts, child, log, result, loads) -> None:
+    """Each configuration in its own process, ``--repeats`` times, the order rotated by one each repeat."""
+    runs = {c: [] for c in CONFIGS}
+    result["runs"] = []
+    for rep in range(opts.repeats):
+        order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]
+        for pos, cfg in enumerate(order):
+            r = common.run_child([*child, "--child", cfg], log=log)
+            r["tokens_per_s"], r["samples_per_s"] = r["tokens"] / r["seconds"], r["samples"] / r["seconds"]
+            runs[cfg].append(r)
+            loads.append(os.getloadavg()[0])
+            result["runs"].append({"repeat": rep + 1, "position": pos + 1, "config": cfg,
+                                   "tokens_per_s": round(r["tokens_per_s"], 1), "seconds": round(r["seconds"], 2),
+                                   "threads": r["threads"], "interop_threads": r["interop_threads"],
+                                   "optimizer": r["optimizer"], "fused": r["fused"], "batches": r["batches"],
+                                   "max_batch_size": r["max_batch_size"], "updates": r["updates"],
+                                   "peak_rss_mb": round(r["peak_rss_mb"]), "load_1m_after": round(loads[-1], 2)})
+            print(f"  repeat {rep + 1} #{pos + 1} {cfg:>20}: {r['tokens_per_s']:8.1f} non-pad tokens/s, "
+                  f"{r['samples_per_s']:6.2f} samples/s, {r['seconds']:.1f}s, padding eff "
+                  f"{r['padding_efficiency']:.3f}, {r['batches']} batches (mean {r['mean_batch_size']:.2f}, max "
+                  f"{r['max_batch_size']}), {r['optimizer']}(fused={r['fused']}), {r['threads']} threads, peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MiB (load {loads[-1]:.2f})", flush=True)
+    rows = []
+    for cfg in CONFIGS:
+        rs = runs[cfg]
+        row = {"config": cfg, "samples_per_s": common.median(r["samples_per_s"] for r in rs),
+               "tokens_per_s": common.median(r["tokens_per_s"] for r in rs),
+               "padding_efficiency": common.median(r["padding_efficiency"] for r in rs),
+               "mean_batch_size": common.median(r["mean_batch_size"] for r in rs),
+               "max_batch_size": max(r["max_batch_size"] for r in rs),
+               "peak_rss_mb": common.median(r["peak_rss_mb"] for r in rs),
+               "threads": sorted({r["threads"] for r in rs}),
+               "optimizer": sorted({f"{r['optimizer']}(fused={r['fused']})" for r in rs}),
+               "tokens_per_s_runs": [round(r["tokens_per_s"], 1) for r in rs]}
+        rows.append(row)
+        result[cfg] = row
+    common.print_table(rows, ["config", "samples_per_s", "tokens_per_s", "padding_efficiency", "mean_batch_size",
+                              "max_batch_size", "peak_rss_mb"],
+                       f"training throughput (medians of {opts.repeats} runs, order rotated each repeat; non-pad tokens/s)")
+    ours = result["scorelib"]["tokens_per_s"]
+    result["ratio_vs_hf_default"] = ours / result["hf_default"]["tokens_per_s"]
+    result["ratio_vs_hf_group_by_length"] = ours / result["hf_group_by_length"]["tokens_per_s"]
+    result["goal_ratio_vs_hf_default_ge_3"] = result["ratio_vs_hf_default"] >= 3
+    result["goal_ratio_vs_hf_group_by_length_ge_1.5"] = result["ratio_vs_hf_group_by_length"] >= 1.5
+    result["goal_padding_efficiency_ge_0.9"] = result["scorelib"]["padding_efficiency"] >= 0.9
+    result["mean_batch_within_10pct_of_16"] = abs(result["scorelib"]["mean_batch_size"] / HF_BATCH - 1) <= 0.1
+    print(f"scorelib / HF default: {result['ratio_vs_hf_default']:.2f}x (goal >= 3); scorelib / HF "
+          f"group_by_length: {result['ratio_vs_hf_group_by_length']:.2f}x (goal >= 1.5)")
+
+
+def run_overhead(child, log, result, loads) -> None:
+    r = common.run_child([*child, "--child", "overhead"], log=log)
+    loads.append(os.getloadavg()[0])
+    ours, bare = common.median(r["scorelib_seconds"]), common.median(r["bare_seconds"])
+    ratio = common.median(a / b for a, b in zip(r["scorelib_seconds"], r["bare_seconds"]))
+    result["overhead"] = {"scorelib_epoch_s": ours, "bare_epoch_s": bare,
+                          "scorelib_tokens_per_s": r["tokens"] / ours, "bare_tokens_per_s": r["tokens"] / bare,
+                          "scorelib_seconds_runs": r["scorelib_seconds"], "bare_seconds_runs": r["bare_seconds"],
+                          "ratio_scorelib_vs_bare_time": ratio, "overhead_pct": 100 * (ratio - 1),
+                          "goal_overhead_lt_10pct": ratio - 1 < 0.10, "threads": r["threads"],
+                          "optimizer": f"{r['optimizer']}(fused={r['fused']})",
+                          "note": "overhead = median over rounds of (scorelib epoch / bare epoch) - 1"}
+    print(f"distance to the limit: scorelib epoch {ours:.2f}s vs bare {bare:.2f}s "
+          f"({r['tokens'] / ours:.0f} vs {r['tokens'] / bare:.0f} tokens/s): overhead "
+          f"{100 * (ratio - 1):+.1f}% (median of per-round ratios; goal < 10%), {r['threads']} threads")
 
 
 if __name__ == "__main__":

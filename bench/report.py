@@ -25,6 +25,15 @@ def f(x, nd=1) -> str:
     return "n/a" if x is None else f"{x:,.{nd}f}"
 
 
+def stale(entry: dict) -> list[str]:
+    """A warning line for a result measured before the current method (``common.METHOD``)."""
+    if entry.get("method") == common.METHOD:
+        return []
+    note = f" ({entry['note']})" if entry.get("note") else ""
+    return [f"> **Stale:** measured with an older method{note}, not with the settings described under Method; "
+            f"rerun `make bench` to replace it.", ""]
+
+
 def machine_line(m: dict, threads=None) -> str:
     return (f"{m['cpu']}, {m['cores']} cores, {threads or m['torch_threads']} torch threads; torch {m['torch']}, transformers "
             f"{m['transformers']}, Python {m['python']}; {m['date']}")
@@ -32,21 +41,44 @@ def machine_line(m: dict, threads=None) -> str:
 
 def render(data: dict) -> str:
     out = []
+    pd_ = data.get("padding")
+    if pd_:
+        out += [f"### Padding efficiency (scorelib `--max-tokens {pd_['max_tokens']} --batch-size {pd_['batch_size']}`, "
+                f"max length {pd_['max_length']}; tokenization only)", "", *stale(pd_),
+                "| texts | tokens (median / max) | truncated | batching | padding efficiency | batches | mean batch size | "
+                "max padded tokens |", "|---|---|---:|---|---:|---:|---:|---:|"]
+        for r in pd_["sets"].values():
+            for how, b in r["batchings"].items():
+                out.append(f"| {r['source']} | {r['tokens_median']:.0f} / {r['tokens_max']} | {r['truncated']} | {how} | "
+                           f"{f(100 * b['padding_efficiency'])}% | {b['batches']} | {f(b['mean_batch_size'], 2)} | "
+                           f"{b['max_padded_tokens']:,} |")
+        out += ["", f"Padding efficiency = non-pad tokens / padded tokens over one epoch's batches; scorelib: "
+                    f"`scorelib.dataset.epoch_batches`. Command: `{pd_['command'].strip()}`.", ""]
     t = data.get("train")
     if t:
         out += [f"### Training throughput ({t['texts']}; {t['tokens_total']:,} non-pad tokens, {t['epochs']} epoch(s), "
-                f"{t['dtype']}, medians of {t['repeats']} alternating runs)", "",
-                "| config | samples/s | non-pad tokens/s | padding efficiency | mean batch size | peak RSS (MiB) | runs (tokens/s) |",
-                "|---|---:|---:|---:|---:|---:|---|"]
+                f"{t['dtype']}, medians of {t['repeats']} "
+                f"{'runs, order rotated each repeat' if t.get('method') == common.METHOD else 'alternating runs'})", "",
+                *stale(t),
+                "| config | samples/s | non-pad tokens/s | padding efficiency | mean / max batch size | optimizer | threads "
+                "| peak RSS (MiB) | runs (tokens/s) |", "|---|---:|---:|---:|---:|---|---:|---:|---|"]
         for cfg in ("scorelib", "hf_default", "hf_group_by_length"):
             if cfg in t:
                 r = t[cfg]
                 out.append(f"| {cfg} | {f(r['samples_per_s'], 2)} | {f(r['tokens_per_s'])} | "
-                           f"{f(100 * r['padding_efficiency'])}% | {f(r['mean_batch_size'], 2)} | {f(r['peak_rss_mb'], 0)} | "
+                           f"{f(100 * r['padding_efficiency'])}% | {f(r['mean_batch_size'], 2)} / "
+                           f"{r.get('max_batch_size', 'n/a')} | {', '.join(r.get('optimizer', ['n/a']))} | "
+                           f"{', '.join(map(str, r.get('threads', ['n/a'])))} | {f(r['peak_rss_mb'], 0)} | "
                            f"{', '.join(f(x) for x in r['tokens_per_s_runs'])} |")
+        if t.get("runs"):
+            order = [", ".join(r["config"] for r in t["runs"] if r["repeat"] == k)
+                     for k in sorted({r["repeat"] for r in t["runs"]})]
+            out += ["", "Run order: " + "; ".join(f"repeat {i + 1}: {o}" for i, o in enumerate(order)) + "."]
         if "ratio_vs_hf_default" in t:
-            out += ["", f"scorelib `--max-tokens {t['scorelib_max_tokens']}` (chosen so that the mean batch size is "
-                        f"within 10% of HF's 16). scorelib / HF default: **{t['ratio_vs_hf_default']:.2f}x** (goal >= 3x: "
+            how = (f"`--batch-size {t['scorelib_batch_size']} --max-tokens {t['scorelib_max_tokens']}` (the "
+                   f"smallest multiple of 64 at which the mean batch size is within 10% of HF's 16)"
+                   if "scorelib_batch_size" in t else f"`--max-tokens {t['scorelib_max_tokens']}` with no row cap")
+            out += ["", f"scorelib {how}. scorelib / HF default: **{t['ratio_vs_hf_default']:.2f}x** (goal >= 3x: "
                         f"{yes(t['goal_ratio_vs_hf_default_ge_3'])}); scorelib / HF group_by_length: "
                         f"**{t['ratio_vs_hf_group_by_length']:.2f}x** (goal >= 1.5x: "
                         f"{yes(t['goal_ratio_vs_hf_group_by_length_ge_1.5'])}); padding efficiency goal >= 90%: "
@@ -57,12 +89,14 @@ def render(data: dict) -> str:
                         f"backward + AdamW loop on pre-built tensors of the same batches {f(o['bare_epoch_s'], 2)} s "
                         f"({f(o['scorelib_tokens_per_s'])} vs {f(o['bare_tokens_per_s'])} tokens/s): overhead "
                         f"**{o['overhead_pct']:+.1f}%** (goal < 10%: {yes(o['goal_overhead_lt_10pct'])})."]
-        out += ["", f"Machine: {machine_line(t['machine'], t.get('threads'))}. 1-minute load average during the runs: "
-                    f"{', '.join(map(str, t['loadavg_1m_during']))}. Command: `{t['command']}`", ""]
+        used = t.get("threads_used")
+        out += ["", f"Machine: {machine_line(t['machine'], t.get('threads', t.get('threads_requested')))}"
+                    f"{f'; torch threads used by the children: {used}' if used else ''}. 1-minute load average during the runs: "
+                    f"{', '.join(map(str, t['loadavg_1m_during']))}. Command: `{t['command'].strip()}`", ""]
     s = data.get("score")
     if s:
         a, b = s["single"], s["batch"]
-        out += ["### Scoring", "",
+        out += ["### Scoring", "", *stale(s),
                 "| case | scorer | bare forward | scorer / bare |", "|---|---:|---:|---:|",
                 f"| one short text ({a['tokens']} tokens), p50 ms over {a['calls']} calls | {f(a['scorer_p50_ms'], 2)} | "
                 f"{f(a['bare_p50_ms'], 2)} | {a['scorer_p50_ms'] / a['bare_p50_ms']:.3f} |",
@@ -74,7 +108,7 @@ def render(data: dict) -> str:
                 f"{yes(a['goal_overhead_p50_lt_20pct'])}); batch throughput **{100 * b['ratio_throughput_scorer_vs_bare']:.1f}%** "
                 f"of bare (goal >= 90%: {yes(b['goal_ratio_ge_0.9'])}).", "",
                 f"Machine: {machine_line(s['machine'], s.get('threads'))}. Load during the runs: "
-                f"{', '.join(map(str, s['loadavg_1m_during']))}. Command: `{s['command']}`", ""]
+                f"{', '.join(map(str, s['loadavg_1m_during']))}. Command: `{s['command'].strip()}`", ""]
     for name, goal in (("mohler_sag", "Pearson >= 0.70, RMSE <= 0.80"), ("clear_readability", "RMSE <= 0.55")):
         q = data.get(f"quality_{name}")
         if not q:
@@ -86,12 +120,26 @@ def render(data: dict) -> str:
                     f"scorelib: **not measured**. {q.get('note', '')}", ""]
             continue
         goals = ", ".join(f"{k[5:]}: {yes(v)}" for k, v in q.items() if k.startswith("goal_"))
-        out += [f"### Quality: {name}", "", f"Split: {q['split']}.", "",
+        if "best_epoch" in o:
+            ours = (f"scorelib (checkpoint_best = epoch {o['best_epoch']} of a {o['epoch_budget']}-epoch budget, "
+                    f"picked on {o['picked_on'].split(' (')[0]})")
+        else:
+            ours = f"scorelib (checkpoint_best, {o['epochs']} epochs)"
+        if "alpha" in base:
+            theirs = f"TF-IDF + ridge ({base['inputs']}; alpha {base['alpha']:g} picked on {base['alpha_picked_on']}, fit on {base['fit_on']})"
+        else:
+            theirs = "TF-IDF + ridge"
+        curve = o.get("valid_curve")
+        out += [f"### Quality: {name}", "", *stale(q), f"Split: {q['split']}.", "",
                 "| model | test Pearson | test RMSE | wall time |", "|---|---:|---:|---:|",
-                f"| scorelib (checkpoint_best, {o['epochs']} epochs) | {o['pearson']:.3f} | {o['rmse']:.3f} | "
-                f"{o['wall_s'] / 60:.1f} min |",
-                f"| TF-IDF + ridge | {base['pearson']:.3f} | {base['rmse']:.3f} | |", "",
-                f"Goal ({goal}): {goals}. Command: `{o['command']}`. Machine: {machine_line(q['machine'])}.", ""]
+                f"| {ours} | {o['pearson']:.3f} | {o['rmse']:.3f} | {o['wall_s'] / 60:.1f} min |",
+                f"| {theirs} | {base['pearson']:.3f} | {base['rmse']:.3f} | |", ""]
+        if curve:
+            out += [f"Valid curve ({o['picked_on'].split(' (')[0]} per epoch): "
+                    f"{', '.join(f'{e}: {v:.3f}' for e, v in curve.items())}.", ""]
+        run_by = f" (run by `{q['bench_command'].strip()}`)" if q.get("bench_command") else ""
+        out += [f"Goal ({goal}): {goals}. Command: `{o['command']}`{run_by}. Machine: "
+                f"{machine_line(q['machine'], o.get('torch_threads'))}.", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
