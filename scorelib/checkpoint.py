@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pickle
 import random
 import re
 import shutil
-import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .errors import CheckpointError, MissingFileError, OptionError
+from .files import PAUSE_ENV, atomic_write, remove_stale_temporaries  # noqa: F401  (PAUSE_ENV: for tests)
 from .prompts import PromptTable
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
-PAUSE_ENV = "SCORELIB_TEST_PAUSE_IN_SAVE"  # tests only: seconds to sleep between writing and renaming
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or save dir that cannot be used; the message names the file."""
 
 
 def plain(value):
@@ -57,33 +53,34 @@ def prepare_save_dir(save_dir) -> Path:
     path = Path(save_dir)
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
-            raise NotADirectoryError(f"--save-dir {save_dir}: {parent} is a file, not a folder")
+            raise OptionError(f"--save-dir {save_dir}: {parent} is a file, not a folder")
     path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob(".*.pt.tmp*"):
-        logger.warning("removing %s, left by a save that was interrupted", stale)
-        stale.unlink()
+    for stale in remove_stale_temporaries(path):
+        logger.warning("removed %s, left by a save that was interrupted", stale)
     return path
 
 
-def atomic_save(state: dict, path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-    if pause:
-        time.sleep(pause)
-    os.replace(tmp, path)
+def save_checkpoint(save_dir, names: list[str], state: dict, keep_optimizer_in: tuple = ("checkpoint_last.pt",),
+                    save_optimizer_state: bool = True) -> None:
+    """Write ``state`` under each name in ``save_dir``, atomically, ``checkpoint_last.pt`` last.
 
-
-def atomic_copy(src, dst) -> None:
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    Without ``save_optimizer_state`` (``--no-save-optimizer-state``), only the files in
+    ``keep_optimizer_in`` (what resuming needs) keep the AdamW moments; the others hold the weights
+    and options alone, a third of the size. ``checkpoint_last.pt`` is replaced last: a run killed part
+    way resumes from the previous one and redoes those updates, so ``checkpoint_best.pt`` is never
+    older than the best value that ``checkpoint_last.pt`` records.
+    """
+    save_dir = Path(save_dir)
+    order = sorted(names, key=lambda n: n == "checkpoint_last.pt")
+    light = [n for n in order if not save_optimizer_state and n not in keep_optimizer_in]
+    full = [n for n in order if n not in light]
+    for group, value in ((light, {k: v for k, v in state.items() if k != "last_optimizer_state"}), (full, state)):
+        if not group:
+            continue
+        first = save_dir / group[0]
+        atomic_write(first, lambda tmp: torch.save(value, tmp), pause=True)
+        for name in group[1:]:
+            atomic_write(save_dir / name, lambda tmp: shutil.copyfile(first, tmp), pause=True)
 
 
 def rng_state() -> dict:
@@ -118,13 +115,21 @@ def load_checkpoint(path) -> dict:
     """Load a checkpoint safely (``torch.load(weights_only=True)``) with clear errors.
 
     Raises:
-        FileNotFoundError: no such file.
-        CheckpointError: truncated, not a scorelib checkpoint, or holding objects other than
-            tensors and plain values (which could run code when unpickled, so they are refused).
+        MissingFileError: no such file.
+        CheckpointError: truncated, not a torch file, not a scorelib checkpoint, or holding objects other
+            than tensors and plain values (which could run code when unpickled, so they are refused).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingFileError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a torch checkpoint (a checkpoint is a zip archive starting with "
+                              f"b'PK\\x03\\x04'; this file starts with {head!r})")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: truncated or damaged checkpoint ({path.stat().st_size:,} bytes; the zip "
+                              f"archive has no end): was its save interrupted? Use another checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -134,8 +139,8 @@ def load_checkpoint(path) -> dict:
         first = found.group(0) if found else (text.strip().splitlines() or [type(e).__name__])[0]
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects other than tensors and plain "
                               f"values, which could run code when unpickled ({first})") from None
-    except Exception as e:  # truncated zip, wrong format, ...
-        raise CheckpointError(f"{path}: cannot read this checkpoint (truncated or not a torch file?): {e}") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:  # a damaged member of the archive
+        raise CheckpointError(f"{path}: damaged checkpoint, cannot read it: {e}") from None
     if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
         raise CheckpointError(f"{path}: not a scorelib checkpoint (no 'model' / 'format_version' entries)")
     if state["format_version"] > FORMAT_VERSION:
@@ -149,9 +154,7 @@ def save_assets(save_dir, tokenizer, config, prompts: PromptTable) -> None:
     save_dir = Path(save_dir)
     tokenizer.save_pretrained(save_dir / "tokenizer")
     config.save_pretrained(save_dir / "encoder")
-    tmp = save_dir / ".prompts.json.tmp"
-    prompts.save(tmp)
-    os.replace(tmp, save_dir / "prompts.json")
+    atomic_write(save_dir / "prompts.json", prompts.save)
 
 
 def load_assets(save_dir):
@@ -160,7 +163,7 @@ def load_assets(save_dir):
 
     save_dir = Path(save_dir)
     if not save_dir.is_dir():
-        raise FileNotFoundError(f"save dir not found: {save_dir}")
+        raise MissingFileError(f"save dir not found: {save_dir}")
     for need in ("tokenizer", "encoder/config.json", "prompts.json"):
         if not (save_dir / need).exists():
             raise CheckpointError(f"{save_dir}: missing {need}; a save dir written by scorelib-train holds "

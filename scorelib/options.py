@@ -21,10 +21,20 @@ def fast_mode() -> bool:
     return os.environ.get("SCORELIB_FAST", "").strip().lower() not in ("", "0", "false", "no")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to a flag's help where it has a default and the help does not name one already."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scorelib-train", description="Train a text scorer, as fairseq-train trains a custom task.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False, add_help=add_help)
+        formatter_class=HelpFormatter, allow_abbrev=False, add_help=add_help)
     p.add_argument("--user-dir", metavar="PATH",
                    help="import a plugin folder (and its tasks/, models/, criterions/, data/) first; runs its code")
     p.add_argument("--task", default="text_scoring", help="registered task name")
@@ -38,6 +48,10 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     c.add_argument("--save-interval-updates", type=int, default=0, metavar="N",
                    help="also save (and validate) every N updates as checkpoint_{epoch}_{updates}.pt")
     c.add_argument("--no-epoch-checkpoints", action="store_true", help="keep only checkpoint_best.pt and checkpoint_last.pt")
+    c.add_argument("--no-save-optimizer-state", action="store_true",
+                   help="leave the optimizer state out of checkpoint_best.pt and the epoch/update files (about a third "
+                        "of the size: 91 MB instead of 275 MB for the default encoder); checkpoint_last.pt keeps it "
+                        "for resuming")
     c.add_argument("--best-checkpoint-metric", choices=["qwk", "pearson", "spearman", "rmse", "loss"], default=None,
                    help="validation metric that picks checkpoint_best (default: qwk with --score-step, else pearson)")
     c.add_argument("--maximize-best-checkpoint-metric", action="store_true",

@@ -7,11 +7,25 @@ scorelib keeps them in this small table, saves it beside the checkpoints as
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from .errors import CheckpointError, DataError, OptionError
+from .tables import natural_key
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownPromptError(DataError, KeyError):
+    """A prompt id the table does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 @dataclass
@@ -40,9 +54,9 @@ class PromptTable:
         for pid in self.ids:
             lo, hi = self.ranges[pid]
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"prompt {pid!r}: score range must have min < max, got {lo} .. {hi}")
+                raise OptionError(f"prompt {pid!r}: score range must have min < max, got {lo} .. {hi}")
         if self.step is not None and not (self.step > 0):
-            raise ValueError(f"--score-step must be positive, got {self.step}")
+            raise OptionError(f"--score-step must be positive, got {self.step}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -55,7 +69,7 @@ class PromptTable:
         try:
             return self._index[str(pid)]
         except KeyError:
-            raise KeyError(f"unknown prompt {pid!r}; known prompts: {', '.join(self.ids)}") from None
+            raise UnknownPromptError(f"unknown prompt {pid!r}; known prompts: {', '.join(self.ids)}") from None
 
     def bounds(self, prompts) -> tuple[np.ndarray, np.ndarray]:
         """Arrays of per-row ``min`` and ``max`` for a sequence of prompt ids."""
@@ -110,8 +124,75 @@ class PromptTable:
     def load(cls, path) -> "PromptTable":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"prompt table not found: {path} (a save dir needs prompts.json to score)")
+            raise CheckpointError(f"prompt table not found: {path} (a save dir needs prompts.json to score)")
         try:
             return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a valid prompt table ({e})") from None
+            raise CheckpointError(f"{path}: not a valid prompt table ({e})") from None
+
+    # ------------------------------------------------------------------ built from the data
+    @classmethod
+    def from_tables(cls, tables, score_range=None, step=None) -> "PromptTable":
+        """Build the table from the checked data (:class:`scorelib.tables.Tables`) and check every score.
+
+        A prompt's range is ``score_range`` (``--score-range``) if given, else the one the layout or
+        ``--score-ranges`` declares, else its training scores' min and max (with a warning). Scores
+        outside their prompt's range are refused in train and kept, with a warning, elsewhere.
+        """
+        frames = tables.frames
+        ids = sorted(frames["train"]["prompt"].unique(), key=natural_key)
+        for split, frame in frames.items():
+            extra = sorted(set(frame["prompt"]) - set(ids), key=natural_key)
+            if extra:
+                rows = frame.loc[frame["prompt"].isin(extra), "_row"].tolist()[:5]
+                raise DataError(f"{split}: prompt(s) {', '.join(map(repr, extra))} (rows {rows}...) do not occur "
+                                f"in train, so the model cannot learn them; add training rows or leave them out "
+                                f"with --prompts")
+        if score_range is not None and not score_range[0] < score_range[1]:
+            raise OptionError(f"--score-range {score_range[0]:g} {score_range[1]:g}: MIN must be below MAX")
+        declared = {p: tuple(score_range) for p in ids} if score_range is not None else tables.ranges
+        ranges = {pid: _range_of(pid, declared, frames["train"]) for pid in ids}
+        table = cls(ids=ids, ranges=ranges, step=step if step is not None else tables.step,
+                    **_contexts(frames))
+        for split, frame in frames.items():
+            table.check_scores(frame, split, tables.score_column, strict=(split == "train"))
+        return table
+
+    def check_scores(self, frame, split: str, score_column: str = "score", strict: bool = True) -> None:
+        """Refuse (``strict``) or warn about scores outside their prompt's range, naming file, row and column."""
+        lo, hi = self.bounds(frame["prompt"])
+        score = frame["score"].to_numpy(np.float64)
+        outside = (score < lo) | (score > hi)
+        if not outside.any():
+            return
+        i = int(np.flatnonzero(outside)[0])
+        where = frame["_file"].iloc[i] if "_file" in frame else split
+        msg = (f"{where}: row {frame['_row'].iloc[i]}, column {score_column!r}: {score[i]:g} is outside prompt "
+               f"{frame['prompt'].iloc[i]!r}'s range {lo[i]:g} .. {hi[i]:g} ({int(outside.sum())} such rows)")
+        if strict:
+            raise DataError(msg + "; fix the scores or declare a wider range")
+        logger.warning("%s: %s; these rows are kept", split, msg)
+
+
+def _range_of(pid: str, declared: dict, train: pd.DataFrame) -> tuple[float, float]:
+    if pid in declared:
+        return tuple(map(float, declared[pid]))
+    scores = train.loc[train["prompt"] == pid, "score"]
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo == hi:
+        raise DataError(f"prompt {pid!r}: every training score is {lo:g}; declare its range with "
+                        f"--score-range MIN MAX or --score-ranges FILE")
+    logger.warning("prompt %r: no declared range; using the training split's %g .. %g", pid, lo, hi)
+    return lo, hi
+
+
+def _contexts(frames: dict) -> dict:
+    """``uses_context`` (every train row has one) and the context of each prompt where it is constant."""
+    uses_context = bool(frames["train"]["context"].notna().all())
+    contexts = {}
+    if uses_context:
+        every = pd.concat([f[["prompt", "context"]] for f in frames.values()])
+        for pid, group in every.groupby("prompt"):
+            values = group["context"].unique()
+            contexts[pid] = str(values[0]) if len(values) == 1 else None
+    return {"contexts": contexts, "uses_context": uses_context}

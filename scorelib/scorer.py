@@ -2,6 +2,8 @@
 
 Mirrors fairseq's hub interface (``fairseq/hub_utils.py``: ``from_pretrained`` returning an
 object with ``predict``), reading only the save dir: checkpoint, tokenizer, encoder config.
+Every text goes through one check (:meth:`Scorer.check`) and one predict loop
+(:func:`scorelib.inference.predict`).
 """
 from __future__ import annotations
 
@@ -9,14 +11,31 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import checkpoint as C
-from .data import batch_by_size, collate, tokenize
+from .dataset import ScoringDataset, batch_by_size
+from .errors import CheckpointError, InputError, MissingFileError
+from .inference import predict
 from .model import ScoringModel, pick_device
 from .prompts import PromptTable
 
 MAX_CHARS = 50_000  # longer inputs are refused: the model reads at most --max-length tokens anyway
+
+
+def _num(x) -> str:
+    """A range end or a rounded score without trailing zeros: 1.0 -> '1', 0.5 -> '0.5'."""
+    return f"{float(x):g}"
+
+
+def describe(record: dict) -> str:
+    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"``."""
+    digits = 1 if record["max"] - record["min"] >= 2 else 2
+    line = f"{record['score']:.{digits}f} on {record['prompt']}'s {_num(record['min'])}–{_num(record['max'])} scale"
+    if record["score_rounded"] is not None:
+        line += f" (rounded: {_num(record['score_rounded'])})"
+    return line
 
 
 class Scorer:
@@ -36,7 +55,6 @@ class Scorer:
         self.tokenizer = tokenizer
         self.table = prompts
         self.max_length = max_length
-        self.pad_id = tokenizer.pad_token_id or 0
 
     @property
     def prompts(self) -> dict[str, dict]:
@@ -44,59 +62,52 @@ class Scorer:
         return {p: {"min": self.table.ranges[p][0], "max": self.table.ranges[p][1], "step": self.table.step,
                     "context": self.table.contexts.get(p)} for p in self.table.ids}
 
-    def check(self, texts, prompt, contexts):
-        """Validate inputs; returns ``(texts, prompt, contexts)`` or raises ``ValueError``/``KeyError``."""
-        if prompt is None:
-            prompt = self.table.ids[0]
-        prompt = str(prompt)
-        self.table.index(prompt)  # unknown prompt: KeyError listing the known ones
+    def check(self, texts, prompt, contexts) -> tuple[list[str], str, list[str] | None]:
+        """The one check of texts to score: returns ``(texts, prompt, contexts)`` or raises :class:`InputError`."""
+        prompt = self.table.ids[0] if prompt is None else str(prompt)
+        if prompt not in self.table:
+            labels = ", ".join(f"{p} ({_num(lo)}–{_num(hi)})" for p, (lo, hi) in
+                               ((p, self.table.ranges[p]) for p in self.table.ids))
+            raise InputError(f"unknown prompt {prompt!r}: this model knows {labels}")
         for i, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(f"text {i}: expected a string, got {type(text).__name__}")
+                raise InputError(f"text {i}: expected a string, got {type(text).__name__}")
             if not text.strip():
-                raise ValueError(f"text {i} is empty: paste an answer to score")
+                raise InputError(f"text {i} is empty: paste a text to score")
             if len(text) > MAX_CHARS:
-                raise ValueError(f"text {i} has {len(text):,} characters; the scorer takes at most {MAX_CHARS:,} "
+                raise InputError(f"text {i} has {len(text):,} characters; the scorer takes at most {MAX_CHARS:,} "
                                  f"(the model reads only the first {self.max_length} tokens)")
-        if self.table.uses_context:
-            if contexts is None:
-                stored = self.table.contexts.get(prompt)
-                if stored is None:
-                    raise ValueError(f"this model was trained on (text, context) pairs and prompt {prompt!r} has no "
-                                     f"stored context: pass contexts=[...] (or --context TEXT)")
-                contexts = [stored] * len(texts)
-            elif isinstance(contexts, str):
-                contexts = [contexts] * len(texts)
-            if len(contexts) != len(texts):
-                raise ValueError(f"got {len(texts)} texts but {len(contexts)} contexts")
-        else:
-            contexts = None
-        return list(texts), prompt, contexts
+        if not self.table.uses_context:
+            return list(texts), prompt, None
+        if contexts is None:
+            stored = self.table.contexts.get(prompt)
+            if stored is None:
+                raise InputError(f"this model was trained on (text, context) pairs and prompt {prompt!r} has no "
+                                 f"stored context: pass contexts=[...] (or --context TEXT)")
+            contexts = [stored] * len(texts)
+        elif isinstance(contexts, str):
+            contexts = [contexts] * len(texts)
+        if len(contexts) != len(texts):
+            raise InputError(f"got {len(texts)} texts but {len(contexts)} contexts")
+        return list(texts), prompt, list(contexts)
 
-    def score01(self, texts, prompt, contexts=None) -> np.ndarray:
-        """Scores in [0, 1] (the model's sigmoid output) for texts already checked."""
-        enc = tokenize(self.tokenizer, texts, contexts, self.max_length)
-        pid = self.table.index(prompt)
-        items = [{"id": i, "key": "", "prompt": prompt, "text": "", "prompt_id": pid, "target": 0.0,
-                  **{k: torch.tensor(v[i]) for k, v in enc.items()}} for i in range(len(texts))]
-        return self.predict(items)
-
-    def score01_dataset(self, ds, bf16: bool = False) -> np.ndarray:
-        """Scores in [0, 1] for every row of a :class:`ScoringDataset`, in its order."""
-        return self.predict([ds[i] for i in range(len(ds))], bf16=bf16)
+    def dataset(self, texts, prompt, contexts=None) -> ScoringDataset:
+        """Checked texts of one prompt as an unlabeled :class:`ScoringDataset`."""
+        frame = pd.DataFrame({"key": [str(i) for i in range(len(texts))], "prompt": prompt, "text": texts,
+                              "context": contexts, "score": np.nan})
+        return ScoringDataset(frame, self.tokenizer, self.table, self.max_length)
 
     @torch.inference_mode()
-    def predict(self, items: list[dict], max_tokens: int = 8192, bf16: bool = False) -> np.ndarray:
-        """Forward dataset items in length-sorted batches; returns scores in [0, 1] in input order."""
-        sizes = np.array([len(x["input_ids"]) for x in items])
-        out = np.empty(len(items), dtype=np.float64)
+    def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
+        """Scores in [0, 1] (the model's sigmoid output) for every row of a dataset, in its order."""
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
-        for batch in batch_by_size(np.argsort(sizes, kind="stable"), sizes.__getitem__, max_tokens, 256):
-            net_input = collate([items[i] for i in batch], self.pad_id)["net_input"]
-            net_input = {k: v.to(self.device) for k, v in net_input.items()}
+        batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens, 256)
+
+        def forward(sample):
             with amp:
-                out[batch] = self.model(**net_input)["encoder_out"].float().cpu().numpy()
-        return out
+                return 0.0, self.model(**sample["net_input"])["encoder_out"]
+
+        return predict(forward, ds, batches, self.device)[1]
 
     def score(self, texts, prompt=None, contexts=None):
         """Score texts on ``prompt``'s scale (``pred * (max - min) + min``).
@@ -112,12 +123,18 @@ class Scorer:
         """
         single = isinstance(texts, str)
         texts, prompt, contexts = self.check([texts] if single else list(texts), prompt, contexts)
-        scores = self.table.unscale(self.score01(texts, prompt, contexts), [prompt] * len(texts))
+        scores = self.table.unscale(self.score01_dataset(self.dataset(texts, prompt, contexts)), [prompt] * len(texts))
         return float(scores[0]) if single else scores
 
-    def round(self, scores, prompt):
+    def round(self, scores, prompt) -> np.ndarray:
         """Round scores to the prompt's step, clipped to its range."""
         return self.table.round(np.atleast_1d(scores), [str(prompt)] * np.size(scores))
+
+    def record(self, score: float, prompt) -> dict:
+        """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``."""
+        lo, hi = self.table.ranges[str(prompt)]
+        rounded = None if self.table.step is None else float(self.round(score, prompt)[0])
+        return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi}
 
 
 def resolve_checkpoint(path) -> Path:
@@ -127,9 +144,9 @@ def resolve_checkpoint(path) -> Path:
         for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
             if (path / name).is_file():
                 return path / name
-        raise FileNotFoundError(f"{path}: no checkpoint_best.pt or checkpoint_last.pt in this save dir")
+        raise MissingFileError(f"{path}: no checkpoint_best.pt or checkpoint_last.pt in this save dir")
     if not path.exists():
-        raise FileNotFoundError(f"no such save dir or checkpoint: {path}")
+        raise MissingFileError(f"no such save dir or checkpoint: {path}")
     return path
 
 
@@ -147,10 +164,10 @@ def load(path, device=None) -> Scorer:
     tokenizer, config, _ = C.load_assets(ckpt.parent)
     state = C.load_checkpoint(ckpt)
     if state["encoder"]["signature"] != C.encoder_signature(config):
-        raise C.CheckpointError(f"{ckpt}: its encoder differs from {ckpt.parent / 'encoder'}")
+        raise CheckpointError(f"{ckpt}: its encoder differs from {ckpt.parent / 'encoder'}")
     cfg = argparse.Namespace(**state["cfg"])
     table = PromptTable.from_dict(state["prompts"])
-    model = ScoringModel.from_config(cfg, config, num_prompts=len(table))
+    model = ScoringModel.from_config(config, num_prompts=len(table), pooling=cfg.pooling)
     model.load_state_dict(state["model"])
     device = torch.device(device) if device is not None else pick_device()
-    return Scorer(model, tokenizer, table, max_length=int(getattr(cfg, "max_length", 512)), device=device)
+    return Scorer(model, tokenizer, table, max_length=int(cfg.max_length), device=device)

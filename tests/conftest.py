@@ -25,7 +25,7 @@ def train_args(save_dir, *extra):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from scorelib.tasks import load_tokenizer
+    from scorelib.model import load_tokenizer
 
     return load_tokenizer(None)
 

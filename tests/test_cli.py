@@ -1,6 +1,7 @@
 """Tests of the command-line tools ``scorelib-eval`` and ``scorelib-score`` (scorelib.cli) on a trained save dir."""
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_eval_writes_result_files_with_per_prompt_rescaling(trained_dir, tmp_pat
         rows = frame[frame["prompt"] == pid].head(2)
         assert len(rows) == 2
         texts, prompt, contexts = scorer.check(rows["text"].tolist(), pid, None)
-        pred01 = scorer.score01(texts, prompt, contexts)
+        pred01 = scorer.score01_dataset(scorer.dataset(texts, prompt, contexts))
         np.testing.assert_allclose(rows["pred"], pred01 * (hi - lo) + lo, atol=1e-4)
         np.testing.assert_allclose(rows["pred"], scorer.score(texts, prompt=pid), atol=1e-4)
         assert ((rows["pred_rounded"] >= lo) & (rows["pred_rounded"] <= hi)).all()
@@ -114,18 +115,33 @@ def test_score_texts_on_a_prompt(trained_dir, capsys):
     assert score_cli([str(trained_dir), "--prompt", "q2", "--cpu", "The cache keeps recent data close.",
                       "No idea."]) == 0
     captured = capsys.readouterr()
-    lines = captured.out.split()
+    lines = captured.out.splitlines()
     assert len(lines) == 2
-    assert all(1.0 <= float(v) <= 6.0 for v in lines)
+    for line in lines:  # "3.0 on q2's 1–6 scale (rounded: 3)"
+        match = re.fullmatch(r"(\d\.\d) on q2's 1–6 scale \(rounded: (\d)\)", line)
+        assert match, line
+        assert 1.0 <= float(match.group(1)) <= 6.0 and abs(float(match.group(1)) - int(match.group(2))) <= 0.55
     assert "no --prompt given" not in captured.err
+
+
+def test_score_json_gives_range_and_rounded_score(trained_dir, scorer, capsys):
+    text = "The cache keeps recent data close."
+    assert score_cli([str(trained_dir), "--prompt", "q2", "--cpu", "--format", "json", text]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"prompt", "score", "score_rounded", "min", "max"}
+    assert (record["prompt"], record["min"], record["max"]) == ("q2", 1.0, 6.0)
+    assert record["score"] == pytest.approx(scorer.score(text, prompt="q2"), abs=1e-6)
+    assert record["score_rounded"] == float(scorer.round(record["score"], "q2")[0])
 
 
 def test_score_reads_stdin_and_names_the_default_prompt(trained_dir):
     proc = subprocess.run([BIN / "scorelib-score", trained_dir, "--cpu"], input="first answer\n\nsecond answer\n",
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    scores = [float(v) for v in proc.stdout.split()]
-    assert len(scores) == 2 and all(0.0 <= v <= 3.0 for v in scores)  # q1's range
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and all(" on q1's 0–3 scale (rounded: " in line for line in lines)
+    scores = [float(line.split()[0]) for line in lines]
+    assert all(0.0 <= v <= 3.0 for v in scores)  # q1's range
     assert "using 'q1'" in proc.stderr and "q2" in proc.stderr and "q3" in proc.stderr
 
 
@@ -133,7 +149,7 @@ def test_score_unknown_prompt_lists_known_ones(trained_dir):
     proc = subprocess.run([BIN / "scorelib-score", trained_dir, "--cpu", "--prompt", "q9", "an answer"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0 and proc.stdout == ""
-    assert "unknown prompt 'q9'" in proc.stderr and "q1, q2, q3" in proc.stderr
+    assert "unknown prompt 'q9'" in proc.stderr and "q1 (0–3), q2 (1–6), q3 (0–10)" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -159,5 +175,6 @@ def test_score_table_with_an_empty_text_names_the_row(trained_dir, tmp_path, cap
         .to_csv(src, index=False)
     assert score_cli([str(trained_dir), "--cpu", "--input", str(src), "--output", str(dst)]) == 2
     err = capsys.readouterr().err
-    assert "empty text at row(s) 3" in err and str(src) in err and "Traceback" not in err
+    assert "column 'text': empty or whitespace-only text at row(s) 3" in err and str(src) in err
+    assert "Traceback" not in err
     assert not dst.exists()

@@ -1,4 +1,4 @@
-"""Tests for table reading, the task's data setup, ``ScoringDataset`` and ``batch_by_size`` (scorelib.data, tasks)."""
+"""Tests for table reading, the task's data setup, ``ScoringDataset`` and ``batch_by_size`` (scorelib.readers, tables, dataset, tasks)."""
 import logging
 
 import numpy as np
@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from scorelib.data import DataError, batch_by_size, padding_efficiency, read_table
+from scorelib.dataset import batch_by_size, padding_efficiency
+from scorelib.errors import DataError
+from scorelib.readers import read_table
 from scorelib.options import parse_args
 from scorelib.tasks import TextScoringTask
 

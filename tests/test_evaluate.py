@@ -1,4 +1,4 @@
-"""Tests for scorelib.evaluate: rescaling, metrics, result files and evaluate()."""
+"""Tests for scorelib.metrics and scorelib.results: rescaling, metrics, result files and the seed's evaluate()."""
 import json
 import math
 import warnings
@@ -11,7 +11,10 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score
 
-from scorelib.evaluate import compute_metrics, evaluate, flat_metrics, results_frame, write_results
+from scorelib.metrics import compute_metrics as array_metrics
+from scorelib.metrics import flat_metrics
+from scorelib.results import evaluate, frame_metrics as compute_metrics, results_frame, write_results
+import scorelib
 from scorelib.prompts import PromptTable
 
 
@@ -27,8 +30,10 @@ def two_prompts(step=1.0):
 
 
 def frame_of(table, prompts, gold01, pred01, texts=None):
+    """A results frame from gold and predictions both in [0, 1] (gold is unscaled here, as a test input)."""
     keys = [f"k{i}" for i in range(len(prompts))]
-    return results_frame(keys, prompts, gold01, pred01, texts or [""] * len(prompts), table)
+    gold = table.unscale(gold01, prompts)
+    return results_frame(keys, prompts, gold, pred01, texts or [""] * len(prompts), table)
 
 
 def test_rescale_per_prompt():
@@ -135,7 +140,8 @@ def test_write_results_files_xlsx_and_csv(tmp_path):
     n = len(TRICKY)
     prompts = ["a", "b"] * (n // 2)
     keys = ["=k0", "-k1"] + [f"key{i}" for i in range(2, n)]
-    f = results_frame(keys, prompts, np.linspace(0, 1, n), np.linspace(0.1, 0.9, n), TRICKY, table)
+    f = frame_of(table, prompts, np.linspace(0, 1, n), np.linspace(0.1, 0.9, n), TRICKY)
+    f["key"] = keys
     m = compute_metrics(f, table)
     paths = write_results(f, m, table, tmp_path / "out", "save/checkpoint_best.pt", "valid")
     assert {k: p.name for k, p in paths.items()} == {
@@ -169,23 +175,48 @@ def test_results_path_is_a_file(tmp_path):
     f = frame_of(table, ["a", "b"], [0.0, 1.0], [0.2, 0.8])
     target = tmp_path / "results"
     target.write_text("not a folder")
-    with pytest.raises(NotADirectoryError, match="results"):
+    with pytest.raises(scorelib.OptionError, match="results"):
         write_results(f, compute_metrics(f, table), table, target, "checkpoint_last", "test")
 
 
 def test_evaluate_two_batches(tmp_path):
     table = two_prompts(step=1.0)
 
-    def batch(keys, prompts, target, out):
+    def batch(keys, prompts, score, out):
         sample = {"key": keys, "prompt": prompts, "text": [f"text {k}" for k in keys],
-                  "target": torch.tensor(target), "net_input": {}}
+                  "score": torch.tensor(score, dtype=torch.float64), "net_input": {}}
         return torch.tensor(0.1), sample, {"encoder_out": torch.tensor(out)}
 
-    triples = [batch(["x1", "x2"], ["a", "b"], [0.0, 0.2], [0.5, 0.5]),
-               batch(["x3", "x4", "x5"], ["a", "b", "a"], [1.0, float("nan"), 2 / 3], [0.9, 0.4, 0.6])]
+    triples = [batch(["x1", "x2"], ["a", "b"], [0.0, 2.0], [0.5, 0.5]),
+               batch(["x3", "x4", "x5"], ["a", "b", "a"], [3.0, float("nan"), 2.0], [0.9, 0.4, 0.6])]
     frame, metrics = evaluate(iter(triples), "checkpoint_best.pt", table, tmp_path, "valid")
     assert list(frame["key"]) == ["x1", "x2", "x3", "x4", "x5"]
     np.testing.assert_allclose(frame["pred"], [1.5, 3.5, 2.7, 3.0, 1.8], rtol=1e-6)
+    assert frame["gold"].tolist()[:3] == [0.0, 2.0, 3.0] and math.isnan(frame["gold"][3])  # exactly as given
     assert metrics["n"] == 4 and metrics["n_unlabeled"] == 1
     assert (tmp_path / "result-checkpoint_best-valid.xlsx").is_file()
     assert (tmp_path / "metrics-checkpoint_best-valid.json").is_file()
+
+
+def test_gold_is_kept_exactly_and_metrics_match_the_libraries_with_ties(tmp_path):
+    """Gold scores that float32 would blur (0.1, 4.7, 1e-7 steps) come back from the files exactly as given,
+    and every metric equals scikit-learn's / SciPy's on those exact values, ties included."""
+    table = PromptTable(ids=["p"], ranges={"p": (0.0, 10.0)}, step=0.1)
+    gold = np.array([0.1, 0.1, 4.7, 4.7, 4.7, 9.3, 2.2, 2.2, 7.0000001, 5.3])
+    pred01 = np.array([0.02, 0.05, 0.47, 0.48, 0.47, 0.9, 0.3, 0.2, 0.6, 0.5])
+    frame = results_frame([f"k{i}" for i in range(10)], ["p"] * 10, gold, pred01, ["t"] * 10, table)
+    metrics = compute_metrics(frame, table)
+    paths = write_results(frame, metrics, table, tmp_path, "checkpoint_best.pt", "test")
+    back = pd.read_csv(paths["csv"])
+    assert back["gold"].tolist() == gold.tolist()  # exact, not within a tolerance
+    cells = [row[2].value for row in openpyxl.load_workbook(paths["xlsx"]).active.iter_rows(min_row=2)]
+    assert cells == gold.tolist()
+    pred = back["pred"].to_numpy()
+    saved = json.loads(paths["metrics"].read_text())["overall"]
+    assert saved["spearman"] == spearmanr(gold, pred).statistic  # average ranks of the tied gold values
+    assert saved["pearson"] == pearsonr(gold, pred).statistic
+    assert saved["rmse"] == pytest.approx(np.sqrt(np.mean((gold - pred) ** 2)), rel=1e-15)
+    labels = np.round(gold / 0.1).astype(int), np.round(back["pred_rounded"].to_numpy() / 0.1).astype(int)
+    assert saved["qwk"] == cohen_kappa_score(*labels, weights="quadratic", labels=np.arange(0, 101))
+    direct = array_metrics(["p"] * 10, gold, pred, back["pred_rounded"], table)["overall"]
+    assert {k: direct[k] for k in ("qwk", "pearson", "spearman")} == {k: saved[k] for k in ("qwk", "pearson", "spearman")}

@@ -90,7 +90,13 @@ def test_truncated_and_foreign_checkpoints_give_clear_errors(trained_dir, tmp_pa
     assert str(save_dir / "checkpoint_best.pt") in str(info.value)
     assert eval_cli([str(save_dir), "--cpu", "--split", "valid"]) == 2
     err = capsys.readouterr().err
-    assert "cannot read this checkpoint" in err and "Traceback" not in err
+    assert "truncated or damaged checkpoint" in err and "Traceback" not in err
+
+    not_torch = tmp_path / "notes.pt"
+    not_torch.write_text("these are my notes, not a model")
+    with pytest.raises(C.CheckpointError, match="not a torch checkpoint") as info:
+        C.load_checkpoint(not_torch)
+    assert str(info.value).startswith(f"{not_torch}: not a torch") and "truncated" not in str(info.value)[len(str(not_torch)):]
 
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
@@ -158,7 +164,7 @@ def test_skip_invalid_loss_skips_logs_and_finishes(tmp_path, monkeypatch, train_
     out = scorelib.train(train_args(save_dir, *TRAIN_ARGV[1:], "--skip-invalid-loss"))
     assert len(train_batches) == 4  # every batch of the epoch was still visited
     skipped = [r.getMessage() for r in scorelib_log if "skipping a batch" in r.getMessage()]
-    assert len(skipped) == 1 and "loss nan" in skipped[0]
+    assert len(skipped) == 1 and "loss is nan" in skipped[0]
     assert all(key in skipped[0] for key in train_batches[1])
     row = out["history"][-1]
     assert row["updates"] == 4 and math.isfinite(row["train_loss"])
@@ -181,3 +187,30 @@ def test_out_of_memory_names_the_batch_shape_and_max_tokens(tmp_path, monkeypatc
     b, t = shapes[0]
     assert len(shapes) == 1 and f"out of memory on a batch of {b} texts x {t} tokens" in err
     assert "lower --max-tokens (now 1000)" in err and "Traceback" not in err
+
+
+def test_a_bug_keeps_its_traceback_while_user_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    """Only the user's mistakes (ScorelibError) become one line; anything else is a bug and is raised as is."""
+    def broken(*args, **kwargs):
+        raise KeyError("internal bookkeeping")
+
+    monkeypatch.setattr(scorelib.TextScoringTask, "build_criterion", broken)
+    with pytest.raises(KeyError, match="internal bookkeeping"):
+        train_cli(["--save-dir", str(tmp_path / "bug"), *TRAIN_ARGV])
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert train_cli(["--save-dir", str(tmp_path / "bad"), *TRAIN_ARGV, "--score-range", "5", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scorelib-train: error: --score-range 5 1: MIN must be below MAX") and err.count("\n") == 1
+    assert not (tmp_path / "bad").exists()  # refused before the save dir was made
+
+
+def test_import_configures_no_logging():
+    """``import scorelib`` adds only a NullHandler and leaves propagation on; the CLI sets up its own output."""
+    import subprocess
+    import sys
+
+    code = ("import logging, scorelib; log = logging.getLogger('scorelib'); "
+            "print([type(h).__name__ for h in log.handlers], log.propagate, log.level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['NullHandler'] True 0"

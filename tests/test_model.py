@@ -86,8 +86,7 @@ def test_pooling_mean_ignores_padding_and_cls_takes_first_token():
 
 def test_pooling_option_changes_the_model_output(task, model):
     sample = batch_of(task, 2)
-    cls_model = type(model)(parse_args(["--pooling", "cls", "--head-dropout", "0"]), model.encoder,
-                            num_prompts=len(task.prompts))
+    cls_model = type(model)(model.encoder, num_prompts=len(task.prompts), pooling="cls", head_dropout=0.0)
     cls_model.head.load_state_dict(model.head.state_dict())
     cls_model.ques_emb.load_state_dict(model.ques_emb.state_dict())
     model.eval()

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorelib.data import batch_by_size, collate
+from scorelib.dataset import batch_by_size, collate
 from scorelib.prompts import PromptTable
 
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -13,7 +13,7 @@ PAD = 7
 
 
 def item(i, n):
-    return {"id": i, "key": f"k{i}", "prompt": "p", "text": "t", "prompt_id": i % 3, "target": 0.5,
+    return {"id": i, "key": f"k{i}", "prompt": "p", "text": "t", "prompt_id": i % 3, "score": 2.5, "target": 0.5,
             "input_ids": torch.arange(100, 100 + n), "attention_mask": torch.ones(n, dtype=torch.long),
             "token_type_ids": torch.zeros(n, dtype=torch.long)}
 

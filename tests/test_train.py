@@ -2,6 +2,7 @@
 
 Every run here is a real, tiny one: the default encoder on a few rows of the demo data.
 """
+import importlib
 import math
 from types import SimpleNamespace
 
@@ -11,11 +12,14 @@ import torch
 
 from conftest import train_args
 from scorelib import train
-from scorelib.trainer import MAXIMIZE, Trainer
+from scorelib.metrics import MAXIMIZE
+from scorelib.train import Progress
+from scorelib.trainer import Trainer
 
-# the columns of SAVE_DIR/history.csv, one row per epoch (Trainer.train)
+LOOP = importlib.import_module("scorelib.train")  # the module (``scorelib.train`` itself is the function)
+# the columns of SAVE_DIR/history.csv, one row per epoch (scorelib.train.train_epoch)
 HISTORY_COLUMNS = ["epoch", "updates", "train_loss", "valid_qwk", "valid_qwk_pooled", "valid_pearson",
-                   "valid_spearman", "valid_rmse", "valid_loss", "tokens_per_s", "seconds"]
+                   "valid_spearman", "valid_rmse", "valid_loss", "tokens_per_s", "seconds", "valid_seconds"]
 # 32 rows in batches of 8: 4 updates per epoch, a checkpoint after update 2 and at the end of the epoch
 BASE = ["--max-train-rows", "32", "--max-eval-rows", "16", "--batch-size", "8", "--save-interval-updates", "2"]
 TINY = ["--max-train-rows", "16", "--max-eval-rows", "8", "--batch-size", "8", "--no-epoch-checkpoints"]
@@ -40,27 +44,29 @@ def assert_plain(value, where="checkpoint"):
 
 
 class Recorder:
-    """Wraps ``Trainer.train`` and ``Trainer.train_step`` to look at the trainer as training starts."""
+    """Wraps ``train_epoch`` and ``Trainer.train_step`` to look at the trainer as training starts."""
 
     def __init__(self, monkeypatch):
         self.start, self.steps_from = None, []
-        original_train, original_step = Trainer.train, Trainer.train_step
+        original_epoch, original_step = LOOP.train_epoch, Trainer.train_step
         rec = self
 
-        def train_wrapper(trainer):
-            rec.trainer = trainer
-            rec.start = SimpleNamespace(
-                num_updates=trainer.num_updates, epoch=trainer.epoch, optimizer_state=len(trainer.optimizer.state),
-                scheduler_steps=trainer.scheduler.last_epoch, amp_dtype=trainer.amp_dtype,
-                ques_emb=trainer.model.ques_emb.weight.detach().clone(),
-                model={k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-            return original_train(trainer)
+        def epoch_wrapper(args, trainer, progress):
+            if rec.start is None or rec.trainer is not trainer:  # the first epoch of each run
+                rec.trainer = trainer
+                rec.start = SimpleNamespace(
+                    num_updates=trainer.num_updates, epoch=progress.epoch,
+                    optimizer_state=len(trainer.optimizer.optimizer.state),
+                    scheduler_steps=trainer.scheduler.last_epoch, amp_dtype=trainer.amp_dtype,
+                    ques_emb=trainer.model.ques_emb.weight.detach().clone(),
+                    model={k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
+            return original_epoch(args, trainer, progress)
 
         def step_wrapper(trainer, samples):
             rec.steps_from.append(trainer.num_updates)
             return original_step(trainer, samples)
 
-        monkeypatch.setattr(Trainer, "train", train_wrapper)
+        monkeypatch.setattr(LOOP, "train_epoch", epoch_wrapper)
         monkeypatch.setattr(Trainer, "train_step", step_wrapper)
 
 
@@ -126,8 +132,8 @@ def test_history_csv_has_the_documented_columns(base_run):
 
 
 def build_trainer(args, tokenizer):
-    """What ``scorelib.cli.train`` builds before it calls ``Trainer.train``."""
-    from scorelib.cli import set_seed
+    """What ``scorelib.train`` builds before its epoch loop."""
+    from scorelib.train import set_seed
     from scorelib.tasks import TextScoringTask
 
     set_seed(args.seed)
@@ -143,16 +149,19 @@ def test_rerun_with_more_epochs_resumes_optimizer_schedule_and_update_count(base
     args = train_args(d, *BASE, "--max-epoch", "2")
 
     trainer = build_trainer(args, tokenizer)
-    assert len(trainer.optimizer.state) == 0  # a fresh optimizer has no moments until loaded
-    assert trainer.load_checkpoint(d / "checkpoint_last.pt")
-    assert (trainer.num_updates, trainer.epoch, trainer.iterations_in_epoch) == (4, 2, 0)
+    adamw = trainer.optimizer.optimizer
+    assert len(adamw.state) == 0  # a fresh optimizer has no moments until loaded
+    extra = trainer.load_checkpoint(d / "checkpoint_last.pt")
+    progress = Progress("qwk", True)
+    progress.resume(extra)
+    assert (trainer.num_updates, progress.epoch, progress.iterations_in_epoch) == (4, 2, 0)
     assert trainer.scheduler.last_epoch == 4
     # the moments must sit on the parameters themselves (where AdamW.step reads them)
-    params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
-    assert len(trainer.optimizer.state) == len(saved["last_optimizer_state"]["state"]) > len(params) - 3
+    params = [p for group in adamw.param_groups for p in group["params"]]
+    assert len(adamw.state) == len(saved["last_optimizer_state"]["state"]) > len(params) - 3
     for i, moments in saved["last_optimizer_state"]["state"].items():
-        assert params[i] in trainer.optimizer.state, i
-        loaded = trainer.optimizer.state[params[i]]
+        assert params[i] in adamw.state, i
+        loaded = adamw.state[params[i]]
         assert torch.equal(loaded["exp_avg"], moments["exp_avg"])
         assert torch.equal(loaded["exp_avg_sq"], moments["exp_avg_sq"])
         assert float(loaded["step"]) == 4
@@ -222,13 +231,13 @@ def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeyp
 def test_bf16_trains_on_the_cpu(tmp_path, monkeypatch):
     rec = Recorder(monkeypatch)
     dtypes = []
-    original = Trainer.train
+    original = LOOP.train_epoch
 
-    def hooked(trainer):
+    def hooked(args, trainer, progress):
         trainer.model.head[1].register_forward_hook(lambda m, i, o: dtypes.append((m.training, o.dtype)))
-        return original(trainer)
+        return original(args, trainer, progress)
 
-    monkeypatch.setattr(Trainer, "train", hooked)
+    monkeypatch.setattr(LOOP, "train_epoch", hooked)
     out = train(train_args(tmp_path / "bf16", *TINY, "--max-train-rows", "8", "--bf16"))
     assert rec.start.amp_dtype == torch.bfloat16 and rec.trainer.device.type == "cpu"
     assert (True, torch.bfloat16) in dtypes, "the training forward did not run under bfloat16 autocast"
@@ -251,31 +260,27 @@ def test_update_freq_2_halves_the_number_of_updates(tmp_path, base_run, monkeypa
     assert (tmp_path / "uf2" / "checkpoint_best.pt").is_file() and not list((tmp_path / "uf2").glob("checkpoint_1_*.pt"))
 
 
-def test_is_better_follows_the_metric_direction(tokenizer):
-    from scorelib.tasks import TextScoringTask
-
+def test_is_better_follows_the_metric_direction():
     assert MAXIMIZE["rmse"] is False and MAXIMIZE["loss"] is False
     assert MAXIMIZE["pearson"] is True and MAXIMIZE["qwk"] is True
 
-    def trainer_for(*extra):
-        args = train_args("unused", "--max-train-rows", "8", "--max-eval-rows", "8", *extra)
-        task = TextScoringTask.setup_task(args, tokenizer)
-        return Trainer(args, task, torch.nn.Linear(2, 1), None)
-
-    rmse = trainer_for("--best-checkpoint-metric", "rmse")
-    assert (rmse.metric, rmse.maximize) == ("rmse", False)
+    rmse = Progress("rmse", MAXIMIZE["rmse"])
     assert rmse.is_better(2.0)  # nothing yet
     rmse.best = 2.0
     assert rmse.is_better(1.5) and not rmse.is_better(2.5) and not rmse.is_better(2.0)
     assert not rmse.is_better(float("nan")) and not rmse.is_better(None)
 
-    pearson = trainer_for("--best-checkpoint-metric", "pearson")
-    assert (pearson.metric, pearson.maximize) == ("pearson", True)
+    pearson = Progress("pearson", MAXIMIZE["pearson"])
     pearson.best = 0.5
     assert pearson.is_better(0.6) and not pearson.is_better(0.4)
+    assert Progress("loss", True).is_better(1.0)
 
-    assert trainer_for().metric == "qwk"  # the demo data has a score step
-    assert trainer_for("--best-checkpoint-metric", "loss", "--maximize-best-checkpoint-metric").maximize is True
+
+def test_best_checkpoint_metric_default_and_direction(tmp_path):
+    out = train(train_args(tmp_path / "m", *TINY, "--max-train-rows", "8", "--best-checkpoint-metric", "loss",
+                           "--maximize-best-checkpoint-metric"))
+    best = load_pt(tmp_path / "m" / "checkpoint_last.pt")["extra_state"]["best"]
+    assert best == {"metric": "loss", "value": out["history"][0]["valid_loss"], "maximize": True}
 
 
 def test_patience_stops_training_early(tmp_path):

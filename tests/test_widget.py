@@ -33,7 +33,7 @@ def test_score_within_each_prompts_range(scorer):
         r = check_and_score(scorer, prompt, ANSWER)
         assert info["min"] <= r["score"] <= info["max"], (prompt, r)
         assert (r["prompt"], r["min"], r["max"], r["step"]) == (prompt, info["min"], info["max"], info["step"])
-        assert r["rounded"] == float(scorer.round(r["score"], prompt)[0])
+        assert r["score_rounded"] == float(scorer.round(r["score"], prompt)[0])
         assert r["warnings"] == []
         assert r["score"] == pytest.approx(scorer.score(ANSWER, prompt=prompt))
 
@@ -41,7 +41,7 @@ def test_score_within_each_prompts_range(scorer):
 @pytest.mark.parametrize("text, pattern", [
     ("", "empty"),
     ("   \n\t ", "empty"),
-    ("word " * 20_000, f"100,000 characters; the limit is {MAX_CHARS:,}"),
+    ("word " * 20_000, f"100,000 characters; the scorer takes at most {MAX_CHARS:,}"),
 ])
 def test_bad_text_is_refused_with_a_clear_message(scorer, text, pattern):
     with pytest.raises(ScoreInputError, match=pattern):
@@ -71,16 +71,14 @@ def test_long_text_warns_that_it_was_cut(scorer):
     assert any(f"only the first {scorer.max_length}" in w for w in r["warnings"]), r["warnings"]
 
 
-def test_plot_with_score_marks_the_new_score(results):
-    import matplotlib.pyplot as plt
-
+def test_plot_with_score_marks_the_new_score(results, scorer):
     prompt = str(results["prompt"].iloc[0])
-    fig = plot_with_score(results, prompt, 2.5)
+    fig = plot_with_score(results, scorer.table, prompt, 2.5)
     ax = fig.axes[0]
     assert any(list(line.get_ydata()) == [2.5, 2.5] for line in ax.get_lines())  # the horizontal line
-    assert any("2.50" in t.get_text() for t in ax.texts)
+    assert any("new text: 2.50" in t.get_text() for t in ax.get_legend().get_texts())
+    assert len(ax.collections) == 1  # only this prompt's rows
     assert len(ax.collections[0].get_offsets()) == int((results["prompt"].astype(str) == prompt).sum())
-    plt.close(fig)
 
 
 def test_widget_shows_the_score_and_the_plot(scorer, results):
@@ -111,10 +109,17 @@ def test_widget_shows_errors_without_a_traceback(scorer):
     assert "score" in w.last and "Warning:" in _text(w.output)
 
 
-def test_widget_turns_unexpected_errors_into_a_message(scorer, monkeypatch):
+def test_widget_turns_unexpected_errors_into_a_message_and_logs_them(scorer, monkeypatch, caplog):
     w = ScoringWidget(scorer)
     monkeypatch.setattr(scorer, "score", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     w.text.value = ANSWER
-    w.on_click()
+    with caplog.at_level("INFO", logger="scorelib"):
+        w.on_click()
     assert w.last == {"error": "Could not score this text (RuntimeError: boom)."}
     assert "Traceback" not in _text(w.output)
+    logged = [r for r in caplog.records if r.name == "scorelib.widget"]
+    assert len(logged) == 1 and logged[0].exc_info[0] is RuntimeError  # the log keeps the traceback
+    w.text.value = ""
+    with caplog.at_level("INFO", logger="scorelib"):
+        w.on_click()
+    assert any("refused the input" in r.getMessage() for r in caplog.records if r.name == "scorelib.widget")

@@ -1,0 +1,40 @@
+"""The user's mistakes, as one family of exceptions.
+
+fairseq has no such file; it plays the part of argparse's ``parser.error`` for everything
+found after parsing. The command-line tools print a :class:`ScorelibError` as one line
+(the message names the file, row, column or flag to change) and let any other exception,
+a bug in scorelib, print its traceback.
+"""
+from __future__ import annotations
+
+
+class ScorelibError(Exception):
+    """A mistake the user can fix: bad data or options, a missing file, an unusable checkpoint."""
+
+
+class DataError(ScorelibError, ValueError):
+    """Bad input data; the message names the file, row and column."""
+
+
+class OptionError(ScorelibError, ValueError):
+    """An option (or a combination of options) that cannot work; the message names the flag."""
+
+
+class MissingFileError(ScorelibError, FileNotFoundError):
+    """A file or folder the user named does not exist (or is not the kind expected)."""
+
+
+class CheckpointError(ScorelibError, RuntimeError):
+    """A checkpoint or save dir that cannot be used; the message names the file."""
+
+
+class InputError(ScorelibError, ValueError):
+    """A text, prompt or context the scorer cannot take; the message says what to change."""
+
+
+class BatchOutOfMemory(ScorelibError, RuntimeError):
+    """Out of memory on one batch; the message gives its shape and what to lower."""
+
+
+class InvalidLossError(ScorelibError, FloatingPointError):
+    """A loss or gradient that is NaN or inf: training diverged (lower --lr, or --skip-invalid-loss)."""

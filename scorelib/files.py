@@ -1,0 +1,52 @@
+"""One atomic writer for every file scorelib leaves behind.
+
+Mirrors ``torch_persistent_save`` in ``fairseq/checkpoint_utils.py``: write to a temporary
+file in the same folder, flush it to disk, then rename it over the target, so that a
+killed run never leaves a torn checkpoint, result table or history.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+PAUSE_ENV = "SCORELIB_TEST_PAUSE_IN_SAVE"  # tests only: seconds to sleep between writing and renaming
+
+
+def atomic_write(path, write, pause: bool = False) -> Path:
+    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
+
+    Args:
+        path (str | os.PathLike): the target file; its folder must exist.
+        write (callable): writes the whole file to the path it is given (a ``str``).
+        pause (bool): tests only: sleep ``$SCORELIB_TEST_PAUSE_IN_SAVE`` seconds before the rename.
+
+    Returns:
+        pathlib.Path: ``path``.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; these are ordinary files
+        if pause and float(os.environ.get(PAUSE_ENV, "0") or 0):
+            time.sleep(float(os.environ[PAUSE_ENV]))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete temporary files that an interrupted :func:`atomic_write` left in ``folder``."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

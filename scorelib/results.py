@@ -1,0 +1,231 @@
+"""Result files: the seed's ``result-{ckpt}.xlsx``, a CSV twin, the metrics and a plot.
+
+The seed's ``evaluate(self, result_triples, ckpt_name)`` lives on its task; fairseq's nearest
+is ``validate`` in ``fairseq_cli/train.py``. Here the table is built from arrays (gold exactly
+as read, predictions rescaled per prompt as ``pred * (max - min) + min``), written atomically,
+with texts as text cells; :func:`evaluate` keeps the seed's ``(loss, sample, result)`` form.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import OptionError
+from .files import atomic_write
+from .metrics import compute_metrics
+
+COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
+TEXT_COLUMNS = ("key", "prompt", "text")
+XLSX_MAX_CHARS = 32767  # Excel's limit for one cell
+# characters XML 1.0 cannot carry (openpyxl refuses them): C0 controls but tab/LF/CR,
+# lone surrogates and the two non-characters U+FFFE / U+FFFF
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def results_frame(keys, prompts, gold, pred01, texts, table) -> pd.DataFrame:
+    """One row per scored text, with gold and predicted scores on the prompt's own scale.
+
+    Args:
+        keys (Sequence[str]): row keys, length N.
+        prompts (Sequence[str]): prompt id per row, length N; each must be in ``table``.
+        gold (array-like, shape (N,)): gold scores exactly as read (NaN: unlabeled), kept as given.
+        pred01 (array-like, shape (N,)): model outputs (``encoder_out``) in [0, 1].
+        texts (Sequence[str]): the scored texts, length N.
+        table (PromptTable): ranges and rounding step per prompt.
+
+    Returns:
+        pd.DataFrame: columns ``key, prompt, gold, pred, pred_rounded, text`` in input order;
+        ``pred`` is ``pred01 * (max - min) + min`` per prompt and ``pred_rounded`` is ``pred``
+        rounded to ``table.step`` and clipped to the range.
+    """
+    keys, prompts, texts = ([str(v) for v in col] for col in (keys, prompts, texts))
+    gold, pred01 = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (gold, pred01))
+    sizes = [len(keys), len(prompts), len(gold), len(pred01), len(texts)]
+    if len(set(sizes)) != 1:
+        raise ValueError(f"keys, prompts, gold, pred01, texts must have one length, got {sizes}")
+    table.bounds(sorted(set(prompts)))  # an unknown prompt: an error listing the known ones
+    pred = table.unscale(pred01, prompts)
+    return pd.DataFrame({
+        "key": pd.Series(keys, dtype=object), "prompt": pd.Series(prompts, dtype=object), "gold": gold,
+        "pred": pred, "pred_rounded": table.round(pred, prompts), "text": pd.Series(texts, dtype=object),
+    }, columns=COLUMNS)
+
+
+def frame_metrics(frame: pd.DataFrame, table) -> dict:
+    """:func:`scorelib.metrics.compute_metrics` of a :func:`results_frame`."""
+    return compute_metrics(frame["prompt"], frame["gold"], frame["pred"], frame["pred_rounded"], table)
+
+
+def plot_gold_vs_pred(frame, table, metrics=None, ax=None, title=None, prompts=None, new_score=None):
+    """Scatter gold (x) against predicted (y) scores, one colour per prompt, with y = x.
+
+    Args:
+        frame (pd.DataFrame): a :func:`results_frame` (or its CSV read back); unlabeled rows are skipped.
+        table (PromptTable): ranges for the axis limits.
+        metrics (dict, optional): a :func:`scorelib.metrics.compute_metrics` dict, shown in the title.
+        ax (matplotlib.axes.Axes, optional): draw here; a new Figure is made if ``None``.
+        title (str, optional): the title's first line.
+        prompts (list[str], optional): only these prompts (default: all in ``frame``).
+        new_score (float, optional): a newly scored text, drawn as a horizontal line.
+
+    Returns:
+        matplotlib.figure.Figure: the figure holding the plot (not registered with pyplot).
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
+    if ax is None:
+        ax = Figure(figsize=(6, 6)).add_subplot()
+    present = set(frame["prompt"].astype(str))
+    pids = [p for p in table.ids if p in present and (prompts is None or p in prompts)]
+    cmap = matplotlib.colormaps["tab10" if len(pids) <= 10 else "tab20"]
+    for i, pid in enumerate(pids):
+        rows = frame[(frame["prompt"].astype(str) == pid) & np.isfinite(frame["gold"].to_numpy(np.float64))]
+        ax.scatter(rows["gold"], rows["pred"], s=14, alpha=0.6, color=cmap(i % cmap.N), label=f"{pid} (n={len(rows)})")
+    ranges = [table.ranges[p] for p in (pids or prompts or table.ids)]
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    pad = 0.05 * (hi - lo)
+    ax.plot([lo, hi], [lo, hi], color="0.4", linestyle="--", linewidth=1, label="y = x")
+    if new_score is not None:
+        ax.axhline(float(new_score), color="tab:red", linewidth=1.5, label=f"new text: {float(new_score):.2f}")
+    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), aspect="equal",
+           xlabel="gold score", ylabel="predicted score")
+    if len(pids) <= 20:
+        ax.legend(title="prompt", fontsize="small", loc="upper left")
+    else:  # a legend with dozens of prompts would cover the plot
+        ax.text(0.02, 0.98, f"{len(pids)} prompts", transform=ax.transAxes, va="top")
+    lines = [title] if title else []
+    if metrics is not None:
+        o = metrics["overall"]
+        parts = [f"{name} {o[k]:.3f}" for name, k in (("QWK", "qwk"), ("Pearson", "pearson"), ("RMSE", "rmse"))
+                 if o[k] is not None]
+        lines.append((" · ".join(parts) or "metrics undefined") + f"  (n={metrics['n']})")
+    ax.set_title("\n".join(lines), fontsize="medium")
+    return ax.figure
+
+
+def _jsonable(obj):
+    """Numpy scalars -> Python numbers, NaN/inf -> None, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def write_xlsx(frame: pd.DataFrame, path) -> tuple[int, int]:
+    """Write ``frame`` with text cells typed as strings; returns (replaced chars, truncated cells).
+
+    Numbers keep their full value and show two decimals (number format ``0.00``, the seed's ``%8.2f``).
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "results"
+    ws.append(list(frame.columns))
+    for cell, name in zip(ws[1], frame.columns):
+        cell.font = Font(bold=True)
+        ws.column_dimensions[cell.column_letter].width = {"text": 80, "key": 18, "prompt": 14}.get(name, 12)
+    ws.freeze_panes = "A2"
+    replaced = truncated = 0
+    for r, row in enumerate(frame.itertuples(index=False, name=None), start=2):
+        for c, (name, value) in enumerate(zip(frame.columns, row), start=1):
+            cell = ws.cell(row=r, column=c)
+            if name in TEXT_COLUMNS:
+                value, k = _ILLEGAL_XML.subn("\ufffd", str(value))
+                replaced += k
+                if len(value) > XLSX_MAX_CHARS:
+                    value, truncated = value[:XLSX_MAX_CHARS], truncated + 1
+                cell.value = value
+                cell.data_type = "s"  # '=1+1' stays text: openpyxl would otherwise mark it a formula
+            else:
+                cell.value = float(value) if math.isfinite(value) else None
+                cell.number_format = "0.00"
+    wb.save(path)
+    return replaced, truncated
+
+
+def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict:
+    """Write the result table (xlsx and csv), the metrics (json) and the plot (png).
+
+    Files are ``result-{ckpt}-{split}.xlsx|.csv``, ``metrics-{ckpt}-{split}.json`` and
+    ``plot-{ckpt}-{split}.png``, each written atomically. The CSV keeps texts verbatim;
+    the xlsx stores key/prompt/text as string cells (never formulas), replaces characters
+    XML cannot carry by U+FFFD and cuts texts at Excel's 32,767 characters; the counts are
+    set in ``metrics`` as ``xlsx_replaced_control_chars`` / ``xlsx_truncated_texts``.
+
+    Returns:
+        dict[str, pathlib.Path]: paths under keys ``xlsx, csv, metrics, plot``.
+    """
+    out = Path(results_path)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--results-path {out}: is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = Path(str(ckpt_name)).name
+    ckpt = ckpt[:-3] if ckpt.endswith(".pt") else ckpt
+    if not ckpt or not split or any(s in str(split) for s in ("/", "\\")):
+        raise ValueError(f"bad checkpoint name {ckpt_name!r} or split {split!r} for a file name")
+    tag = f"{ckpt}-{split}"
+    paths = {"xlsx": out / f"result-{tag}.xlsx", "csv": out / f"result-{tag}.csv",
+             "metrics": out / f"metrics-{tag}.json", "plot": out / f"plot-{tag}.png"}
+    counts = {}
+    atomic_write(paths["xlsx"], lambda tmp: counts.update(zip(
+        ("xlsx_replaced_control_chars", "xlsx_truncated_texts"), write_xlsx(frame, tmp))))
+    metrics.update(counts)
+    atomic_write(paths["csv"], lambda tmp: frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n"))
+    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
+    atomic_write(paths["metrics"], lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    fig = plot_gold_vs_pred(frame, table, metrics, title=f"{ckpt} · {split}")
+    atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    return paths
+
+
+def evaluate_dataset(dataset, pred01, table, results_path, ckpt_name, split) -> tuple[pd.DataFrame, dict]:
+    """Result files of one split: a :class:`ScoringDataset` (gold exactly as read) and its predictions."""
+    frame = results_frame(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table)
+    metrics = frame_metrics(frame, table)
+    write_results(frame, metrics, table, results_path, ckpt_name, split)
+    return frame, metrics
+
+
+def _list(x) -> list:
+    return x.tolist() if hasattr(x, "tolist") else list(x)
+
+
+def evaluate(result_triples, ckpt_name, table, results_path, split) -> tuple[pd.DataFrame, dict]:
+    """The seed's ``evaluate(result_triples, ckpt_name)``, completed.
+
+    Args:
+        result_triples (Iterable[tuple]): ``(loss, sample, result)`` per batch; ``sample`` has ``key``,
+            ``prompt``, ``text`` (lists of B str; ``text`` optional) and ``score`` (the gold on the prompt's
+            scale, as the collater gives it; NaN if unlabeled); ``result`` has ``encoder_out`` (B,) in [0, 1].
+        ckpt_name (str): checkpoint file name, e.g. ``"checkpoint_best.pt"``.
+        table (PromptTable): ranges and step per prompt.
+        results_path (str | os.PathLike): output folder.
+        split (str): split name, used in file names.
+
+    Returns:
+        tuple[pd.DataFrame, dict]: the :func:`results_frame` and its metrics.
+    """
+    cols = {"key": [], "prompt": [], "gold": [], "pred01": [], "text": []}
+    for _, sample, result in result_triples:
+        batch = {"key": _list(sample["key"]), "prompt": _list(sample["prompt"]), "gold": _list(sample["score"]),
+                 "pred01": _list(result["encoder_out"].detach().double().reshape(-1).cpu()),
+                 "text": _list(sample["text"]) if sample.get("text") is not None else [""] * len(sample["key"])}
+        if len({len(v) for v in batch.values()}) != 1:
+            raise ValueError(f"batch sizes disagree: { {k: len(v) for k, v in batch.items()} }")
+        for k, v in batch.items():
+            cols[k] += v
+    frame = results_frame(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table)
+    metrics = frame_metrics(frame, table)
+    write_results(frame, metrics, table, results_path, ckpt_name, split)
+    return frame, metrics
