@@ -63,7 +63,13 @@ def test_cv_writes_folds_oof_table_and_metrics(cv_run):
     assert sorted(oof["fold"].unique()) == [0, 1, 2]
     np.testing.assert_array_equal(oof["gold"], frame["score"].astype(float))
     assert oof["text"].tolist() == frame["text"].tolist()
-    assert (save_dir / "results" / "result-cv-oof.xlsx").is_file()
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(save_dir / "results" / "result-cv-oof.xlsx").active
+    assert [c.value for c in sheet[1]] == list(oof.columns)
+    assert [r[0].value for r in sheet.iter_rows(min_row=2)] == frame["key"].tolist()
+    assert all(r[0].data_type == "s" and r[6].data_type == "s" for r in sheet.iter_rows(min_row=2))  # text cells
+    assert sheet["C2"].number_format == "0" and sheet["D2"].number_format == "0.00"
     for pid, rows in oof.groupby("prompt"):  # stratified by prompt: 15 rows -> 5 per fold
         assert rows["fold"].value_counts().tolist() == [5, 5, 5], pid
     # the held-out rows of fold i were never in its train or valid table
@@ -212,3 +218,42 @@ def test_cv_console_script_entry():
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and "--folds" in proc.stdout and "--fit-cutpoints" in proc.stdout
     assert 'scorelib-cv = "scorelib.cli:cv_cli"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_widget_shows_the_spread_of_a_fold_ensemble(cv_run):
+    from scorelib.widget import ScoringWidget, check_and_score
+
+    ensemble = scorelib.load(cv_run[0], device="cpu")
+    result = check_and_score(ensemble, "q1", "The earth is tilted, so sunlight hits it at different angles.")
+    assert result["spread"] >= 0
+    w = ScoringWidget(ensemble)
+    w.prompt.value, w.text.value = "q1", "The earth is tilted, so sunlight hits it at different angles."
+    w.on_click()
+    shown = "".join(o.get("text", "") for o in w.output.outputs)
+    assert " ± " in shown and "q1's 0–3 scale" in shown, shown
+
+
+def test_train_fit_cutpoints_on_the_valid_split(tmp_path):
+    from conftest import train_args
+
+    out = scorelib.train(train_args(tmp_path / "run", "--no-epoch-checkpoints", "--fit-cutpoints", "--max-length", 64))
+    state = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
+    table = PromptTable.from_dict(state["prompts"])
+    assert table.cutpoints and table.cutpoints == PromptTable.load(tmp_path / "run" / "prompts.json").cutpoints
+    assert scorelib.load(tmp_path / "run", device="cpu").table.cutpoints == table.cutpoints
+    valid = out["metrics"]["valid"]
+    assert valid["cutpoints"] == table.cutpoints and "qwk_nearest" in valid["overall"]
+    for pid, m in valid["per_prompt"].items():  # fitted on valid: never below nearest rounding there
+        if m["qwk_nearest"] is not None and pid in table.cutpoints:
+            assert m["qwk"] >= m["qwk_nearest"] - 1e-9
+    frame = pd.read_csv(tmp_path / "run" / "results" / "result-checkpoint_best-test.csv", dtype={"prompt": str})
+    np.testing.assert_allclose(frame["pred_rounded"], table.round(frame["pred"], frame["prompt"]))
+
+
+def test_continuous_scores_stratified_by_quantile_bins():
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(30)], "prompt": "0", "score": np.linspace(0, 1, 30) ** 2})
+    table = PromptTable(ids=["0"], ranges={"0": (0.0, 1.0)}, step=None)
+    folds = assign_folds(frame, table, 3, 1)
+    assert np.bincount(folds).tolist() == [10, 10, 10]
+    for low in (frame["score"] < frame["score"].median(),):  # low and high scores spread over every fold
+        assert np.bincount(folds[low.to_numpy()], minlength=3).min() >= 4
