@@ -47,7 +47,8 @@ def check_and_score(scorer, prompt, text) -> dict:
         text (str): the pasted text.
 
     Returns:
-        dict: :meth:`Scorer.record` (``prompt, score, score_rounded, min, max``) plus ``step`` and
+        dict: :meth:`Scorer.record` (``prompt, score, score_rounded, min, max``; and ``spread`` for a fold
+        ensemble) plus ``step`` and
         ``warnings`` (list[str]: non-English text, a text longer than the model reads).
 
     Raises:
@@ -65,6 +66,9 @@ def check_and_score(scorer, prompt, text) -> dict:
     if n_tokens > scorer.max_length:
         warnings.append(f"The text has {n_tokens:,} tokens; only the first {scorer.max_length} were read "
                         f"(the rest did not count towards the score).")
+    if getattr(scorer, "has_spread", False):  # a fold ensemble: "3.2 ± 0.3"
+        score, spread = scorer.score(text, prompt=prompt, contexts=contexts, return_spread=True)
+        return {**scorer.record(score, prompt, spread=spread), "step": scorer.table.step, "warnings": warnings}
     score = float(scorer.score(text, prompt=prompt, contexts=contexts))
     return {**scorer.record(score, prompt), "step": scorer.table.step, "warnings": warnings}
 
