@@ -7,6 +7,13 @@ at most 16 texts per batch on both sides), each run in its own process so that i
 * ``scorelib``: one epoch through ``scorelib.train.train_epoch`` (the loop ``scorelib-train`` runs) with the
   batches of ``scorelib.dataset.epoch_batches`` (length-sorted, ``--batch-size 16`` like HF, ``--max-tokens``
   the smallest multiple of 64 at which the mean batch size is within 10% of 16).
+* ``scorelib_compile``: the same with ``--compile`` (``torch.compile`` of the encoder, dynamic shapes). Its first
+  step compiles, so before the timed epoch it warms up: forward + backward (no optimizer step, so the weights
+  do not change) on the epoch's first ``--warmup-batches`` (2) batches, twice; the compile time is the first pass
+  minus the second. The timed epoch is then the same epoch 1 as eager ``scorelib``'s. Each run compiles cold
+  (a fresh ``TORCHINDUCTOR_CACHE_DIR``), and the number of graphs compiled during the timed epoch is recorded
+  (0 expected: a recompile there would be counted as training time). ``ratio_compile_vs_eager`` =
+  ``scorelib_compile`` / ``scorelib`` non-pad tokens/s (medians).
 * ``hf_default``: ``AutoModelForSequenceClassification(num_labels=1)`` + ``DataCollatorWithPadding``,
   batch size 16, random batches padded to the longest, ``optim="adamw_torch_fused"``.
 * ``hf_group_by_length``: the same with length grouping (transformers 5: ``train_sampling_strategy=
@@ -20,8 +27,8 @@ optimizer it really built (fused or not).
 ``overhead``: scorelib's epoch vs a bare forward + backward + AdamW step of the same model on pre-built
 tensors of the same batches, alternating in one process.
 
-    python bench/bench_train.py [--texts 256] [--epochs 1] [--repeats 3] [--threads N] [--no-save]
-    python bench/bench_train.py --texts 32 --repeats 1 --no-save     # smoke run (~2 min)
+    python bench/bench_train.py [--texts 256] [--epochs 1] [--repeats 3] [--threads N] [--configs a,b] [--no-save]
+    python bench/bench_train.py --quick       # smoke run: 32 texts, 1 repeat, nothing saved (~7 min: one cold compile)
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 HF_BATCH = 16
-CONFIGS = ["scorelib", "hf_default", "hf_group_by_length"]
+CONFIGS = ["scorelib", "scorelib_compile", "hf_default", "hf_group_by_length"]
 SEED = 1
 LR = 8e-5
 os.environ["SCORELIB_FAST"] = "0"  # a SCORELIB_FAST=1 left in the shell would cut the rows: never in a benchmark
@@ -54,10 +61,11 @@ def write_data(folder: Path, texts, targets) -> Path:
     return folder
 
 
-def scorelib_args(data: Path, save_dir: Path, max_tokens: int, epochs: int):
+def scorelib_args(data: Path, save_dir: Path, max_tokens: int, epochs: int, compile: bool = False):
     from scorelib.options import parse_args
 
-    return parse_args([str(data), "--save-dir", str(save_dir), "--cpu", "--max-epoch", str(epochs),
+    return parse_args([*(["--compile"] if compile else []), str(data), "--save-dir", str(save_dir), "--cpu",
+                       "--max-epoch", str(epochs),
                        "--max-tokens", str(max_tokens), "--batch-size", str(HF_BATCH), "--score-range", "0", "1",
                        "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1000000",
                        "--seed", str(SEED), "--lr", str(LR)])
@@ -115,7 +123,38 @@ def thread_info() -> dict:
 
 
 # ---------------------------------------------------------------------------- children
-def child_scorelib(opts) -> dict:
+def dynamo_graphs() -> int:
+    """Graphs torch.compile has built so far in this process (0 where dynamo was never used)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return 0
+    return int(counters["stats"]["unique_graphs"])
+
+
+def compile_warmup(trainer, n_batches: int) -> dict:
+    """Forward + backward (no optimizer step: the weights do not change) on epoch 1's first ``n_batches``
+    batches, twice. The first pass compiles; compile time = first pass - second pass."""
+    from scorelib.inference import move_to
+
+    ds, model = trainer.train_data, trainer.model
+    batches = trainer.epoch_batches(1)[:n_batches]
+    samples = [move_to(ds.collater([ds[i] for i in b]), trainer.device) for b in batches]
+
+    def one_pass() -> float:
+        model.train()
+        t0 = time.perf_counter()
+        for s in samples:
+            model(**s["net_input"])["encoder_out"].sum().backward()
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
+
+    first, second = one_pass(), one_pass()
+    return {"warmup_batches": len(samples), "warmup_first_pass_s": first, "warmup_second_pass_s": second,
+            "compile_s": first - second, "graphs_after_warmup": dynamo_graphs()}
+
+
+def child_scorelib(opts, compile: bool = False) -> dict:
     import torch
 
     from scorelib.dataset import epoch_batches, padding_efficiency
@@ -123,9 +162,16 @@ def child_scorelib(opts) -> dict:
 
     torch.set_num_threads(opts.threads)
     save_dir = Path(tempfile.mkdtemp(prefix="scorelib-bench-ckpt-"))
+    extra = {}
     try:
-        args = scorelib_args(Path(opts.data), save_dir, opts.max_tokens, opts.epochs)
-        trainer = build_trainer(args)
+        args = scorelib_args(Path(opts.data), save_dir, opts.max_tokens, opts.epochs, compile=compile)
+        t0 = time.perf_counter()
+        trainer = build_trainer(args)  # with --compile: includes compile_encoder's probe (a tiny compiled function)
+        extra["trainer_build_s"] = time.perf_counter() - t0
+        if compile:
+            extra["compiled"] = bool(trainer.compiled)
+            if trainer.compiled:
+                extra.update(compile_warmup(trainer, opts.warmup_batches))
         progress = Progress("loss", maximize=False)  # no valid split: nothing is picked; only the loop matters
         for _ in range(opts.epochs):
             if not train_epoch(args, trainer, progress):
@@ -139,7 +185,9 @@ def child_scorelib(opts) -> dict:
     return {"seconds": seconds, "samples": len(ds) * opts.epochs, "tokens": int(ds.sizes.sum()) * opts.epochs,
             "padding_efficiency": padding_efficiency(batches, ds.sizes), "mean_batch_size": len(ds) * opts.epochs /
             len(batches), "max_batch_size": max(map(len, batches)), "batches": len(batches),
-            "updates": trainer.num_updates, **describe_optimizer(trainer.optimizer), **thread_info()}
+            "updates": trainer.num_updates, **describe_optimizer(trainer.optimizer), **thread_info(), **extra,
+            **({"graphs_during_timed_epochs": dynamo_graphs() - extra["graphs_after_warmup"]}
+               if "graphs_after_warmup" in extra else {})}
 
 
 def child_hf(opts, group: bool) -> dict:
@@ -267,17 +315,30 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--configs", default=",".join(CONFIGS),
+                   help=f"comma-separated throughput configurations (default: all of {','.join(CONFIGS)})")
+    p.add_argument("--warmup-batches", type=int, default=2,
+                   help="scorelib_compile: batches of the untimed compile warm-up (forward + backward, twice)")
     p.add_argument("--only", choices=["throughput", "overhead"], action="append")
     p.add_argument("--no-save", action="store_true", help="print only; leave bench/results.json alone")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: --texts 32 --repeats 1 --no-save (overrides those flags)")
     p.add_argument("--child", choices=CONFIGS + ["overhead"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--max-tokens", type=int, help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
+    if opts.quick:
+        opts.texts, opts.repeats, opts.no_save = 32, 1, True
+    opts.configs = [c.strip() for c in opts.configs.split(",") if c.strip()]
+    unknown = set(opts.configs) - set(CONFIGS)
+    if unknown or not opts.configs:
+        p.error(f"--configs: unknown {sorted(unknown)} (choose from {', '.join(CONFIGS)})")
     import torch
 
     opts.threads = opts.threads or torch.get_num_threads()
     if opts.child:
-        fn = {"scorelib": child_scorelib, "hf_default": lambda o: child_hf(o, False),
+        fn = {"scorelib": child_scorelib, "scorelib_compile": lambda o: child_scorelib(o, compile=True),
+              "hf_default": lambda o: child_hf(o, False),
               "hf_group_by_length": lambda o: child_hf(o, True), "overhead": child_overhead}[opts.child]
         result = fn(opts)
         common.emit({**result, "peak_rss_mb": common.peak_rss_mb()})
@@ -296,12 +357,16 @@ def main(argv=None) -> int:
               f"({n_batches} batches, mean batch size {mean_bs:.2f} vs HF {HF_BATCH}); {opts.threads} torch threads "
               f"requested; load {os.getloadavg()[0]:.2f}", flush=True)
         child = ["bench/bench_train.py", "--data", str(data), "--max-tokens", str(max_tokens), "--epochs",
-                 str(opts.epochs), "--threads", str(opts.threads), "--repeats", str(opts.repeats)]
+                 str(opts.epochs), "--threads", str(opts.threads), "--repeats", str(opts.repeats),
+                 "--warmup-batches", str(opts.warmup_batches)]
         log = common.ROOT / "bench" / "out" / "train_children.log"
         result = {"method": common.METHOD, "texts": source, "n_texts": len(texts), "tokens_total": int(sizes.sum()),
                   "tokens_median": float(np.median(sizes)), "epochs": opts.epochs, "repeats": opts.repeats,
                   "scorelib_max_tokens": max_tokens, "scorelib_batch_size": HF_BATCH, "hf_batch_size": HF_BATCH,
-                  "threads_requested": opts.threads, "dtype": "float32"}
+                  "threads_requested": opts.threads, "dtype": "float32", "configs": opts.configs,
+                  "compile_timing": f"scorelib_compile: untimed warm-up (forward + backward, no step) on epoch 1's "
+                                    f"first {opts.warmup_batches} batches, twice; compile_s = first pass - second "
+                                    f"pass; cold inductor cache per run; the timed epoch is epoch 1, as for eager"}
         loads = [os.getloadavg()[0]]
         if not opts.only or "throughput" in opts.only:
             run_throughput(opts, child, log, result, loads)
@@ -322,12 +387,21 @@ def main(argv=None) -> int:
 
 def run_throughput(opts, child, log, result, loads) -> None:
     """Each configuration in its own process, ``--repeats`` times, the order rotated by one each repeat."""
-    runs = {c: [] for c in CONFIGS}
+    configs = opts.configs
+    runs = {c: [] for c in configs}
     result["runs"] = []
     for rep in range(opts.repeats):
-        order = CONFIGS[rep % len(CONFIGS):] + CONFIGS[:rep % len(CONFIGS)]
+        order = configs[rep % len(configs):] + configs[:rep % len(configs)]
         for pos, cfg in enumerate(order):
-            r = common.run_child([*child, "--child", cfg], log=log)
+            env, cache = None, None
+            if cfg == "scorelib_compile":  # a cold compile each run: no kernels cached by an earlier run
+                cache = tempfile.mkdtemp(prefix="scorelib-bench-inductor-")
+                env = {"TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": str(Path(cache) / "triton")}
+            try:
+                r = common.run_child([*child, "--child", cfg], env=env, log=log)
+            finally:
+                if cache:
+                    shutil.rmtree(cache, ignore_errors=True)
             r["tokens_per_s"], r["samples_per_s"] = r["tokens"] / r["seconds"], r["samples"] / r["seconds"]
             runs[cfg].append(r)
             loads.append(os.getloadavg()[0])
@@ -336,14 +410,26 @@ def run_throughput(opts, child, log, result, loads) -> None:
                                    "threads": r["threads"], "interop_threads": r["interop_threads"],
                                    "optimizer": r["optimizer"], "fused": r["fused"], "batches": r["batches"],
                                    "max_batch_size": r["max_batch_size"], "updates": r["updates"],
-                                   "peak_rss_mb": round(r["peak_rss_mb"]), "load_1m_after": round(loads[-1], 2)})
+                                   "peak_rss_mb": round(r["peak_rss_mb"]), "load_1m_after": round(loads[-1], 2),
+                                   **{k: (round(r[k], 2) if isinstance(r[k], float) else r[k])
+                                      for k in ("compiled", "compile_s", "trainer_build_s",
+                                                "graphs_during_timed_epochs") if k in r}})
             print(f"  repeat {rep + 1} #{pos + 1} {cfg:>20}: {r['tokens_per_s']:8.1f} non-pad tokens/s, "
                   f"{r['samples_per_s']:6.2f} samples/s, {r['seconds']:.1f}s, padding eff "
                   f"{r['padding_efficiency']:.3f}, {r['batches']} batches (mean {r['mean_batch_size']:.2f}, max "
                   f"{r['max_batch_size']}), {r['optimizer']}(fused={r['fused']}), {r['threads']} threads, peak RSS "
                   f"{r['peak_rss_mb']:.0f} MiB (load {loads[-1]:.2f})", flush=True)
+            if cfg == "scorelib_compile":
+                print(f"      compiled: {r.get('compiled')}; compile {r.get('compile_s', float('nan')):.1f}s (warm-up "
+                      f"passes {r.get('warmup_first_pass_s', float('nan')):.1f}s / "
+                      f"{r.get('warmup_second_pass_s', float('nan')):.1f}s), trainer build "
+                      f"{r['trainer_build_s']:.1f}s, graphs compiled in the timed epoch: "
+                      f"{r.get('graphs_during_timed_epochs', 'n/a')}", flush=True)
+                if r.get("graphs_during_timed_epochs"):
+                    print("      WARNING: torch.compile built graphs during the timed epoch (recompiles); that "
+                          "compile time counts as training time here", flush=True)
     rows = []
-    for cfg in CONFIGS:
+    for cfg in configs:
         rs = runs[cfg]
         row = {"config": cfg, "samples_per_s": common.median(r["samples_per_s"] for r in rs),
                "tokens_per_s": common.median(r["tokens_per_s"] for r in rs),
@@ -354,20 +440,39 @@ def run_throughput(opts, child, log, result, loads) -> None:
                "threads": sorted({r["threads"] for r in rs}),
                "optimizer": sorted({f"{r['optimizer']}(fused={r['fused']})" for r in rs}),
                "tokens_per_s_runs": [round(r["tokens_per_s"], 1) for r in rs]}
+        if cfg == "scorelib_compile":
+            row["compiled"] = all(r.get("compiled") for r in rs)
+            if row["compiled"]:
+                row["compile_s"] = common.median(r["compile_s"] for r in rs)
+                row["compile_s_runs"] = [round(r["compile_s"], 1) for r in rs]
+                row["graphs_during_timed_epochs"] = max(r["graphs_during_timed_epochs"] for r in rs)
+            row["trainer_build_s"] = common.median(r["trainer_build_s"] for r in rs)
+        elif cfg == "scorelib":
+            row["trainer_build_s"] = common.median(r["trainer_build_s"] for r in rs)
         rows.append(row)
         result[cfg] = row
     common.print_table(rows, ["config", "samples_per_s", "tokens_per_s", "padding_efficiency", "mean_batch_size",
                               "max_batch_size", "peak_rss_mb"],
                        f"training throughput (medians of {opts.repeats} runs, order rotated each repeat; non-pad tokens/s)")
+    if "scorelib" not in result:
+        return
     ours = result["scorelib"]["tokens_per_s"]
-    result["ratio_vs_hf_default"] = ours / result["hf_default"]["tokens_per_s"]
-    result["ratio_vs_hf_group_by_length"] = ours / result["hf_group_by_length"]["tokens_per_s"]
-    result["goal_ratio_vs_hf_default_ge_3"] = result["ratio_vs_hf_default"] >= 3
-    result["goal_ratio_vs_hf_group_by_length_ge_1.5"] = result["ratio_vs_hf_group_by_length"] >= 1.5
     result["goal_padding_efficiency_ge_0.9"] = result["scorelib"]["padding_efficiency"] >= 0.9
     result["mean_batch_within_10pct_of_16"] = abs(result["scorelib"]["mean_batch_size"] / HF_BATCH - 1) <= 0.1
-    print(f"scorelib / HF default: {result['ratio_vs_hf_default']:.2f}x (goal >= 3); scorelib / HF "
-          f"group_by_length: {result['ratio_vs_hf_group_by_length']:.2f}x (goal >= 1.5)")
+    if "hf_default" in result:
+        result["ratio_vs_hf_default"] = ours / result["hf_default"]["tokens_per_s"]
+        result["goal_ratio_vs_hf_default_ge_3"] = result["ratio_vs_hf_default"] >= 3
+        print(f"scorelib / HF default: {result['ratio_vs_hf_default']:.2f}x (goal >= 3)")
+    if "hf_group_by_length" in result:
+        result["ratio_vs_hf_group_by_length"] = ours / result["hf_group_by_length"]["tokens_per_s"]
+        result["goal_ratio_vs_hf_group_by_length_ge_1.5"] = result["ratio_vs_hf_group_by_length"] >= 1.5
+        print(f"scorelib / HF group_by_length: {result['ratio_vs_hf_group_by_length']:.2f}x (goal >= 1.5)")
+    if "scorelib_compile" in result:
+        c = result["scorelib_compile"]
+        result["ratio_compile_vs_eager"] = c["tokens_per_s"] / ours
+        print(f"scorelib --compile / eager: {result['ratio_compile_vs_eager']:.2f}x "
+              f"({'compiled' if c['compiled'] else 'NOT compiled: eager fallback'}; compile time "
+              f"{c.get('compile_s', float('nan')):.1f}s, not in the timed epoch)")
 
 
 def run_overhead(child, log, result, loads) -> None:

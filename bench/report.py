@@ -62,7 +62,7 @@ def render(data: dict) -> str:
                 *stale(t),
                 "| config | samples/s | non-pad tokens/s | padding efficiency | mean / max batch size | optimizer | threads "
                 "| peak RSS (MiB) | runs (tokens/s) |", "|---|---:|---:|---:|---:|---|---:|---:|---|"]
-        for cfg in ("scorelib", "hf_default", "hf_group_by_length"):
+        for cfg in ("scorelib", "scorelib_compile", "hf_default", "hf_group_by_length"):
             if cfg in t:
                 r = t[cfg]
                 out.append(f"| {cfg} | {f(r['samples_per_s'], 2)} | {f(r['tokens_per_s'])} | "
@@ -83,6 +83,17 @@ def render(data: dict) -> str:
                         f"**{t['ratio_vs_hf_group_by_length']:.2f}x** (goal >= 1.5x: "
                         f"{yes(t['goal_ratio_vs_hf_group_by_length_ge_1.5'])}); padding efficiency goal >= 90%: "
                         f"{yes(t['goal_padding_efficiency_ge_0.9'])}."]
+        c = t.get("scorelib_compile")
+        if c and "ratio_compile_vs_eager" in t:
+            if c.get("compiled"):
+                how = (f"compiled in {f(c['compile_s'])} s (median; runs {', '.join(f(x) for x in c['compile_s_runs'])} "
+                       f"s), outside the timed epoch: {t.get('compile_timing', '')}")
+                if c.get("graphs_during_timed_epochs"):
+                    how += f"; **{c['graphs_during_timed_epochs']} graph(s) were recompiled inside the timed epoch**"
+            else:
+                how = "**torch.compile was not available: the run fell back to eager**"
+            out += ["", f"`--compile` (torch.compile of the encoder, dynamic shapes) / eager scorelib: "
+                        f"**{t['ratio_compile_vs_eager']:.2f}x** non-pad tokens/s; {how}."]
         o = t.get("overhead")
         if o:
             out += ["", f"Distance to the limit: scorelib epoch {f(o['scorelib_epoch_s'], 2)} s vs a bare forward + "
@@ -140,6 +151,32 @@ def render(data: dict) -> str:
         run_by = f" (run by `{q['bench_command'].strip()}`)" if q.get("bench_command") else ""
         out += [f"Goal ({goal}): {goals}. Command: `{o['command']}`{run_by}. Machine: "
                 f"{machine_line(q['machine'], o.get('torch_threads'))}.", ""]
+    q = data.get("time_to_quality")
+    if q:
+        out += ["### Time to quality: mohler_sag (valid Pearson; training + per-epoch validation)", "", *stale(q),
+                f"Split: {q['split']}. Grid: lr {', '.join(f'{x:g}' for x in q['lrs'])}, a {q['epochs']}-epoch schedule "
+                f"each, valid after every epoch. Target: valid Pearson **{q['target_valid_pearson']:.3f}** "
+                f"({q['target_is']}).", "",
+                "| side | time to target | lr, epoch | valid Pearson there | best valid Pearson | threads |",
+                "|---|---:|---|---:|---:|---:|"]
+        for side, label in (("scorelib", "scorelib (defaults)"),
+                            ("hf", "transformers.Trainer (group_by_length, fused AdamW)")):
+            r = q[side]
+            got = r["reached"]
+            where = f"{got['lr']:g}, epoch {got['epoch']}" if got else ""
+            out.append(f"| {label} | {f(r['time_to_target_s'] / 60, 1) + ' min' if got else 'not reached'} | "
+                       f"{where} | "
+                       f"{f(got['valid_pearson'], 3) if got else ''} | {f(q['best_valid_pearson'][side], 3)} | "
+                       f"{', '.join(map(str, r['threads']))} |")
+        ratio = q.get("ratio_scorelib_vs_hf")
+        out += ["", f"scorelib / HF time to target: **{'n/a' if ratio is None else f'{ratio:.2f}'}** (goal <= 0.6: "
+                    f"{yes(q.get('goal_ratio_le_0.6'))})."]
+        for side in ("scorelib", "hf"):
+            curves = "; ".join(f"lr {lr}: " + ", ".join(f"{e['valid_pearson']:.3f} @ {e['cumulative_s'] / 60:.1f} min"
+                                                        for e in c) for lr, c in q[side]["curves"].items())
+            out += ["", f"{side} valid Pearson @ cumulative time per epoch: {curves}."]
+        out += ["", f"Machine: {machine_line(q['machine'])}. 1-minute load after each run: "
+                    f"{', '.join(map(str, q['loadavg_1m_runs']))}. Command: `{q['command'].strip()}`", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
