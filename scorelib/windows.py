@@ -107,7 +107,7 @@ def encode(tokenizer, texts, contexts, max_length: int, mode: str, stride: int |
 def describe(mode: str, max_length: int, stride: int | None, num_long: int, num_windows: int | None = None) -> str:
     """What happened to texts longer than the window, for the log of ``load_dataset``."""
     if mode == "truncate":
-        return f"{num_long} text(s) truncated at --max-length {max_length} (--long-text truncate keeps the start)"
+        return f"{num_long} text(s) truncated at --max-length {max_length}"  # today's line, word for word
     if mode == "head-tail":
         head = head_size(max_length)
         return (f"{num_long} text(s) longer than --max-length {max_length} cut to head + tail (--long-text head-tail: "
