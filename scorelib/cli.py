@@ -1,4 +1,4 @@
-"""Command-line entry points: ``scorelib-train``, ``scorelib-eval``, ``scorelib-score``.
+"""Command-line entry points: ``scorelib-train``, ``scorelib-cv``, ``scorelib-eval``, ``scorelib-score``.
 
 Mirrors fairseq's ``fairseq_cli/train.py`` (``cli_main``) and ``fairseq_cli/validate.py``. Each
 entry point configures logging, runs, and prints a :class:`~scorelib.errors.ScorelibError` (a
@@ -18,7 +18,7 @@ import pandas as pd
 from . import checkpoint as C
 from . import distributed as dist
 from . import options
-from .errors import ScorelibError
+from .errors import OptionError, ScorelibError
 from .metrics import flat_metrics
 from .results import evaluate_dataset
 from .tables import Columns, normalize, read_table
@@ -79,6 +79,15 @@ def train_cli(argv=None) -> int:
         dist.close()
 
 
+def cv_cli(argv=None) -> int:
+    """``scorelib-cv [DATA] --folds K --save-dir DIR [scorelib-train flags]``: k-fold cross-validation."""
+    from .cv import cross_validate, parse_cv_args
+
+    setup_logging()
+    args = parse_cv_args(argv)
+    return run("scorelib-cv", cross_validate, args)
+
+
 def eval_parser() -> argparse.ArgumentParser:
     from .tasks import TextScoringTask
 
@@ -106,10 +115,20 @@ def evaluate_checkpoint(args, parser) -> dict:
     from .scorer import load, resolve_checkpoint
     from .tasks import TextScoringTask
 
-    ckpt = resolve_checkpoint(args.checkpoint)
-    scorer = load(ckpt, device="cpu" if args.cpu else None)
-    cfg = C.load_checkpoint(ckpt)["cfg"]
+    from .ensemble import is_cv_dir
+
     given = {k for k, v in vars(args).items() if v != parser.get_default(k)}
+    if is_cv_dir(args.checkpoint):  # a scorelib-cv dir: the fold ensemble, with the options of the CV run
+        if "data" not in given:
+            raise OptionError(f"{args.checkpoint}: a cross-validation dir was trained on every row of its data; "
+                              f"name a held-out table: scorelib-eval {args.checkpoint} --split test DATA")
+        ckpt = Path(args.checkpoint) / "ensemble"
+        scorer = load(ckpt.parent, device="cpu" if args.cpu else None)
+        cfg = json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"]
+    else:
+        ckpt = resolve_checkpoint(args.checkpoint)
+        scorer = load(ckpt, device="cpu" if args.cpu else None)
+        cfg = C.load_checkpoint(ckpt)["cfg"]
     for key, value in cfg.items():
         if hasattr(args, key) and key not in given and key not in ("split", "results_path", "cpu", "bf16"):
             if "data" in given and (key.endswith("_column") or key.startswith("max_") and key.endswith("_rows")):
@@ -168,8 +187,13 @@ def score_texts(args) -> None:
               f"(known: {', '.join(scorer.table.ids)})", file=sys.stderr)
     prompt = args.prompt or scorer.table.ids[0]
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    for value in np.atleast_1d(scorer.score(texts, prompt=prompt, contexts=args.context)):
-        record = scorer.record(value, prompt)
+    if getattr(scorer, "has_spread", False):  # a fold ensemble: the mean score and its spread across folds
+        values, spreads = scorer.score(texts, prompt=prompt, contexts=args.context, return_spread=True)
+        records = [scorer.record(v, prompt, spread=s) for v, s in zip(np.atleast_1d(values), np.atleast_1d(spreads))]
+    else:
+        records = [scorer.record(v, prompt) for v in np.atleast_1d(scorer.score(texts, prompt=prompt,
+                                                                               contexts=args.context))]
+    for record in records:
         print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
 
 

@@ -79,7 +79,9 @@ def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
 
     Returns:
         dict: JSON-serialisable ``{"n", "n_unlabeled", "n_rows", "step", "overall": {...},
-        "per_prompt": {pid: {...}}, "undefined": {metric: reason}}``.
+        "per_prompt": {pid: {...}}, "undefined": {metric: reason}}``. With fitted cut-points
+        (``table.cutpoints``), ``qwk`` uses them and ``qwk_nearest`` / ``qwk_pooled_nearest`` (overall and
+        per prompt) round to the nearest point; ``"cutpoints"`` lists them.
     """
     step = None if table.step is None else float(table.step)
     prompts = np.asarray([str(p) for p in prompts], dtype=object)
@@ -103,8 +105,17 @@ def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
     undefined = {("qwk_pooled" if m == "qwk" else m): r for m, r in why.items()}
     if not qwks:
         undefined["qwk"] = "continuous target (step is None)" if step is None else "QWK undefined for every prompt"
-    return {"n": int(labeled.sum()), "n_unlabeled": int((~labeled).sum()), "n_rows": int(len(gold)),
-            "step": step, "overall": overall, "per_prompt": per_prompt, "undefined": undefined}
+    out = {"n": int(labeled.sum()), "n_unlabeled": int((~labeled).sum()), "n_rows": int(len(gold)),
+           "step": step, "overall": overall, "per_prompt": per_prompt, "undefined": undefined}
+    if getattr(table, "cutpoints", None):  # fitted cut-points: also report QWK with nearest rounding
+        plain = table.without_cutpoints()
+        near = compute_metrics(prompts, gold, pred, plain.round(pred, prompts), plain)
+        for pid, m in per_prompt.items():
+            m["qwk_nearest"] = near["per_prompt"][pid]["qwk"]
+        overall["qwk_nearest"] = near["overall"]["qwk"]
+        overall["qwk_pooled_nearest"] = near["overall"]["qwk_pooled"]
+        out["cutpoints"] = {p: table.cutpoints[p] for p in per_prompt if p in table.cutpoints}
+    return out
 
 
 def flat_metrics(metrics: dict) -> dict:
@@ -114,8 +125,10 @@ def flat_metrics(metrics: dict) -> dict:
         metrics (dict): the output of :func:`compute_metrics`.
 
     Returns:
-        dict[str, float | None]: ``qwk, qwk_pooled, pearson, spearman, rmse, n``.
+        dict[str, float | None]: ``qwk, qwk_pooled, pearson, spearman, rmse, n`` (and ``qwk_nearest``
+        where the table has fitted cut-points).
     """
     o = metrics["overall"]
-    return {"qwk": o["qwk"], "qwk_pooled": o["qwk_pooled"], "pearson": o["pearson"],
+    near = {"qwk_nearest": o["qwk_nearest"]} if "qwk_nearest" in o else {}
+    return {"qwk": o["qwk"], "qwk_pooled": o["qwk_pooled"], **near, "pearson": o["pearson"],
             "spearman": o["spearman"], "rmse": o["rmse"], "n": metrics["n"]}

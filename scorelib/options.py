@@ -59,6 +59,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     c.add_argument("--patience", type=int, default=-1, metavar="N",
                    help="stop after N validations without improvement (-1: never)")
     c.add_argument("--results-path", metavar="DIR", help="where evaluation files go (default: SAVE_DIR/results)")
+    c.add_argument("--fit-cutpoints", action="store_true",
+                   help="after training, fit per-prompt thresholds between rubric points that maximise QWK on the "
+                        "valid split (out-of-fold predictions under scorelib-cv) and round by them; needs --score-step")
     o = p.add_argument_group("optimization")
     o.add_argument("--max-tokens", type=int, default=2048, metavar="N", help="padded tokens per batch")
     o.add_argument("--batch-size", type=int, default=16, metavar="N", help="texts per batch (at most)")
@@ -77,6 +80,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     h.add_argument("--fp16", action="store_true", help="float16 autocast with a grad scaler (CUDA)")
     h.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, and CPU)")
     h.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is there")
+    h.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder (dynamic shapes, so length-bucketed batches compile once); "
+                        "falls back to eager, with a log line, where compiling is not available")
     h.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     h.add_argument("--log-format", choices=["tqdm", "simple", "json"], default="tqdm")
     h.add_argument("--log-interval", type=int, default=20, metavar="N", help="updates between simple/json log lines")

@@ -42,6 +42,20 @@ def build_adamw(param_groups, lr: float, device: torch.device) -> torch.optim.Ad
     return torch.optim.AdamW(param_groups, lr=lr)
 
 
+def compile_encoder(model: torch.nn.Module) -> bool:
+    """Compile ``model.encoder`` in place (``nn.Module.compile``: the state dict keeps its names, so checkpoints
+    load without compiling). Returns whether it did; where torch cannot compile here, logs why and stays eager."""
+    try:
+        probe = torch.compile(lambda x: x * 2 + 1, dynamic=True)
+        probe(torch.ones(3))  # the backend really builds (needs a C++ compiler on the CPU)
+        model.encoder.compile(dynamic=True)
+        return True
+    except Exception as e:  # no compiler, an unsupported platform or torch build
+        logger.warning("--compile: torch.compile is not available here (%s: %s); training eagerly",
+                       type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return False
+
+
 class Optimizer:
     """AdamW plus, under fp16, a gradient scaler; ``backward`` checks the loss first.
 

@@ -40,6 +40,8 @@ class PromptTable:
         contexts (dict[str, str | None]): the context (question, reference answer) stored
             with each prompt when it is constant within that prompt, else ``None``.
         uses_context (bool): whether the model was trained on (text, context) pairs.
+        cutpoints (dict[str, list[float]]): per prompt, increasing thresholds between its rubric points
+            (``--fit-cutpoints``); a prompt listed here rounds by them instead of to the nearest step.
     """
 
     ids: list[str]
@@ -47,6 +49,7 @@ class PromptTable:
     step: float | None = None
     contexts: dict[str, str | None] = field(default_factory=dict)
     uses_context: bool = False
+    cutpoints: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self):
         self.ids = [str(i) for i in self.ids]
@@ -57,6 +60,12 @@ class PromptTable:
                 raise OptionError(f"prompt {pid!r}: score range must have min < max, got {lo} .. {hi}")
         if self.step is not None and not (self.step > 0):
             raise OptionError(f"--score-step must be positive, got {self.step}")
+        self.cutpoints = {str(p): [float(c) for c in cuts] for p, cuts in (self.cutpoints or {}).items()}
+        for pid, cuts in self.cutpoints.items():
+            lo, hi = self.ranges[pid]
+            if self.step is None or len(cuts) != self.num_points(pid) - 1 or np.any(np.diff(cuts) <= 0):
+                raise OptionError(f"prompt {pid!r}: cut-points must be {self.num_points(pid) - 1} increasing "
+                                  f"thresholds between the rubric points of {lo:g} .. {hi:g}, got {cuts}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -88,7 +97,27 @@ class PromptTable:
         lo, hi = self.bounds(prompts)
         return np.asarray(values, dtype=np.float64) * (hi - lo) + lo
 
+    def num_points(self, pid: str) -> int:
+        """How many rubric points prompt ``pid`` has: ``(max - min) / step + 1`` (needs a step)."""
+        lo, hi = self.ranges[str(pid)]
+        return int(round((hi - lo) / self.step)) + 1
+
     def round(self, scores, prompts) -> np.ndarray:
+        """Round to the rubric points: by the prompt's cut-points where fitted, else as :meth:`round_nearest`."""
+        out = self.round_nearest(scores, prompts)
+        if not self.cutpoints:
+            return out
+        scores, prompts = np.asarray(scores, dtype=np.float64), np.asarray([str(p) for p in prompts], dtype=object)
+        for pid, cuts in self.cutpoints.items():
+            rows = (prompts == pid) & np.isfinite(scores)
+            out[rows] = self.ranges[pid][0] + np.searchsorted(cuts, scores[rows], side="right") * self.step
+        return out
+
+    def without_cutpoints(self) -> "PromptTable":
+        """A copy that rounds to the nearest step (the table as it was before ``--fit-cutpoints``)."""
+        return PromptTable.from_dict({**self.to_dict(), "cutpoints": {}})
+
+    def round_nearest(self, scores, prompts) -> np.ndarray:
         """Round to the nearest ``step`` above each prompt's min, clipped to its range."""
         scores = np.asarray(scores, dtype=np.float64)
         lo, hi = self.bounds(prompts)
@@ -105,6 +134,7 @@ class PromptTable:
             "step": None if self.step is None else float(self.step),
             "contexts": {p: self.contexts.get(p) for p in self.ids},
             "uses_context": bool(self.uses_context),
+            **({"cutpoints": {p: list(map(float, c)) for p, c in self.cutpoints.items()}} if self.cutpoints else {}),
         }
 
     @classmethod
@@ -115,6 +145,7 @@ class PromptTable:
             step=d.get("step"),
             contexts=dict(d.get("contexts") or {}),
             uses_context=bool(d.get("uses_context", False)),
+            cutpoints=dict(d.get("cutpoints") or {}),
         )
 
     def save(self, path) -> None:

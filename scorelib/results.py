@@ -149,7 +149,7 @@ def write_xlsx(frame: pd.DataFrame, path) -> tuple[int, int]:
                 cell.data_type = "s"  # '=1+1' stays text: openpyxl would otherwise mark it a formula
             else:
                 cell.value = float(value) if math.isfinite(value) else None
-                cell.number_format = "0.00"
+                cell.number_format = "0" if name == "fold" else "0.00"  # scorelib-cv's fold number
     wb.save(path)
     return replaced, truncated
 

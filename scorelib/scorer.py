@@ -30,9 +30,11 @@ def _num(x) -> str:
 
 
 def describe(record: dict) -> str:
-    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"``."""
+    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"`` (``"3.7 ± 0.3 ..."`` with a spread)."""
     digits = 1 if record["max"] - record["min"] >= 2 else 2
-    line = f"{record['score']:.{digits}f} on {record['prompt']}'s {_num(record['min'])}–{_num(record['max'])} scale"
+    spread = f" ± {record['spread']:.{digits}f}" if record.get("spread") is not None else ""
+    line = (f"{record['score']:.{digits}f}{spread} on {record['prompt']}'s {_num(record['min'])}–{_num(record['max'])}"
+            f" scale")
     if record["score_rounded"] is not None:
         line += f" (rounded: {_num(record['score_rounded'])})"
     return line
@@ -50,6 +52,8 @@ class Scorer:
         long_text (str): ``--long-text`` of training (``truncate``, ``head-tail`` or ``chunks``).
         chunk_stride (int | None): ``--chunk-stride`` of training.
     """
+
+    has_spread = False  # a fold ensemble (scorelib.ensemble.EnsembleScorer) also gives a spread
 
     def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None,
                  long_text: str = "truncate", chunk_stride: int | None = None):
@@ -158,12 +162,17 @@ def load(path, device=None) -> Scorer:
     """Load a trained scorer from a save dir (or one checkpoint file inside it).
 
     Args:
-        path (str | Path): ``--save-dir`` of ``scorelib-train``, or a ``.pt`` file in it.
+        path (str | Path): ``--save-dir`` of ``scorelib-train``, or a ``.pt`` file in it, or the ``--save-dir``
+            of ``scorelib-cv`` (an :class:`scorelib.ensemble.EnsembleScorer` of its fold models).
         device (str | torch.device, optional): default cuda > mps > cpu.
 
     Returns:
         Scorer: with ``.score(texts, prompt=..., contexts=None)`` and ``.prompts``.
     """
+    from .ensemble import is_cv_dir, load_ensemble
+
+    if is_cv_dir(path):  # a scorelib-cv dir: its K fold models, averaged
+        return load_ensemble(path, device=device)
     ckpt = resolve_checkpoint(path)
     tokenizer, config, _ = C.load_assets(ckpt.parent)
     state = C.load_checkpoint(ckpt)

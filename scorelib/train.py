@@ -20,6 +20,7 @@ import torch
 
 from . import checkpoint as C
 from . import distributed as dist
+from .cutpoints import check_can_fit, fit_table_cutpoints
 from .errors import OptionError
 from .files import atomic_write
 from .metrics import MAXIMIZE, flat_metrics
@@ -93,6 +94,8 @@ def train(args) -> dict:
     set_seed(args.seed)
     results_path = results_dir(args.results_path, args.save_dir)
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
+    if getattr(args, "fit_cutpoints", False):
+        check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")
@@ -121,6 +124,8 @@ def train(args) -> dict:
     while not should_stop(args, trainer, progress):
         if not train_epoch(args, trainer, progress):
             break
+    if getattr(args, "fit_cutpoints", False) and world.is_main:
+        fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
     return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}
 
@@ -233,6 +238,20 @@ def evaluate_best(trainer: Trainer, best: Path, results_path: Path) -> dict:
                 _, metrics[split] = evaluate_dataset(ds, preds, trainer.task.prompts, results_path, best.name, split)
                 logger.info("checkpoint_best on %s: %s", split, flat_metrics(metrics[split]))
     return metrics
+
+
+def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
+    """``--fit-cutpoints``: fit thresholds on ``checkpoint_best``'s valid predictions, store them with its prompts."""
+    if not best.is_file():
+        return
+    state = C.load_checkpoint(best)
+    trainer.model.load_state_dict(state["model"])
+    ds, table = trainer.task.dataset("valid"), trainer.task.prompts
+    _, preds = trainer.valid_step(ds)
+    fit_table_cutpoints(table, ds.prompts, ds.scores, table.unscale(preds, ds.prompts))
+    state["prompts"] = table.to_dict()
+    atomic_write(best, lambda tmp: torch.save(state, tmp))
+    atomic_write(Path(best).parent / "prompts.json", table.save)
 
 
 def emit(args, record: dict, digits: int | None = 4) -> None:

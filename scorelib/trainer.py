@@ -53,6 +53,7 @@ class Trainer:
         self.amp_dtype = precision.amp_dtype(args.fp16, args.bf16, self.device)
         self.world = dist.World.from_env()
         self.model = model.to(self.device)
+        self.compiled = args.compile and precision.compile_encoder(self.model)
         self.ddp = dist.wrap(self.model, self.world, self.device)
         self.train_data = task.dataset("train")
         self.valid_data = task.dataset("valid") if "valid" in task.frames else None

@@ -48,7 +48,8 @@ def check_and_score(scorer, prompt, text) -> dict:
         text (str): the pasted text.
 
     Returns:
-        dict: :meth:`Scorer.record` (``prompt, score, score_rounded, min, max``) plus ``step`` and
+        dict: :meth:`Scorer.record` (``prompt, score, score_rounded, min, max``; and ``spread`` for a fold
+        ensemble) plus ``step`` and
         ``warnings`` (list[str]: non-English text, a text longer than the model reads).
 
     Raises:
@@ -66,6 +67,9 @@ def check_and_score(scorer, prompt, text) -> dict:
     note = windows.note(scorer.long_text, scorer.max_length, scorer.chunk_stride, n_tokens)
     if note is not None:
         warnings.append(note)
+    if scorer.has_spread:  # a fold ensemble: "3.2 ± 0.3"
+        score, spread = scorer.score(text, prompt=prompt, contexts=contexts, return_spread=True)
+        return {**scorer.record(score, prompt, spread=spread), "step": scorer.table.step, "warnings": warnings}
     score = float(scorer.score(text, prompt=prompt, contexts=contexts))
     return {**scorer.record(score, prompt), "step": scorer.table.step, "warnings": warnings}
 

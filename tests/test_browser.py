@@ -3,7 +3,9 @@
 Runs on a temporary copy of ``notebooks/`` (autosave never touches the committed files) with
 ``SCORELIB_FAST=1``. Needs Chromium at /usr/bin/chromium (or $SCORELIB_CHROMIUM) and the
 ``playwright`` Python package (``pip install -e .[dev]``; no ``playwright install`` needed).
-The screenshot goes to tests/artifacts/ (git-ignored) and is copied to the system temp folder.
+The screenshots (the page, and the scored widget alone) go to tests/artifacts/ (git-ignored) and are
+copied to the system temp folder. ``SCORELIB_WIDGET_SAVE_DIR=notebooks/runs/04_demo`` points the one-cell
+notebook at a full run's save dir: that is how ``notebooks/images/widget-scored.png`` is made.
 """
 from __future__ import annotations
 
@@ -172,7 +174,8 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request)
     if notebook == "widget_check.ipynb":  # a one-cell notebook over the tiny trained save dir
         import nbformat
 
-        source = WIDGET_NOTEBOOK.format(save_dir=str(request.getfixturevalue("trained_dir")))
+        save_dir = os.environ.get("SCORELIB_WIDGET_SAVE_DIR") or request.getfixturevalue("trained_dir")
+        source = WIDGET_NOTEBOOK.format(save_dir=str(Path(save_dir).resolve()))
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
         nbformat.write(nb, lab["root"] / notebook)
@@ -205,3 +208,6 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request)
     shot = ARTIFACTS / ("browser-04.png" if notebook.startswith("04") else f"browser-{Path(notebook).stem}.png")
     page.screenshot(path=str(shot))
     shutil.copy(shot, Path(tempfile.gettempdir()) / shot.name)
+    alone = ARTIFACTS / f"widget-{Path(notebook).stem}.png"
+    widget.screenshot(path=str(alone))
+    assert alone.stat().st_size > 0

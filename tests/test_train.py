@@ -294,3 +294,26 @@ def test_patience_stops_training_early(tmp_path):
     extra = load_pt(save_dir / "checkpoint_last.pt")["extra_state"]
     assert extra["bad_validations"] == 1 and extra["best"]["value"] == out["history"][0]["valid_rmse"]
     assert load_pt(save_dir / "checkpoint_best.pt")["extra_state"]["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_compile_gives_the_eager_loss_curve(tmp_path):
+    """``--compile`` (dynamic shapes) trains to the same losses as eager; its checkpoint loads without compiling.
+
+    Dropout is off: compiled graphs draw dropout masks from another random stream than eager, which alone moves
+    the epoch loss by ~0.3%. Tolerance: 1e-4 relative on the epoch losses, where inductor's fused kernels only
+    reorder float32 sums."""
+    argv = [*TINY, "--max-train-rows", "16", "--batch-size", "4", "--max-epoch", "2", "--seed", "5",
+            "--encoder-dropout", "0", "--head-dropout", "0"]
+    eager = train(train_args(tmp_path / "eager", *argv))["history"]
+    compiled = train(train_args(tmp_path / "compiled", *argv, "--compile"))["history"]
+    for e, c in zip(eager, compiled):
+        assert c["train_loss"] == pytest.approx(e["train_loss"], rel=1e-4), (e, c)
+        assert c["valid_loss"] == pytest.approx(e["valid_loss"], rel=1e-4), (e, c)
+        print(f"epoch {e['epoch']}: train loss eager {e['train_loss']:.8f}, compiled {c['train_loss']:.8f}")
+    state = load_pt(tmp_path / "compiled" / "checkpoint_last.pt")
+    assert not any("_orig_mod" in k for k in state["model"])  # plain names: loads into an uncompiled model
+    import scorelib
+
+    scorer = scorelib.load(tmp_path / "compiled", device="cpu")
+    assert 0.0 <= scorer.score("The earth is tilted.", prompt="q1") <= 3.0

@@ -4,7 +4,10 @@ Usage: python tools/clean_notebooks.py [--check] NOTEBOOK.ipynb [...]
 
 For each notebook: drop the widget state (``metadata.widgets``), drop execution timing
 (``execution`` / ``ExecuteTime`` in cell metadata), set the kernelspec to ``python3``,
-and keep every output. Then look through the text of every output (streams, plain text,
+and keep every output but the widget views, which cannot render without that state: a
+tqdm progress bar (it would read "0%" forever on GitHub; the epoch lines printed beside
+it keep the progress readable) is dropped, and another widget's text becomes a note that
+it is interactive (the notebook shows a picture of it after it). Then look through the text of every output (streams, plain text,
 HTML, Markdown, JSON, tracebacks) for absolute paths of the machine that ran it
 (``/work/``, ``/root/``, ``/home/``, ``/tmp/``, ``site-packages``): such outputs read
 badly on GitHub and tell nothing to a learner, so the script names the notebook, cell
@@ -13,6 +16,7 @@ and output, and exits with status 1. With ``--check`` nothing is written.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +25,27 @@ import nbformat
 FORBIDDEN = ("/work/", "/root/", "/home/", "/tmp/", "site-packages")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 TIMING_KEYS = ("execution", "ExecuteTime")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+TQDM_TEXT = re.compile(r"\d+%\|")  # "epoch 001:   0%|          | 0/79 [00:00<?, ?it/s]"
+WIDGET_NOTE = "(an interactive widget: run the notebook to use it; the picture below shows it after scoring a text)"
+
+
+def tidy_widget_outputs(cell) -> bool:
+    """Drop tqdm bars rendered as widgets; give other widget views a readable text; True if anything changed."""
+    kept, changed = [], False
+    for output in cell.get("outputs", []):
+        data = output.get("data", {})
+        if WIDGET_VIEW in data:
+            text = data.get("text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if TQDM_TEXT.search(text):
+                changed = True
+                continue
+            if text != WIDGET_NOTE:
+                data["text/plain"], changed = WIDGET_NOTE, True
+        kept.append(output)
+    cell["outputs"] = kept
+    return changed
 
 
 def clean(nb) -> bool:
@@ -33,6 +58,8 @@ def clean(nb) -> bool:
         nb.metadata["kernelspec"] = dict(KERNELSPEC)
         changed = True
     for cell in nb.cells:
+        if cell.get("cell_type") == "code" and tidy_widget_outputs(cell):
+            changed = True
         for key in TIMING_KEYS:
             if key in cell.get("metadata", {}):
                 del cell.metadata[key]

@@ -1,0 +1,240 @@
+"""``scorelib-cv``: k-fold cross-validation, the out-of-fold table and its metrics.
+
+No fairseq counterpart (fairseq trains one split); the field's standard evaluation for
+scored texts. Every row of the pooled data is predicted once, by the model that did not see
+it: fold ``i`` trains on the other folds (less a valid part taken from them) with
+:func:`scorelib.train.train`, picks ``checkpoint_best`` on that valid part and predicts fold
+``i``. Each fold is a normal save dir ``DIR/fold{i}/``, resumable as any run; its
+``oof.csv``, written atomically at the end, marks it finished.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import checkpoint as C
+from . import options
+from . import tables as T
+from .cutpoints import check_can_fit, fit_table_cutpoints
+from .errors import DataError, OptionError
+from .files import atomic_write
+from .metrics import compute_metrics
+from .prompts import PromptTable
+from .readers import read_table
+from .results import _jsonable, results_frame, write_results
+
+logger = logging.getLogger(__name__)
+MEAN_SD = ("qwk", "qwk_nearest", "pearson", "spearman", "rmse")
+
+
+def parse_cv_args(argv=None):
+    """``scorelib-train``'s options plus ``--folds`` and ``--fold-column``; ``--test-fraction`` is left unset."""
+    parser = options.get_training_parser(argv)
+    parser.prog, parser.description = "scorelib-cv", "k-fold cross-validation of a text scorer."
+    g = parser.add_argument_group("cross-validation")
+    g.add_argument("--folds", type=int, metavar="K", help="number of folds, numbered from 0 (default: 5)")
+    g.add_argument("--fold-column", metavar="NAME", help="use this column's folds as given instead of drawing them")
+    parser.set_defaults(test_fraction=None)  # every row is predicted out of fold: a test share makes no sense
+    args = parser.parse_args(argv)
+    if args.no_progress_bar and args.log_format == "tqdm":
+        args.log_format = "simple"
+    return args
+
+
+def pooled_rows(args) -> tuple[pd.DataFrame, T.Tables]:
+    """Every row of DATA in one frame (a folder's train/valid/test pooled; no DATA: the demo data pooled)."""
+    tables = T.read_splits(args.data, T.Columns.from_args(args), layout=args.layout, encoding=args.encoding,
+                           keep_prompts=args.prompts, ranges_file=args.score_ranges,
+                           whole_file_as=None if args.data is None else "train")
+    frame = pd.concat([f for f in tables.frames.values()], ignore_index=True)
+    return frame, T.Tables({"train": frame}, tables.score_column, tables.ranges, tables.step)
+
+
+def strata(frame: pd.DataFrame, table: PromptTable, k: int) -> np.ndarray:
+    """Stratum of each row: prompt and score (rubric point, or quantile bin of a continuous score).
+
+    Score strata with fewer than ``k`` rows are merged into their prompt's largest stratum.
+    """
+    out = np.empty(len(frame), dtype=object)
+    for pid, rows in frame.groupby("prompt").indices.items():
+        if len(rows) < k:
+            raise DataError(f"prompt {pid!r} has {len(rows)} rows, fewer than --folds {k}; lower --folds or "
+                            f"leave it out with --prompts")
+        score = frame["score"].to_numpy(np.float64)[rows]
+        if table.step is not None:
+            label = np.round((score - table.ranges[pid][0]) / table.step).astype(np.int64)
+        else:
+            bins = max(1, min(5, len(rows) // k))
+            label = pd.qcut(pd.Series(score).rank(method="first"), bins, labels=False).to_numpy()
+        counts = pd.Series(label).value_counts()
+        label = np.where(counts.loc[label].to_numpy() < k, counts.idxmax(), label)
+        out[rows] = [f"{pid}|{v}" for v in label]
+    return out
+
+
+def assign_folds(frame: pd.DataFrame, table: PromptTable, k: int, seed: int) -> np.ndarray:
+    """Fold number (0 .. k-1) of each row: scikit-learn's ``StratifiedKFold`` over :func:`strata`."""
+    from sklearn.model_selection import StratifiedKFold
+
+    if k < 2:
+        raise OptionError(f"--folds must be at least 2, got {k}")
+    folds = np.empty(len(frame), dtype=np.int64)
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for i, (_, held) in enumerate(skf.split(np.zeros(len(frame)), strata(frame, table, k))):
+        folds[held] = i
+    return folds
+
+
+def given_folds(frame: pd.DataFrame, args) -> np.ndarray:
+    """``--fold-column NAME``: the folds the table holds, numbered 0 .. K-1 in their natural order."""
+    if args.data is None:
+        raise OptionError("--fold-column needs DATA; the demo data has no fold column")
+    values = []
+    for file, rows in frame.groupby("_file", sort=False).indices.items():
+        raw = read_table(file, args.encoding)
+        if args.fold_column not in raw.columns:
+            raise DataError(f"{file}: missing column {args.fold_column!r} (--fold-column)")
+        by_row = dict(zip(raw["_row"], raw[args.fold_column].astype(str).str.strip()))
+        values.append(pd.Series([by_row[r] for r in frame["_row"].iloc[rows]], index=rows))
+    values = pd.concat(values).sort_index()
+    if (values == "").any():
+        raise DataError(f"--fold-column {args.fold_column!r}: empty fold at row(s) "
+                        f"{frame['_row'][(values == '').to_numpy()].tolist()[:5]}")
+    ids = sorted(values.unique(), key=T.natural_key)
+    if args.folds is not None and args.folds != len(ids):
+        raise OptionError(f"--folds {args.folds}, but --fold-column {args.fold_column!r} holds {len(ids)} folds "
+                          f"({', '.join(ids)})")
+    if len(ids) < 2:
+        raise DataError(f"--fold-column {args.fold_column!r}: a single fold ({ids[0]!r}); need at least 2")
+    return values.map({v: i for i, v in enumerate(ids)}).to_numpy(np.int64)
+
+
+def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame) -> None:
+    """The fold's train and valid tables in scorelib's own columns (scores written exactly)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cols = ["key", "prompt", "text", "score"] + (["context"] if train["context"].notna().all() else [])
+    for name, frame in (("train", train), ("valid", valid)):
+        atomic_write(folder / f"{name}.csv", lambda tmp, f=frame: f[cols].to_csv(tmp, index=False, float_format=None))
+
+
+def fold_args(args, fold_dir: Path, ranges_file: Path, table: PromptTable):
+    """Options of fold ``i``'s run: its own data folder and save dir, the shared ranges and step."""
+    a = copy.copy(args)
+    a.data, a.save_dir, a.results_path = str(fold_dir / "data"), str(fold_dir), None
+    a.layout, a.encoding, a.prompts, a.score_range = "table", None, None, None
+    a.key_column = a.prompt_column = a.text_column = a.context_column = a.score_column = None
+    a.score_ranges, a.score_step, a.test_fraction, a.fit_cutpoints = str(ranges_file), table.step, 0.0, False
+    return a
+
+
+def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: PromptTable, save_dir: Path) -> pd.DataFrame:
+    """Train fold ``i`` (or resume it) and predict its held-out rows; returns its out-of-fold rows."""
+    from .dataset import ScoringDataset
+    from .scorer import load
+    from .train import train
+
+    fold_dir = save_dir / f"fold{i}"
+    marker = fold_dir / "oof.csv"
+    if marker.is_file():
+        logger.info("fold %d: finished before (%s); not trained again", i, marker)
+        return pd.read_csv(marker, dtype={"key": str, "prompt": str}, keep_default_na=False)
+    rest = frame[folds != i].reset_index(drop=True)
+    split = T.split_frame(rest, args.valid_fraction, 0.0, args.split_seed + i)
+    if "valid" not in split:
+        raise OptionError("--valid-fraction is 0: each fold needs a valid part (taken from the other folds) to "
+                          "pick its checkpoint_best")
+    if not (fold_dir / "data" / "train.csv").is_file():
+        write_fold_data(fold_dir / "data", split["train"], split["valid"])
+    logger.info("fold %d: train %d rows, valid %d rows (from the other folds), predicts %d held-out rows",
+                i, len(split["train"]), len(split["valid"]), int((folds == i).sum()))
+    train(fold_args(args, fold_dir, save_dir / "ranges.csv", table))
+    held = frame[folds == i]
+    scorer = load(fold_dir, device="cpu" if args.cpu else None)
+    scorer.table = table
+    pred01 = scorer.score01_dataset(ScoringDataset(held[T.COLUMNS].reset_index(drop=True), scorer.tokenizer, table,
+                                                   scorer.max_length))
+    out = results_frame(held["key"], held["prompt"], held["score"], pred01, held["text"], table)
+    out.insert(2, "fold", i)
+    out["pred01"] = pred01
+    atomic_write(marker, lambda tmp: out.to_csv(tmp, index=False, lineterminator="\n"))
+    return out
+
+
+def summarize(per_fold: list[dict], pooled: dict) -> dict:
+    """Per prompt and overall: each metric's mean and sd (``ddof=1``) across folds, and its pooled value."""
+    def stats(get, name, pooled_value):
+        values = [v for v in (get(m) for m in per_fold) if v is not None]
+        return {"mean": float(np.mean(values)) if values else None,
+                "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+                "pooled": pooled_value, "n_folds": len(values)}
+
+    overall = {name: stats(lambda m, n=name: m["overall"].get(n), name, pooled["overall"].get(name))
+               for name in MEAN_SD if name in pooled["overall"]}
+    per_prompt = {pid: {name: stats(lambda m, p=pid, n=name: m["per_prompt"].get(p, {}).get(n), name,
+                                    pooled["per_prompt"][pid].get(name))
+                        for name in MEAN_SD if name in pooled["per_prompt"][pid]}
+                  for pid in pooled["per_prompt"]}
+    return {"overall": overall, "per_prompt": per_prompt}
+
+
+def cross_validate(args) -> dict:
+    """The whole job of ``scorelib-cv``: folds, one training run per fold, out-of-fold table and metrics.
+
+    Args:
+        args (argparse.Namespace): from :func:`parse_cv_args`.
+
+    Returns:
+        dict: ``oof`` (the out-of-fold frame), ``metrics`` (metrics-cv.json's content), ``save_dir``, ``results_path``.
+    """
+    from tqdm.auto import tqdm
+
+    if args.test_fraction is not None:
+        raise OptionError("--test-fraction does not apply to scorelib-cv: every row is predicted out of fold; "
+                          "keep a held-out table apart and score it with scorelib-eval DIR --split test DATA")
+    frame, tables = pooled_rows(args)
+    table = PromptTable.from_tables(tables, score_range=args.score_range, step=args.score_step)
+    if args.fit_cutpoints:
+        check_can_fit(table)
+    folds = given_folds(frame, args) if args.fold_column else assign_folds(frame, table, args.folds or 5,
+                                                                           args.split_seed)
+    k = int(folds.max()) + 1
+    save_dir = C.prepare_save_dir(args.save_dir)
+    assignment = pd.DataFrame({"key": frame["key"], "fold": folds})
+    if (save_dir / "folds.csv").is_file():
+        before = pd.read_csv(save_dir / "folds.csv", dtype={"key": str}, keep_default_na=False)
+        if not before.equals(assignment):
+            raise OptionError(f"--save-dir {save_dir}: holds a cross-validation of other rows or folds; use another "
+                              f"--save-dir (or the same DATA, --folds and --split-seed to resume)")
+    atomic_write(save_dir / "folds.csv", lambda tmp: assignment.to_csv(tmp, index=False))
+    ranges = pd.DataFrame([(p, *table.ranges[p]) for p in table.ids], columns=["prompt", "min", "max"])
+    atomic_write(save_dir / "ranges.csv", lambda tmp: ranges.to_csv(tmp, index=False, float_format=None))
+    info = {"folds": k, "args": C.plain(vars(args))}
+    atomic_write(save_dir / "cv.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
+    parts = [run_fold(args, i, frame, folds, table, save_dir)
+             for i in tqdm(range(k), desc="folds", disable=args.log_format != "tqdm")]
+    pred01 = pd.concat(parts).set_index("key")["pred01"].astype(np.float64).reindex(frame["key"]).to_numpy()
+    oof = results_frame(frame["key"], frame["prompt"], frame["score"], pred01, frame["text"], table)
+    if args.fit_cutpoints:
+        fit_table_cutpoints(table, oof["prompt"], oof["gold"], oof["pred"])
+        oof["pred_rounded"] = table.round(oof["pred"], oof["prompt"])
+    oof.insert(2, "fold", folds)
+    atomic_write(save_dir / "prompts.json", table.save)
+    per_fold = [compute_metrics(f["prompt"], f["gold"], f["pred"], f["pred_rounded"], table)
+                for _, f in oof.groupby("fold", sort=True)]
+    pooled = compute_metrics(oof["prompt"], oof["gold"], oof["pred"], oof["pred_rounded"], table)
+    results_path = save_dir / "results"
+    write_results(oof, pooled, table, results_path, "cv", "oof")
+    metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,
+               "per_fold": [{"fold": i, **m["overall"], "n": m["n"]} for i, m in enumerate(per_fold)]}
+    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
+    atomic_write(results_path / "metrics-cv.json", lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    o = metrics["overall"]
+    print("cross-validation, " + " | ".join(f"{n} {v['mean']:.4f} ± {v['sd'] or 0:.4f} (pooled {v['pooled']:.4f})"
+                                             for n, v in o.items() if v["mean"] is not None and v["pooled"] is not None),
+          flush=True)
+    return {"oof": oof, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}

@@ -1,0 +1,259 @@
+"""k-fold cross-validation (scorelib-cv), fold ensembles and QWK cut-points, on a small demo subset."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import scorelib
+from scorelib.cli import cv_cli, eval_cli, score_cli
+from scorelib.cutpoints import fit_table_cutpoints
+from scorelib.cv import assign_folds, cross_validate, parse_cv_args, pooled_rows
+from scorelib.demo import DEMO_RANGES, load_demo
+from scorelib.errors import OptionError
+from scorelib.metrics import compute_metrics
+from scorelib.prompts import PromptTable
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--cpu", "--max-epoch", "1", "--max-train-rows", "24", "--max-eval-rows", "8", "--log-format", "simple",
+        "--no-epoch-checkpoints", "--max-length", "64"]
+
+
+def small_table(folder: Path, per_prompt: int = 15, fold_column: bool = False) -> Path:
+    """``per_prompt`` demo rows of each prompt in one CSV (plus ranges.csv); optionally a fold column."""
+    frame = pd.concat(load_demo().values()).groupby("prompt").head(per_prompt).reset_index(drop=True)
+    frame = frame[["key", "prompt", "text", "score"]]
+    if fold_column:
+        frame["split"] = ["b" if i % 3 == 1 else "a" for i in range(len(frame))]
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "scores.csv", index=False)
+    pd.DataFrame([(p, lo, hi) for p, (lo, hi) in DEMO_RANGES.items()], columns=["prompt", "min", "max"]).to_csv(
+        folder / "ranges.csv", index=False)
+    return folder / "scores.csv"
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    """One tiny 3-fold run with --fit-cutpoints: (save dir, input frame, returned dict)."""
+    base = tmp_path_factory.mktemp("cv")
+    data = small_table(base / "data")
+    argv = [str(data), "--folds", "3", "--save-dir", str(base / "cv"), "--score-ranges", str(data.parent / "ranges.csv"),
+            "--score-step", "1", "--fit-cutpoints", *TINY]
+    out = cross_validate(parse_cv_args(argv))
+    return base / "cv", pd.read_csv(data, dtype=str, keep_default_na=False), out, argv
+
+
+def test_cv_writes_folds_oof_table_and_metrics(cv_run):
+    save_dir, frame, out, _ = cv_run
+    for i in range(3):
+        assert (save_dir / f"fold{i}" / "checkpoint_best.pt").is_file()
+        assert (save_dir / f"fold{i}" / "oof.csv").is_file()
+    assert not (save_dir / "fold3").exists()
+    oof = pd.read_csv(save_dir / "results" / "result-cv-oof.csv", dtype={"key": str, "prompt": str},
+                      keep_default_na=False)
+    assert list(oof.columns) == ["key", "prompt", "fold", "gold", "pred", "pred_rounded", "text"]
+    assert oof["key"].tolist() == frame["key"].tolist()  # every input row once, in input order
+    assert sorted(oof["fold"].unique()) == [0, 1, 2]
+    np.testing.assert_array_equal(oof["gold"], frame["score"].astype(float))
+    assert oof["text"].tolist() == frame["text"].tolist()
+    import openpyxl
+
+    sheet = openpyxl.load_workbook(save_dir / "results" / "result-cv-oof.xlsx").active
+    assert [c.value for c in sheet[1]] == list(oof.columns)
+    assert [r[0].value for r in sheet.iter_rows(min_row=2)] == frame["key"].tolist()
+    assert all(r[0].data_type == "s" and r[6].data_type == "s" for r in sheet.iter_rows(min_row=2))  # text cells
+    assert sheet["C2"].number_format == "0" and sheet["D2"].number_format == "0.00"
+    for pid, rows in oof.groupby("prompt"):  # stratified by prompt: 15 rows -> 5 per fold
+        assert rows["fold"].value_counts().tolist() == [5, 5, 5], pid
+    # the held-out rows of fold i were never in its train or valid table
+    for i in range(3):
+        seen = pd.concat(pd.read_csv(save_dir / f"fold{i}" / "data" / f"{s}.csv", dtype={"key": str})
+                         for s in ("train", "valid"))["key"]
+        assert not set(seen) & set(oof.loc[oof["fold"] == i, "key"])
+    metrics = json.loads((save_dir / "results" / "metrics-cv.json").read_text())
+    assert metrics["folds"] == 3 and metrics["n"] == 45
+    for name in ("qwk", "qwk_nearest", "pearson", "rmse"):
+        assert set(metrics["overall"][name]) >= {"mean", "sd", "pooled"}
+    rmse = metrics["overall"]["rmse"]
+    assert rmse["mean"] == pytest.approx(np.mean([f["rmse"] for f in metrics["per_fold"]]))
+    assert rmse["sd"] == pytest.approx(np.std([f["rmse"] for f in metrics["per_fold"]], ddof=1))
+    assert rmse["pooled"] == pytest.approx(np.sqrt(np.mean((oof["pred"] - oof["gold"]) ** 2)), abs=1e-4)
+    assert set(metrics["per_prompt"]) == {"q1", "q2", "q3"}
+    # cut-points were fitted on the out-of-fold predictions and are used for pred_rounded
+    table = PromptTable.load(save_dir / "prompts.json")
+    assert table.cutpoints and set(table.cutpoints) <= {"q1", "q2", "q3"}
+    np.testing.assert_allclose(oof["pred_rounded"], table.round(oof["pred"], oof["prompt"]))
+    for pid, m in metrics["pooled"]["per_prompt"].items():
+        if m["qwk_nearest"] is not None:
+            assert m["qwk"] >= m["qwk_nearest"] - 1e-9
+
+
+def test_rerun_finishes_fold2_without_retraining_fold1(cv_run):
+    save_dir, _, _, argv = cv_run
+    fold1, fold2 = save_dir / "fold1", save_dir / "fold2"
+    stamps = lambda d: [(d / n).stat().st_mtime_ns for n in ("checkpoint_best.pt", "checkpoint_last.pt", "oof.csv")]
+    before = stamps(fold1)
+    updates = torch.load(fold1 / "checkpoint_last.pt", weights_only=True)["extra_state"]["num_updates"]
+    assert updates > 0
+    last2 = stamps(fold2)[1]
+    (fold2 / "oof.csv").unlink()  # as if killed during fold 2, after its last save
+    (fold2 / "checkpoint_best.pt").unlink()
+    cross_validate(parse_cv_args(argv))
+    assert stamps(fold1) == before  # fold 1 was not trained (or predicted) again
+    assert torch.load(fold1 / "checkpoint_last.pt", weights_only=True)["extra_state"]["num_updates"] == updates
+    assert (fold2 / "oof.csv").is_file()
+    resumed = torch.load(fold2 / "checkpoint_last.pt", weights_only=True)["extra_state"]
+    assert resumed["epoch"] == 1 and resumed["end_of_epoch"]  # resumed at its end, not trained from scratch
+    assert (fold2 / "checkpoint_last.pt").stat().st_mtime_ns == last2  # resumed from it: nothing left to train
+    oof = pd.read_csv(save_dir / "results" / "result-cv-oof.csv", dtype={"key": str})
+    assert len(oof) == 45 and oof["key"].is_unique
+
+
+def test_score_cli_averages_the_folds_with_a_spread(cv_run, capsys):
+    save_dir = cv_run[0]
+    text = "Plants use light to make sugar from carbon dioxide and water."
+    assert score_cli([str(save_dir), "--cpu", "--prompt", "q2", text]) == 0
+    line = capsys.readouterr().out.strip()
+    assert " ± " in line and "q2's 1–6 scale" in line, line
+    assert score_cli([str(save_dir), "--cpu", "--prompt", "q2", "--format", "json", text]) == 0
+    record = json.loads(capsys.readouterr().out)
+    ensemble = scorelib.load(save_dir, device="cpu")
+    folds = [scorelib.load(save_dir / f"fold{i}", device="cpu").score(text, prompt="q2") for i in range(3)]
+    assert record["score"] == pytest.approx(np.mean(folds), abs=1e-4)
+    assert record["spread"] == pytest.approx(np.std(folds), abs=1e-4)
+    score, spread = ensemble.score([text], prompt="q2", return_spread=True)
+    assert score[0] == pytest.approx(record["score"]) and spread[0] == pytest.approx(record["spread"])
+    assert record["score_rounded"] == float(ensemble.round(record["score"], "q2")[0])  # by the fitted cut-points
+
+
+def test_eval_cli_on_cv_dir_evaluates_the_ensemble(cv_run, tmp_path, capsys):
+    save_dir = cv_run[0]
+    held = load_demo("test").groupby("prompt").head(3)[["key", "prompt", "text", "score"]]
+    held.to_csv(tmp_path / "held.csv", index=False)
+    assert eval_cli([str(save_dir), "--cpu", "--split", "test", str(tmp_path / "held.csv"),
+                     "--results-path", str(tmp_path / "r")]) == 0
+    assert "ensemble on test:" in capsys.readouterr().out
+    frame = pd.read_csv(tmp_path / "r" / "result-ensemble-test.csv", dtype={"key": str})
+    assert frame["key"].tolist() == held["key"].tolist()
+    assert eval_cli([str(save_dir), "--cpu", "--split", "test"]) == 2  # no held-out table: refused
+    assert "held-out table" in capsys.readouterr().err
+
+
+def test_cutpoints_never_lower_qwk_on_their_data():
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        table = PromptTable(ids=["a", "b"], ranges={"a": (0.0, 3.0), "b": (1.0, 6.0)}, step=1.0)
+        n = int(rng.integers(4, 150))
+        prompts = rng.choice(["a", "b"], n)
+        lo, hi = table.bounds(prompts)
+        gold = np.round(rng.uniform(lo, hi))
+        pred = np.clip(gold + rng.normal(rng.normal(0, 0.5), rng.uniform(0.1, 2.5), n), lo, hi)
+        before = compute_metrics(prompts, gold, pred, table.round(pred, prompts), table)
+        fit_table_cutpoints(table, prompts, gold, pred)
+        after = compute_metrics(prompts, gold, pred, table.round(pred, prompts), table)
+        for pid, m in before["per_prompt"].items():
+            if m["qwk"] is not None:
+                assert after["per_prompt"][pid]["qwk"] >= m["qwk"] - 1e-12, (trial, pid)
+                assert after["per_prompt"][pid]["qwk_nearest"] == pytest.approx(m["qwk"])
+        for pid, cuts in table.cutpoints.items():
+            assert np.all(np.diff(cuts) > 0)
+        assert PromptTable.from_dict(json.loads(json.dumps(table.to_dict()))).cutpoints == table.cutpoints
+
+
+def test_fit_cutpoints_refused_on_a_continuous_target(tmp_path, capsys):
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(12)], "text": [f"text number {i}" for i in range(12)],
+                          "score": np.linspace(0.13, 2.71, 12)})
+    frame.to_csv(tmp_path / "cont.csv", index=False)
+    assert cv_cli([str(tmp_path / "cont.csv"), "--folds", "3", "--save-dir", str(tmp_path / "cv"),
+                   "--fit-cutpoints", *TINY]) == 2
+    assert "--fit-cutpoints" in capsys.readouterr().err and not (tmp_path / "cv").exists()
+    from scorelib.options import parse_args
+    from scorelib.train import train
+
+    with pytest.raises(OptionError, match="--score-step"):
+        train(parse_args([str(tmp_path / "cont.csv"), "--save-dir", str(tmp_path / "t"), "--fit-cutpoints", *TINY]))
+    assert not (tmp_path / "t").exists()
+
+
+def test_test_fraction_refused_under_cv(tmp_path, capsys):
+    assert cv_cli(["--folds", "3", "--save-dir", str(tmp_path / "cv"), "--test-fraction", "0.2", *TINY]) == 2
+    assert "--test-fraction" in capsys.readouterr().err
+
+
+def test_fold_column_used_as_given(tmp_path):
+    data = small_table(tmp_path, per_prompt=9, fold_column=True)
+    args = parse_cv_args([str(data), "--fold-column", "split", "--save-dir", str(tmp_path / "cv")])
+    frame, _ = pooled_rows(args)
+    from scorelib.cv import given_folds
+
+    folds = given_folds(frame, args)
+    raw = pd.read_csv(data, dtype=str)
+    np.testing.assert_array_equal(folds, (raw["split"] == "b").astype(int))
+    with pytest.raises(OptionError, match="holds 2 folds"):
+        given_folds(frame, parse_cv_args([str(data), "--fold-column", "split", "--folds", "3"]))
+
+
+def test_folds_drawn_by_stratified_kfold_seeded(tmp_path):
+    args = parse_cv_args(["--save-dir", str(tmp_path)])  # the demo data, pooled
+    frame, tables = pooled_rows(args)
+    assert len(frame) == sum(len(f) for f in load_demo().values())
+    table = PromptTable.from_tables(tables)
+    a, b = assign_folds(frame, table, 5, 1), assign_folds(frame, table, 5, 1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, assign_folds(frame, table, 5, 2))
+    counts = pd.crosstab(frame["prompt"], a)
+    assert (counts.max(axis=1) - counts.min(axis=1) <= 1).all()  # each prompt split evenly over the folds
+
+
+def test_cv_console_script_entry():
+    proc = subprocess.run([sys.executable, "-c", "from scorelib.cli import cv_cli; raise SystemExit(cv_cli())",
+                           "--help"], capture_output=True, text=True, cwd=ROOT,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and "--folds" in proc.stdout and "--fit-cutpoints" in proc.stdout
+    assert 'scorelib-cv = "scorelib.cli:cv_cli"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_widget_shows_the_spread_of_a_fold_ensemble(cv_run):
+    from scorelib.widget import ScoringWidget, check_and_score
+
+    ensemble = scorelib.load(cv_run[0], device="cpu")
+    result = check_and_score(ensemble, "q1", "The earth is tilted, so sunlight hits it at different angles.")
+    assert result["spread"] >= 0
+    w = ScoringWidget(ensemble)
+    w.prompt.value, w.text.value = "q1", "The earth is tilted, so sunlight hits it at different angles."
+    w.on_click()
+    shown = "".join(o.get("text", "") for o in w.output.outputs)
+    assert " ± " in shown and "q1's 0–3 scale" in shown, shown
+
+
+def test_train_fit_cutpoints_on_the_valid_split(tmp_path):
+    from conftest import train_args
+
+    out = scorelib.train(train_args(tmp_path / "run", "--no-epoch-checkpoints", "--fit-cutpoints", "--max-length", 64))
+    state = torch.load(tmp_path / "run" / "checkpoint_best.pt", weights_only=True)
+    table = PromptTable.from_dict(state["prompts"])
+    assert table.cutpoints and table.cutpoints == PromptTable.load(tmp_path / "run" / "prompts.json").cutpoints
+    assert scorelib.load(tmp_path / "run", device="cpu").table.cutpoints == table.cutpoints
+    valid = out["metrics"]["valid"]
+    assert valid["cutpoints"] == table.cutpoints and "qwk_nearest" in valid["overall"]
+    for pid, m in valid["per_prompt"].items():  # fitted on valid: never below nearest rounding there
+        if m["qwk_nearest"] is not None and pid in table.cutpoints:
+            assert m["qwk"] >= m["qwk_nearest"] - 1e-9
+    frame = pd.read_csv(tmp_path / "run" / "results" / "result-checkpoint_best-test.csv", dtype={"prompt": str})
+    np.testing.assert_allclose(frame["pred_rounded"], table.round(frame["pred"], frame["prompt"]))
+
+
+def test_continuous_scores_stratified_by_quantile_bins():
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(30)], "prompt": "0", "score": np.linspace(0, 1, 30) ** 2})
+    table = PromptTable(ids=["0"], ranges={"0": (0.0, 1.0)}, step=None)
+    folds = assign_folds(frame, table, 3, 1)
+    assert np.bincount(folds).tolist() == [10, 10, 10]
+    for low in (frame["score"] < frame["score"].median(),):  # low and high scores spread over every fold
+        assert np.bincount(folds[low.to_numpy()], minlength=3).min() >= 4
