@@ -11,6 +11,7 @@ import logging
 import numpy as np
 import torch
 
+from . import windows
 from .errors import InputError, OptionError
 
 logger = logging.getLogger(__name__)
@@ -23,14 +24,19 @@ class ScoringDataset(torch.utils.data.Dataset):
         frame (pd.DataFrame): columns ``key, prompt, text, context, score`` (see :func:`scorelib.tables.normalize`).
         tokenizer: a Hugging Face tokenizer.
         table (PromptTable): prompt ids, ranges and contexts; scores are scaled to [0, 1] with it.
-        max_length (int): texts are truncated to this many tokens (the seed's ``max_length=512``).
+        max_length (int): the encoder's window in tokens (the seed's ``max_length=512``).
+        long_text (str): what to do with longer texts (``--long-text``, :mod:`scorelib.windows`): ``truncate``,
+            ``head-tail``, or ``chunks`` (each item then holds its windows, lists of 1-D tensors).
+        chunk_stride (int | None): overlap of the windows under ``chunks`` (default: a quarter of the window).
     """
 
-    def __init__(self, frame, tokenizer, table, max_length: int = 512):
+    def __init__(self, frame, tokenizer, table, max_length: int = 512, long_text: str = "truncate",
+                 chunk_stride: int | None = None):
         self.frame = frame.reset_index(drop=True)
         self.tokenizer = tokenizer
         self.table = table
         self.max_length = max_length
+        self.long_text, self.chunk_stride = long_text, chunk_stride
         self.keys = self.frame["key"].astype(str).tolist()
         self.prompts = self.frame["prompt"].astype(str).tolist()  # each row's prompt id
         self.texts = self.frame["text"].astype(str).tolist()
@@ -38,9 +44,21 @@ class ScoringDataset(torch.utils.data.Dataset):
         self.prompt_ids = np.array([table.index(p) for p in self.prompts], dtype=np.int64)
         self.scores = self.frame["score"].to_numpy(dtype=np.float64)  # gold exactly as read (NaN: unlabeled)
         self.targets = table.scale(self.scores, self.prompts)  # in [0, 1], float64
-        self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
-        self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
-        self.num_truncated = count_truncated(tokenizer, self.texts, self.contexts, self.sizes, max_length)
+        windows.check_options(long_text, max_length, chunk_stride)
+        if long_text == "truncate":
+            self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
+            self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
+            self.num_truncated = count_truncated(tokenizer, self.texts, self.contexts, self.sizes, max_length)
+            self.num_long = self.num_truncated
+        else:
+            self.encodings, self.num_long = windows.encode(tokenizer, self.texts, self.contexts, max_length,
+                                                           long_text, chunk_stride)
+            self.num_truncated = self.num_long if long_text == "head-tail" else 0
+            # chunks: a text's size is its windows' padded tokens (windows x the longest of them)
+            self.sizes = np.array([len(ids) if long_text == "head-tail" else len(ids) * max(map(len, ids))
+                                   for ids in self.encodings["input_ids"]], dtype=np.int64)
+        self.num_windows = (sum(len(w) for w in self.encodings["input_ids"]) if long_text == "chunks"
+                            else len(self.keys))
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -51,7 +69,10 @@ class ScoringDataset(torch.utils.data.Dataset):
                 "prompt_id": int(self.prompt_ids[index]), "score": float(self.scores[index]),
                 "target": float(self.targets[index])}
         for name, values in self.encodings.items():
-            item[name] = torch.tensor(values[index], dtype=torch.long)
+            if self.long_text == "chunks":  # one 1-D tensor per window
+                item[name] = [torch.tensor(w, dtype=torch.long) for w in values[index]]
+            else:
+                item[name] = torch.tensor(values[index], dtype=torch.long)
         return item
 
     def num_tokens(self, index: int) -> int:
@@ -70,6 +91,8 @@ class ScoringDataset(torch.utils.data.Dataset):
             ``net_input`` with ``input_ids``/``attention_mask`` (B, T), ``prompt_ids`` (B,) and
             ``token_type_ids`` (B, T) where the tokenizer gives them, ``score`` (B,) float64, the gold scores
             exactly as read (for result files), and ``target`` (B,) float32, those scaled to [0, 1] (for the loss).
+            Under ``--long-text chunks`` the token tensors are (W, T), one row per window, and
+            ``net_input["window_to_text"]`` (W,) gives each window's row in the batch.
         """
         return collate(samples, pad_id=self.tokenizer.pad_token_id or 0)
 
@@ -111,15 +134,13 @@ def collate(samples: list[dict], pad_id: int = 0) -> dict:
     """Pad items to the longest in the batch (dynamic padding); see :meth:`ScoringDataset.collater`."""
     if not samples:
         return {}
-    width = max(len(s["input_ids"]) for s in samples)
-    net_input = {}
-    for name, pad in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
-        if name not in samples[0]:
-            continue
-        out = torch.full((len(samples), width), pad, dtype=torch.long)
-        for row, s in enumerate(samples):
-            out[row, : len(s[name])] = s[name]
-        net_input[name] = out
+    if isinstance(samples[0]["input_ids"], list):  # windows: flatten them, remembering each one's text (batch row)
+        rows = [{k: s[k][w] for k in windows.NAMES if k in s} for s in samples for w in range(len(s["input_ids"]))]
+        net_input = pad_rows(rows, pad_id)
+        net_input["window_to_text"] = torch.tensor([b for b, s in enumerate(samples) for _ in s["input_ids"]],
+                                                   dtype=torch.long)
+    else:
+        net_input = pad_rows(samples, pad_id)
     net_input["prompt_ids"] = torch.tensor([s["prompt_id"] for s in samples], dtype=torch.long)
     return {
         "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
@@ -132,6 +153,20 @@ def collate(samples: list[dict], pad_id: int = 0) -> dict:
         "score": torch.tensor([s["score"] for s in samples], dtype=torch.float64),
         "target": torch.tensor([s["target"] for s in samples], dtype=torch.float32),
     }
+
+
+def pad_rows(rows: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """``input_ids`` / ``attention_mask`` / ``token_type_ids`` of ``rows`` padded to the longest: (len(rows), T)."""
+    width = max(len(r["input_ids"]) for r in rows)
+    out = {}
+    for name, pad in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+        if name not in rows[0]:
+            continue
+        t = torch.full((len(rows), width), pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            t[i, : len(r[name])] = r[name]
+        out[name] = t
+    return out
 
 
 def batch_by_size(indices, num_tokens_fn, max_tokens: int | None = None, max_sentences: int | None = None):

@@ -48,6 +48,7 @@ class EnsembleScorer(Scorer):
         first = scorers[0]
         self.scorers, self.device, self.model = scorers, first.device, None
         self.tokenizer, self.table, self.max_length = first.tokenizer, prompts, first.max_length
+        self.long_text, self.chunk_stride = first.long_text, first.chunk_stride  # the folds share their options
 
     def fold_scores01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
         """Each fold's outputs in [0, 1]: shape (K, N)."""

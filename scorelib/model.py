@@ -66,6 +66,25 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
 
+def pool_windows(pooled: torch.Tensor, attention_mask: torch.Tensor, window_to_text: torch.Tensor,
+                 num_texts: int) -> torch.Tensor:
+    """One vector per text from its windows' vectors: their mean weighted by each window's real tokens.
+
+    Args:
+        pooled (Tensor): (W, H) one vector per window.
+        attention_mask (LongTensor): (W, T), whose row sums are the windows' real tokens.
+        window_to_text (LongTensor): (W,) each window's text, in ``0 .. num_texts - 1``.
+        num_texts (int): B.
+
+    Returns:
+        Tensor: (B, H).
+    """
+    weight = attention_mask.sum(1).to(pooled.dtype)
+    total = pooled.new_zeros(num_texts).index_add_(0, window_to_text, weight)
+    summed = pooled.new_zeros(num_texts, pooled.shape[1]).index_add_(0, window_to_text, pooled * weight[:, None])
+    return summed / total.clamp(min=1.0)[:, None]
+
+
 @register_model("text_scorer")
 class ScoringModel(nn.Module):
     """Encoder + prompt embedding -> a score in [0, 1] per text.
@@ -130,14 +149,16 @@ class ScoringModel(nn.Module):
 
         return cls(AutoModel.from_config(config), num_prompts=num_prompts, pooling=pooling)
 
-    def forward(self, input_ids, attention_mask, prompt_ids, token_type_ids=None, **unused):
+    def forward(self, input_ids, attention_mask, prompt_ids, token_type_ids=None, window_to_text=None, **unused):
         """Score a batch.
 
         Args:
-            input_ids (LongTensor): (B, T) token ids.
-            attention_mask (LongTensor): (B, T), 1 for real tokens.
+            input_ids (LongTensor): (B, T) token ids; (W, T) under ``--long-text chunks``, one row per window.
+            attention_mask (LongTensor): (B, T) or (W, T), 1 for real tokens.
             prompt_ids (LongTensor): (B,) rows of the prompt embedding.
-            token_type_ids (LongTensor, optional): (B, T) segment ids for (text, context) pairs.
+            token_type_ids (LongTensor, optional): (B, T) or (W, T) segment ids for (text, context) pairs.
+            window_to_text (LongTensor, optional): (W,) the text (0 .. B-1) of each window; the windows'
+                features are pooled into one per text (see :func:`pool_windows`).
 
         Returns:
             dict: ``{"encoder_out": FloatTensor (B,)}`` with scores in [0, 1].
@@ -147,6 +168,8 @@ class ScoringModel(nn.Module):
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**kwargs).last_hidden_state
         pooled = pool(hidden, attention_mask, self.pooling)
+        if window_to_text is not None:
+            pooled = pool_windows(pooled, attention_mask, window_to_text, prompt_ids.shape[0])
         features = torch.cat([pooled, self.ques_emb(prompt_ids).to(pooled.dtype)], dim=-1)
         logit = self.head(features).squeeze(-1)
         return {"encoder_out": torch.sigmoid(logit.float())}

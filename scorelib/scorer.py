@@ -21,7 +21,7 @@ from .inference import predict
 from .model import ScoringModel, pick_device
 from .prompts import PromptTable
 
-MAX_CHARS = 50_000  # longer inputs are refused: the model reads at most --max-length tokens anyway
+MAX_CHARS = 50_000  # longer inputs are refused (about 12,000 tokens, far beyond any essay)
 
 
 def _num(x) -> str:
@@ -47,18 +47,22 @@ class Scorer:
         model (ScoringModel): in eval mode.
         tokenizer: its tokenizer.
         prompts (PromptTable): ids, ranges, step and stored contexts.
-        max_length (int): truncation length used in training.
+        max_length (int): the encoder's window used in training.
         device (torch.device): where the model lives.
+        long_text (str): ``--long-text`` of training (``truncate``, ``head-tail`` or ``chunks``).
+        chunk_stride (int | None): ``--chunk-stride`` of training.
     """
 
     has_spread = False  # a fold ensemble (scorelib.ensemble.EnsembleScorer) also gives a spread
 
-    def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None):
+    def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None,
+                 long_text: str = "truncate", chunk_stride: int | None = None):
         self.device = device or torch.device("cpu")
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.table = prompts
         self.max_length = max_length
+        self.long_text, self.chunk_stride = long_text, chunk_stride
 
     @property
     def prompts(self) -> dict[str, dict]:
@@ -79,8 +83,7 @@ class Scorer:
             if not text.strip():
                 raise InputError(f"text {i} is empty: paste a text to score")
             if len(text) > MAX_CHARS:
-                raise InputError(f"text {i} has {len(text):,} characters; the scorer takes at most {MAX_CHARS:,} "
-                                 f"(the model reads only the first {self.max_length} tokens)")
+                raise InputError(f"text {i} has {len(text):,} characters; the scorer takes at most {MAX_CHARS:,}")
         if not self.table.uses_context:
             return list(texts), prompt, None
         if contexts is None:
@@ -99,7 +102,8 @@ class Scorer:
         """Checked texts of one prompt as an unlabeled :class:`ScoringDataset`."""
         frame = pd.DataFrame({"key": [str(i) for i in range(len(texts))], "prompt": prompt, "text": texts,
                               "context": contexts, "score": np.nan})
-        return ScoringDataset(frame, self.tokenizer, self.table, self.max_length)
+        return ScoringDataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
+                              chunk_stride=self.chunk_stride)
 
     @torch.inference_mode()
     def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
@@ -179,4 +183,5 @@ def load(path, device=None) -> Scorer:
     model = ScoringModel.from_config(config, num_prompts=len(table), pooling=cfg.pooling)
     model.load_state_dict(state["model"])
     device = torch.device(device) if device is not None else pick_device()
-    return Scorer(model, tokenizer, table, max_length=int(cfg.max_length), device=device)
+    return Scorer(model, tokenizer, table, max_length=int(cfg.max_length), device=device,
+                  long_text=getattr(cfg, "long_text", "truncate"), chunk_stride=getattr(cfg, "chunk_stride", None))

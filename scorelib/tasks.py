@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from . import tables as T
+from . import windows
 from .dataset import ScoringDataset
 from .errors import DataError
 from .model import load_tokenizer
@@ -80,7 +81,14 @@ class TextScoringTask:
         g.add_argument("--score-ranges", metavar="FILE", help="table with columns prompt, min, max")
         g.add_argument("--score-step", type=float, metavar="STEP",
                        help="rounding step of the scores, e.g. 1 or 0.5 (none: continuous target, no QWK)")
-        g.add_argument("--max-length", type=int, default=512, help="truncate texts to this many tokens")
+        g.add_argument("--max-length", type=int, default=512, help="the encoder's window, in tokens")
+        g.add_argument("--long-text", choices=windows.LONG_TEXT_MODES, default="truncate",
+                       help="texts longer than --max-length: truncate (keep the start), head-tail (the first quarter "
+                            "of the window from the start, the rest from the end), or chunks (overlapping windows, "
+                            "their features pooled per text; nothing is cut)")
+        g.add_argument("--chunk-stride", type=int, default=None, metavar="N",
+                       help="tokens shared by consecutive windows under --long-text chunks (default: a quarter of "
+                            "--max-length; must be smaller than it)")
         g.add_argument("--encoding", help="text encoding of the tables (default: UTF-8, BOM allowed)")
         g.add_argument("--valid-fraction", type=float, default=0.1, help="share of a single table used for valid")
         g.add_argument("--test-fraction", type=float, default=0.1, help="share of a single table used for test")
@@ -95,6 +103,7 @@ class TextScoringTask:
 
         Every check runs here, before anything is written, so bad data leaves no save dir behind.
         """
+        windows.check_options(args.long_text, args.max_length, args.chunk_stride)
         tables = read_tables(args)
         prompts = PromptTable.from_tables(tables, score_range=args.score_range, step=args.score_step)
         if tokenizer is None:
@@ -113,6 +122,7 @@ class TextScoringTask:
 
         A folder gives its ``{split}`` table; a single file is read whole as ``split``.
         """
+        windows.check_options(args.long_text, args.max_length, args.chunk_stride)
         tables = read_tables(args, whole_file_as=split)
         if split not in tables.frames:
             raise DataError(f"{args.data}: no {split} table to evaluate on (have: {', '.join(tables.frames)})")
@@ -128,12 +138,14 @@ class TextScoringTask:
         """Tokenize one split into ``self.datasets[split]`` and log its rows per prompt."""
         if split not in self.frames:
             raise DataError(f"no {split!r} split in the data (have: {', '.join(self.frames)})")
-        ds = ScoringDataset(self.frames[split], self.tokenizer, self.prompts, self.args.max_length)
+        args = self.args
+        ds = ScoringDataset(self.frames[split], self.tokenizer, self.prompts, args.max_length,
+                            long_text=args.long_text, chunk_stride=args.chunk_stride)
         self.datasets[split] = ds
         counts = pd.Series(ds.prompts).value_counts()
         per_prompt = ", ".join(f"{p}: {counts[p]}" for p in sorted(counts.index, key=T.natural_key))
-        logger.info("%s: %d rows (%s); %d text(s) truncated at --max-length %d",
-                    split, len(ds), per_prompt, ds.num_truncated, self.args.max_length)
+        logger.info("%s: %d rows (%s); %s", split, len(ds), per_prompt,
+                    windows.describe(args.long_text, args.max_length, args.chunk_stride, ds.num_long, ds.num_windows))
         return ds
 
     def dataset(self, split: str) -> ScoringDataset:

@@ -135,7 +135,8 @@ class Trainer:
 
     def out_of_memory(self, sample) -> BatchOutOfMemory:
         shape = tuple(sample["net_input"]["input_ids"].shape)
-        return BatchOutOfMemory(f"out of memory on a batch of {shape[0]} texts x {shape[1]} tokens "
+        rows = "windows" if "window_to_text" in sample["net_input"] else "texts"  # --long-text chunks: (W, T)
+        return BatchOutOfMemory(f"out of memory on a batch of {shape[0]} {rows} x {shape[1]} tokens "
                                 f"({sample['ntokens']} real tokens); lower --max-tokens (now {self.args.max_tokens}) "
                                 f"or --batch-size")
 

@@ -14,6 +14,7 @@ import unicodedata
 
 import pandas as pd
 
+from . import windows
 from .errors import InputError, ScorelibError
 from .results import plot_gold_vs_pred
 from .scorer import _num, describe
@@ -63,10 +64,10 @@ def check_and_score(scorer, prompt, text) -> dict:
                         f"so this score is unreliable.")
     n_tokens = len(scorer.tokenizer(text, contexts[0] if contexts else None, truncation=False,
                                     verbose=False)["input_ids"])
-    if n_tokens > scorer.max_length:
-        warnings.append(f"The text has {n_tokens:,} tokens; only the first {scorer.max_length} were read "
-                        f"(the rest did not count towards the score).")
-    if getattr(scorer, "has_spread", False):  # a fold ensemble: "3.2 ± 0.3"
+    note = windows.note(scorer.long_text, scorer.max_length, scorer.chunk_stride, n_tokens)
+    if note is not None:
+        warnings.append(note)
+    if scorer.has_spread:  # a fold ensemble: "3.2 ± 0.3"
         score, spread = scorer.score(text, prompt=prompt, contexts=contexts, return_spread=True)
         return {**scorer.record(score, prompt, spread=spread), "step": scorer.table.step, "warnings": warnings}
     score = float(scorer.score(text, prompt=prompt, contexts=contexts))

@@ -14,8 +14,9 @@ FAIRSEQ_FLAGS = ["--task", "--save-dir", "--finetune-from-model", "--restore-fil
                  "--save-interval-updates", "--no-epoch-checkpoints", "--seed", "--fp16", "--bf16", "--cpu",
                  "--num-workers", "--log-format", "--no-progress-bar"]
 TASK_FLAGS = ["--layout", "--key-column", "--prompt-column", "--text-column", "--context-column", "--score-column",
-              "--score-range", "--score-ranges", "--score-step", "--max-length", "--encoding", "--valid-fraction",
-              "--test-fraction", "--max-train-rows", "--max-eval-rows", "--model-name-or-path", "--pooling"]
+              "--score-range", "--score-ranges", "--score-step", "--max-length", "--long-text", "--chunk-stride",
+              "--encoding", "--valid-fraction", "--test-fraction", "--max-train-rows", "--max-eval-rows",
+              "--model-name-or-path", "--pooling"]
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,170 @@
+"""Long essays (issue 12): ``--long-text`` truncate vs head-tail vs chunks on Feedback Prize ELL.
+
+Data: ``../shared/data/feedback_prize_ell`` (3,911 essays, six analytic scores 1.0-5.0 in steps of 0.5; 40% of the
+essays are longer than 512 word pieces). Read from there, prepared tables written to a temporary folder, never the
+repo. One seeded split (:func:`bench_quality.split`): 20% test; of the remaining 80%, 10% is valid, 90% train.
+
+For each trait and each ``--long-text`` mode, ``scorelib-train`` (the default encoder, ``--score-range 1 5
+--score-step 0.5``, ``--best-checkpoint-metric rmse``) trains one model on that trait; ``checkpoint_best`` (picked on
+valid) is scored once on test. scorelib trains one score column per model until issue 12 B (several score columns
+in one model) lands, so a mode costs six trainings. Reported per mode: each trait's test RMSE, MCRMSE (the mean of
+the traits' RMSEs, the competition's metric), wall time; against predicting each trait's training mean and TF-IDF
+(word 1-2 grams) + ridge per trait (alpha picked on valid RMSE), on the same split. The cost of chunks against
+truncate: training tokens/s (every window's tokens) and seconds per epoch (the same essays).
+
+    python bench/bench_long.py                      # full run (hours on 2 CPU cores; minutes on a GPU)
+    python bench/bench_long.py --quick              # smoke run: 2 traits, 32 train rows, 1 epoch, nothing saved
+    python bench/bench_long.py --modes chunks --traits cohesion -- --max-epoch 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from bench_quality import ALPHAS, merge_flags, split  # noqa: E402
+
+SEED = 1
+TRAITS = ["cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions"]
+MODES = ["truncate", "head-tail", "chunks"]
+FLAGS = ["--score-range", "1", "5", "--score-step", "0.5", "--best-checkpoint-metric", "rmse", "--max-epoch", "3",
+         "--max-length", "512"]
+QUICK = {"rows": {"train": 32, "valid": 16, "test": 16}, "traits": TRAITS[:2],
+         "flags": ["--max-epoch", "1", "--max-length", "128"]}
+
+
+def rmse(gold, pred) -> float:
+    return float(np.sqrt(np.mean((np.asarray(gold, float) - np.asarray(pred, float)) ** 2)))
+
+
+def prepare(quick: bool) -> dict[str, pd.DataFrame]:
+    """The seeded split of the essays: columns key, text and the six traits (floats)."""
+    raw = common.load_ell()
+    frame = pd.DataFrame({"key": raw["text_id"], "text": raw["full_text"],
+                          **{t: raw[t].astype(float) for t in TRAITS}})
+    parts = split(frame, SEED)
+    if quick:
+        parts = {k: v.iloc[:QUICK["rows"][k]].reset_index(drop=True) for k, v in parts.items()}
+    return parts
+
+
+def baselines(parts, traits) -> dict:
+    """The training mean and TF-IDF + ridge (alpha picked on valid RMSE) per trait, with wall time."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+
+    t0 = time.perf_counter()
+    mean = {t: rmse(parts["test"][t], np.full(len(parts["test"]), parts["train"][t].mean())) for t in traits}
+    mean_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(parts["train"]["text"])
+    x = {k: vec.transform(v["text"]) for k, v in parts.items()}
+    ridge, alphas = {}, {}
+    for t in traits:
+        valid = {a: rmse(parts["valid"][t], Ridge(alpha=a).fit(x["train"], parts["train"][t]).predict(x["valid"]))
+                 for a in ALPHAS}
+        alphas[t] = min(ALPHAS, key=lambda a: valid[a])
+        ridge[t] = rmse(parts["test"][t], Ridge(alpha=alphas[t]).fit(x["train"], parts["train"][t]).predict(x["test"]))
+    return {"train_mean": {"rmse": mean, "mcrmse": float(np.mean(list(mean.values()))), "wall_s": round(mean_s, 3)},
+            "tfidf_ridge": {"rmse": ridge, "mcrmse": float(np.mean(list(ridge.values()))), "alpha": alphas,
+                            "alpha_picked_on": "valid rmse", "wall_s": round(time.perf_counter() - t0, 2)}}
+
+
+def train_one(parts, trait: str, mode: str, flags: list[str], workdir: Path) -> dict:
+    """``scorelib-train`` on one trait with ``--long-text mode``; test RMSE of checkpoint_best, time and speed."""
+    data = workdir / "data"
+    data.mkdir(parents=True)
+    for name, frame in parts.items():
+        frame[["key", "text", trait]].rename(columns={trait: "score"}).to_csv(data / f"{name}.csv", index=False)
+    exe = shutil.which("scorelib-train") or str(Path(sys.executable).with_name("scorelib-train"))
+    cmd = [exe, str(data), *merge_flags(["--save-dir", str(workdir / "ckpt"), "--no-epoch-checkpoints",
+                                         "--log-format", "simple", "--log-interval", "50", "--seed", str(SEED),
+                                         "--valid-fraction", "0", "--test-fraction", "0"],
+                                        flags, ["--long-text", mode])]
+    print("$", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    with open(workdir / "train.log", "w") as f:
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "SCORELIB_FAST": "0"})
+    wall = time.perf_counter() - t0
+    log = (workdir / "train.log").read_text()
+    if proc.returncode:
+        raise RuntimeError(f"scorelib-train failed (rc {proc.returncode}):\n{log[-3000:]}")
+    test = json.loads((workdir / "ckpt" / "results" / "metrics-checkpoint_best-test.json").read_text())["overall"]
+    history = pd.read_csv(workdir / "ckpt" / "history.csv")
+    long_line = next((line.split("| ")[-1] for line in log.splitlines() if "train:" in line and "--max-length" in line),
+                     "")
+    return {"rmse": test["rmse"], "wall_s": round(wall, 1), "train_seconds": float(history["seconds"].sum()),
+            "seconds_per_epoch": float(history["seconds"].median()),
+            "tokens_per_s": float(history["tokens_per_s"].median()), "train_log": long_line}
+
+
+def bench(parts, traits, modes, flags) -> dict:
+    out = {"modes": {}}
+    for mode in modes:
+        per = {}
+        for trait in traits:
+            with tempfile.TemporaryDirectory(prefix=f"bench_long_{mode}_{trait}_") as tmp:
+                per[trait] = train_one(parts, trait, mode, flags, Path(tmp))
+            print(f"{mode} {trait}: test RMSE {per[trait]['rmse']:.4f} ({per[trait]['wall_s']} s)", flush=True)
+        out["modes"][mode] = {"rmse": {t: per[t]["rmse"] for t in traits},
+                              "mcrmse": float(np.mean([per[t]["rmse"] for t in traits])),
+                              "wall_s": round(sum(per[t]["wall_s"] for t in traits), 1),
+                              "seconds_per_epoch": float(np.median([per[t]["seconds_per_epoch"] for t in traits])),
+                              "tokens_per_s": float(np.median([per[t]["tokens_per_s"] for t in traits])),
+                              "load_log": per[traits[0]]["train_log"]}
+    m = out["modes"]
+    if "chunks" in m and "truncate" in m:
+        out["chunks_vs_truncate"] = {
+            "tokens_per_s_ratio": m["chunks"]["tokens_per_s"] / m["truncate"]["tokens_per_s"],
+            "seconds_per_epoch_ratio": m["chunks"]["seconds_per_epoch"] / m["truncate"]["seconds_per_epoch"]}
+    return out
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: 2 traits, 32/16/16 rows, 1 epoch, not saved")
+    p.add_argument("--traits", help=f"comma list (default: all six: {','.join(TRAITS)})")
+    p.add_argument("--modes", default=",".join(MODES), help="comma list of --long-text modes")
+    p.add_argument("--no-save", action="store_true", help="print only; leave bench/results.json alone")
+    opts = p.parse_args(argv)
+    if not all(path.is_file() for path in common.ELL_PARTS):
+        print(f"skipped: Feedback Prize ELL not found under {common.SHARED_DATA} (set SCORELIB_SHARED_DATA)")
+        return 0
+    traits = opts.traits.split(",") if opts.traits else (QUICK["traits"] if opts.quick else TRAITS)
+    modes = opts.modes.split(",")
+    flags = merge_flags(FLAGS, QUICK["flags"] if opts.quick else [], extra)
+    parts = prepare(opts.quick)
+    t0 = time.perf_counter()
+    result = {"method": common.METHOD, "data": "feedback_prize_ell", "split_seed": SEED,
+              "rows": {k: len(v) for k, v in parts.items()}, "traits": traits, "flags": flags,
+              "quick": opts.quick, "machine": common.machine(), **baselines(parts, traits), **bench(parts, traits, modes, flags)}
+    result["total_wall_s"] = round(time.perf_counter() - t0, 1)
+    rows = [{"model": name, "MCRMSE": result[name]["mcrmse"], **result[name]["rmse"], "wall_s": result[name]["wall_s"]}
+            for name in ("train_mean", "tfidf_ridge")]
+    rows += [{"model": f"scorelib {mode}", "MCRMSE": r["mcrmse"], **r["rmse"], "wall_s": r["wall_s"],
+              "tok/s": r["tokens_per_s"]} for mode, r in result["modes"].items()]
+    common.print_table(rows, ["model", "MCRMSE", *traits, "wall_s", "tok/s"],
+                       f"Feedback Prize ELL, test RMSE per trait ({result['rows']})")
+    if "chunks_vs_truncate" in result:
+        print("chunks vs truncate:", result["chunks_vs_truncate"])
+    if not (opts.quick or opts.no_save):
+        common.save_result("long_text", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
