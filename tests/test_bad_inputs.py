@@ -259,6 +259,10 @@ CASES = [
     Case("--fit-cutpoints with several traits", train_case(lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS,
                                                            "--score-step", "1", "--fit-cutpoints"),
          Refuse(("--fit-cutpoints", "several traits", "cohesion,syntax"))),
+    Case("--finetune-from-model of a one-score model with traits", train_case(
+        lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS, "--finetune-from-model",
+        lambda tmp, ctx: ctx.trained_dir() / "checkpoint_best.pt"),
+         Refuse(("checkpoint_best.pt", "1 output(s)", "needs 2", "--score-column"))),
     Case("nonexistent save dir", lambda tmp, ctx: (("load", tmp / "gone"), None), Refuse(("no such save dir", "gone"))),
 ]
 
