@@ -63,8 +63,8 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     c.add_argument("--results-path", metavar="DIR", help="where evaluation files go (default: SAVE_DIR/results)")
     c.add_argument("--fit-cutpoints", action="store_true",
                    help="after training, fit per-prompt thresholds between rubric points that maximise QWK on the "
-                        "valid split (out-of-fold predictions under scorelib-cv) and round by them; needs --score-step "
-                        "and one score column")
+                        "valid split (out-of-fold predictions under scorelib-cv) and round by them (per trait, with "
+                        "several); needs --score-step (or each trait's step)")
     o = p.add_argument_group("optimization")
     o.add_argument("--max-tokens", type=int, default=2048, metavar="N", help="padded tokens per batch")
     o.add_argument("--batch-size", type=int, default=16, metavar="N", help="texts per batch (at most)")

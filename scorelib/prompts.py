@@ -48,6 +48,7 @@ class PromptTable:
             each trait's own table is :meth:`for_trait`, and scale/unscale/round take (N, K) arrays.
         trait_ranges (dict[str, dict[str, tuple[float, float]]]): per trait, ``(min, max)`` per prompt.
         trait_steps (dict[str, float | None]): per trait, its rounding step.
+        trait_cutpoints (dict[str, dict[str, list[float]]]): per trait, its prompts' fitted cut-points.
     """
 
     ids: list[str]
@@ -59,6 +60,7 @@ class PromptTable:
     traits: list[str] = field(default_factory=list)
     trait_ranges: dict = field(default_factory=dict)
     trait_steps: dict = field(default_factory=dict)
+    trait_cutpoints: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.ids = [str(i) for i in self.ids]
@@ -77,7 +79,7 @@ class PromptTable:
                                   f"thresholds between the rubric points of {lo:g} .. {hi:g}, got {cuts}")
         self.traits = [str(t) for t in self.traits or []]
         self._views = {t: PromptTable(self.ids, self.trait_ranges[t], self.trait_steps.get(t), self.contexts,
-                                      self.uses_context) for t in self.traits}
+                                      self.uses_context, (self.trait_cutpoints or {}).get(t, {})) for t in self.traits}
 
     @property
     def num_traits(self) -> int:
@@ -93,8 +95,7 @@ class PromptTable:
     def _per_trait(self, method: str, values, prompts) -> np.ndarray:
         """Apply a view's ``method`` to each column k of ``values`` (N, K) with trait k's table."""
         values = np.asarray(values, dtype=np.float64).reshape(-1, len(self.traits))
-        return np.stack([getattr(self._views[t], method)(values[:, k], prompts) for k, t in enumerate(self.traits)],
-                        axis=1)
+        return np.stack([getattr(v, method)(values[:, k], prompts) for k, v in enumerate(self._views.values())], 1)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -150,7 +151,7 @@ class PromptTable:
 
     def without_cutpoints(self) -> "PromptTable":
         """A copy that rounds to the nearest step (the table as it was before ``--fit-cutpoints``)."""
-        return PromptTable.from_dict({**self.to_dict(), "cutpoints": {}})
+        return PromptTable.from_dict({**self.to_dict(), "cutpoints": {}, "trait_cutpoints": {}})
 
     def round_nearest(self, scores, prompts) -> np.ndarray:
         """Round to the nearest ``step`` above each prompt's min, clipped to its range."""
@@ -172,7 +173,9 @@ class PromptTable:
             **({"cutpoints": {p: list(map(float, c)) for p, c in self.cutpoints.items()}} if self.cutpoints else {}),
             **({"traits": list(self.traits),
                 "trait_ranges": {t: self._views[t].to_dict()["ranges"] for t in self.traits},
-                "trait_steps": {t: self._views[t].to_dict()["step"] for t in self.traits}} if self.traits else {}),
+                "trait_steps": {t: self._views[t].to_dict()["step"] for t in self.traits},
+                "trait_cutpoints": {t: v.to_dict()["cutpoints"] for t, v in self._views.items() if v.cutpoints}}
+               if self.traits else {}),
         }
 
     @classmethod
@@ -188,6 +191,7 @@ class PromptTable:
             trait_ranges={t: {p: (float(a), float(b)) for p, (a, b) in r.items()}
                           for t, r in (d.get("trait_ranges") or {}).items()},
             trait_steps=dict(d.get("trait_steps") or {}),
+            trait_cutpoints=dict(d.get("trait_cutpoints") or {}),
         )
 
     def save(self, path) -> None:
@@ -269,19 +273,16 @@ def _range_of(pid: str, declared: dict, train: pd.DataFrame, column: str = "scor
 
 
 def _trait_tables(cls, ids: list[str], tables, score_range, step) -> "PromptTable":
-    """The table of several traits: each trait's ranges from ``--score-range``, else the ranges file's rows for
-    that trait (a prompt's own row, else its ``"*"`` row), else the prompt ranges declared without a trait, else
-    its training scores; its step from ``--score-step``, else the file's, else the layout's."""
+    """Several traits: each trait's ranges from ``--score-range``, else the ranges file's rows for it (a prompt's
+    own, else ``"*"``), else those declared without a trait, else its training scores; its step likewise."""
     trait_ranges, trait_steps = {}, {}
     for t in tables.traits:
         rows = tables.trait_ranges.get(t, {})
-        declared = {p: tuple(score_range) if score_range is not None else rows.get(p, rows.get("*"))
-                    for p in ids if score_range is not None or p in rows or "*" in rows}
-        declared = {**tables.ranges, **declared}
+        declared = {**tables.ranges, **{p: tuple(score_range) if score_range is not None else rows.get(p, rows["*"])
+                                        for p in ids if score_range is not None or p in rows or "*" in rows}}
         trait_ranges[t] = {p: _range_of(p, declared, tables.frames["train"], gold_column(t)) for p in ids}
         trait_steps[t] = step if step is not None else tables.trait_steps.get(t, tables.step)
-    ranges = {p: (min(r[p][0] for r in trait_ranges.values()), max(r[p][1] for r in trait_ranges.values()))
-              for p in ids}
+    ranges = {p: (min(r[p][0] for r in trait_ranges.values()), max(r[p][1] for r in trait_ranges.values())) for p in ids}
     return cls(ids=ids, ranges=ranges, step=None, traits=list(tables.traits), trait_ranges=trait_ranges,
                trait_steps=trait_steps, **_contexts(tables.frames))
 

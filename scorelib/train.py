@@ -133,13 +133,10 @@ def train(args) -> dict:
 
 
 def check_trait_options(args, table) -> None:
-    """Refuse the options that need one score column, or several."""
+    """Refuse the options that need several score columns."""
     if args.best_checkpoint_metric == "mcrmse" and not table.traits:
         raise OptionError("--best-checkpoint-metric mcrmse needs several traits (--score-column a,b,...); "
                           "with one score column use rmse")
-    if table.traits and getattr(args, "fit_cutpoints", False):
-        raise OptionError(f"--fit-cutpoints fits one score's thresholds; it is not available with several traits "
-                          f"(--score-column {','.join(table.traits)}); drop --fit-cutpoints")
 
 
 def should_stop(args, trainer: Trainer, progress: Progress) -> bool:
@@ -260,7 +257,11 @@ def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
     trainer.model.load_state_dict(state["model"])
     ds, table = trainer.task.dataset("valid"), trainer.task.prompts
     _, preds = trainer.valid_step(ds)
-    fit_table_cutpoints(table, ds.prompts, ds.scores, table.unscale(preds, ds.prompts))
+    pred = table.unscale(preds, ds.prompts)
+    for k, view in enumerate(table.for_trait(t) for t in table.traits):  # each trait's own thresholds
+        fit_table_cutpoints(view, ds.prompts, ds.scores[:, k], pred[:, k])
+    if not table.traits:
+        fit_table_cutpoints(table, ds.prompts, ds.scores, pred)
     state["prompts"] = table.to_dict()
     atomic_write(best, lambda tmp: torch.save(state, tmp))
     atomic_write(Path(best).parent / "prompts.json", table.save)

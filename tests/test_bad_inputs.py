@@ -256,9 +256,9 @@ CASES = [
          Refuse(("--score-column cohesion,syntax", "write_demo_traits"))),
     Case("--best-checkpoint-metric mcrmse with one score column", train_case("--best-checkpoint-metric", "mcrmse"),
          Refuse(("--best-checkpoint-metric mcrmse", "several traits", "rmse"))),
-    Case("--fit-cutpoints with several traits", train_case(lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS,
-                                                           "--score-step", "1", "--fit-cutpoints"),
-         Refuse(("--fit-cutpoints", "several traits", "cohesion,syntax"))),
+    Case("--fit-cutpoints with a continuous trait", train_case(lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS,
+                                                              "--fit-cutpoints"),
+         Refuse(("--fit-cutpoints", "trait 'cohesion' is continuous", "--score-step"))),
     Case("--finetune-from-model of a one-score model with traits", train_case(
         lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS, "--finetune-from-model",
         lambda tmp, ctx: ctx.trained_dir() / "checkpoint_best.pt"),

@@ -189,3 +189,18 @@ def test_cv_refuses_several_traits(trait_data, tmp_path, capsys):
 
     rc = cv_cli([str(trait_data["train"]), "--score-column", "content,accuracy", "--save-dir", str(tmp_path / "cv")])
     assert rc == 2 and "scorelib-cv scores one column" in capsys.readouterr().err
+
+
+def test_fit_cutpoints_per_trait(trait_data, tmp_path):
+    save_dir = tmp_path / "ckpt"
+    scorelib.train(train_args(save_dir, trait_data["train"].parent, "--score-column", ",".join(TRAITS),
+                              "--score-ranges", trait_data["ranges"], "--no-epoch-checkpoints", "--fit-cutpoints"))
+    saved = json.loads((save_dir / "prompts.json").read_text())
+    table = PromptTable.from_dict(saved)
+    assert set(saved.get("trait_cutpoints", {})) <= set(TRAITS)
+    for t, per_prompt in saved.get("trait_cutpoints", {}).items():
+        assert table.for_trait(t).cutpoints == per_prompt
+    metrics = json.loads((save_dir / "results" / "metrics-checkpoint_best-valid.json").read_text())
+    fitted = [t for t in TRAITS if table.for_trait(t).cutpoints]
+    assert fitted and all("qwk_nearest" in metrics["traits"][t]["overall"] for t in fitted)
+    assert scorelib.load(save_dir, device="cpu").table.to_dict() == table.to_dict()
