@@ -46,9 +46,8 @@ class PromptTable:
         traits (list[str]): the traits of ``--score-column a,b,c``; ``[]`` (one score column) leaves everything
             else as above. With traits, ``ranges`` span every trait's range (for plots) and ``step`` is None;
             each trait's own table is :meth:`for_trait`, and scale/unscale/round take (N, K) arrays.
-        trait_ranges (dict[str, dict[str, tuple[float, float]]]): per trait, ``(min, max)`` per prompt.
-        trait_steps (dict[str, float | None]): per trait, its rounding step.
-        trait_cutpoints (dict[str, dict[str, list[float]]]): per trait, its prompts' fitted cut-points.
+        trait_ranges, trait_steps, trait_cutpoints (dict[str, ...]): per trait, its ``ranges``, ``step`` and
+            ``cutpoints`` as above.
     """
 
     ids: list[str]
@@ -278,8 +277,8 @@ def _trait_tables(cls, ids: list[str], tables, score_range, step) -> "PromptTabl
     trait_ranges, trait_steps = {}, {}
     for t in tables.traits:
         rows = tables.trait_ranges.get(t, {})
-        declared = {**tables.ranges, **{p: tuple(score_range) if score_range is not None else rows.get(p, rows["*"])
-                                        for p in ids if score_range is not None or p in rows or "*" in rows}}
+        own = {p: rows[p] if p in rows else rows["*"] for p in ids if p in rows or "*" in rows}
+        declared = {p: tuple(score_range) for p in ids} if score_range is not None else {**tables.ranges, **own}
         trait_ranges[t] = {p: _range_of(p, declared, tables.frames["train"], gold_column(t)) for p in ids}
         trait_steps[t] = step if step is not None else tables.trait_steps.get(t, tables.step)
     ranges = {p: (min(r[p][0] for r in trait_ranges.values()), max(r[p][1] for r in trait_ranges.values())) for p in ids}

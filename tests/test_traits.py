@@ -204,3 +204,21 @@ def test_fit_cutpoints_per_trait(trait_data, tmp_path):
     fitted = [t for t in TRAITS if table.for_trait(t).cutpoints]
     assert fitted and all("qwk_nearest" in metrics["traits"][t]["overall"] for t in fitted)
     assert scorelib.load(save_dir, device="cpu").table.to_dict() == table.to_dict()
+
+
+def test_trait_ranges_per_prompt_with_fallbacks(tmp_path):
+    from scorelib.tables import Tables
+    from scorelib.traits import read_trait_ranges
+
+    path = tmp_path / "ranges.csv"
+    path.write_text("trait,prompt,min,max,step\nx,a,0,4,0.5\ny,,0,2,\n")
+    trait_ranges, trait_steps = read_trait_ranges(path, ["x", "y"])
+    assert trait_ranges == {"x": {"a": (0.0, 4.0)}, "y": {"*": (0.0, 2.0)}} and trait_steps == {"x": 0.5}
+    frame = pd.DataFrame({"key": list("1234"), "prompt": list("aabb"), "text": list("wxyz"), "context": None,
+                          "score_x": [1.0, 2.0, 3.0, 4.0], "score_y": [0.0, 1.0, 0.0, 1.0], "_row": [2, 3, 4, 5]})
+    tables = Tables({"train": frame}, step=1.0, traits=["x", "y"], trait_ranges=trait_ranges, trait_steps=trait_steps)
+    table = PromptTable.from_tables(tables)
+    assert table.for_trait("x").ranges == {"a": (0.0, 4.0), "b": (3.0, 4.0)}  # b: its training scores
+    assert table.for_trait("y").ranges == {"a": (0.0, 2.0), "b": (0.0, 2.0)}
+    assert (table.for_trait("x").step, table.for_trait("y").step) == (0.5, 1.0)  # y: the layout's step
+    assert table.ranges == {"a": (0.0, 4.0), "b": (0.0, 4.0)}
