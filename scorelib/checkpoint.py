@@ -188,6 +188,11 @@ def load_finetune_weights(model, state: dict, prompts: PromptTable, config, path
     weights = dict(state["model"])
     old_ids = state["prompts"]["ids"]
     old_rows = weights.pop("ques_emb.weight")
+    own = model.state_dict()
+    if "head.3.bias" in weights and "head.3.bias" in own and weights["head.3.bias"].shape != own["head.3.bias"].shape:
+        old_k, new_k = weights["head.3.bias"].numel(), own["head.3.bias"].numel()
+        raise CheckpointError(f"{path}: its head has {old_k} output(s) and this run needs {new_k} (one per "
+                              f"--score-column trait); start from a checkpoint of the same traits, or from scratch")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if set(missing) != {"ques_emb.weight"} or unexpected:
         raise CheckpointError(f"{path}: weights do not fit this model (missing {missing}, unexpected {unexpected})")

@@ -135,6 +135,8 @@ def evaluate_checkpoint(args, parser) -> dict:
                 continue  # the training data's columns and subsets do not apply to another table
             setattr(args, key, value)
     args.seed = cfg.get("seed", 1)
+    if args.score_column is None and scorer.table.traits:  # another table: the model's traits by name
+        args.score_column = ",".join(scorer.table.traits)
     results_path = results_dir(args.results_path, ckpt.parent)
     out = {}
     for split in args.split or ["valid", "test"]:
@@ -154,10 +156,12 @@ def score_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", help="prompt id as in the data (default: the first, sorted)")
     p.add_argument("--context", help="second segment for models trained on (text, context) pairs")
     p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text: one line per text with the prompt's range and the rounded score; "
-                        "json: one object per line (prompt, score, score_rounded, min, max)")
+                   help="text: one line per text (per trait, for a model of several traits) with the prompt's "
+                        "range and the rounded score; json: one object per text (prompt, score, score_rounded, min, "
+                        "max; with traits: prompt and traits, an object per trait)")
     p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
-    p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns")
+    p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
+                                    "(pred_{trait} and pred_rounded_{trait} per trait)")
     for name in ("key", "text", "prompt", "context"):
         p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
@@ -204,7 +208,8 @@ def score_table(scorer, args) -> pd.DataFrame:
     frame = normalize(raw, args.input, names, labeled=False)  # empty texts, duplicate keys: refused with their rows
     if names["prompt"] is None:
         frame["prompt"] = args.prompt or scorer.table.ids[0]
-    pred = np.full(len(frame), np.nan)
+    traits = getattr(scorer, "traits", [])
+    pred = np.full((len(frame), len(traits)) if traits else len(frame), np.nan)
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
         ctx = frame["context"].iloc[rows].tolist() if names["context"] else args.context
@@ -214,8 +219,13 @@ def score_table(scorer, args) -> pd.DataFrame:
             raise type(e)(f"{args.input}: rows {', '.join(map(str, frame['_row'].iloc[rows[:5]]))}"
                           f"{' ...' if len(rows) > 5 else ''}: {e}") from None
     out = raw.drop(columns="_row").copy()
-    out["pred"] = pred
-    out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, frame["prompt"])]
+    if traits:
+        rounded = np.concatenate([scorer.round(v, p) for v, p in zip(pred, frame["prompt"])])
+        for k, t in enumerate(traits):
+            out[f"pred_{t}"], out[f"pred_rounded_{t}"] = pred[:, k], rounded[:, k]
+    else:
+        out["pred"] = pred
+        out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, frame["prompt"])]
     output = Path(args.output)
     if output.suffix.lower() == ".xlsx":
         out.to_excel(output, index=False)

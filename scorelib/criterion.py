@@ -13,7 +13,11 @@ from .registry import register_criterion
 
 @register_criterion("score_mse")
 class ScoreMSECriterion(nn.Module):
-    """Sum of squared errors between ``encoder_out`` and ``target`` (both in [0, 1])."""
+    """Sum of squared errors between ``encoder_out`` and ``target`` (both in [0, 1]).
+
+    With K traits (``encoder_out`` (B, K)) each text's error is the mean over its traits, so the loss over
+    ``sample_size`` texts is the mean of the per-trait MSEs.
+    """
 
     @classmethod
     def build_criterion(cls, args, task):
@@ -23,7 +27,7 @@ class ScoreMSECriterion(nn.Module):
         """Compute the loss of one batch.
 
         Args:
-            model: a module returning ``{"encoder_out": (B,)}``.
+            model: a module returning ``{"encoder_out": (B,)}`` (or (B, K) with K traits).
             sample (dict): a batch from ``collater``.
             reduce (bool): sum over the batch (else per-item losses).
 
@@ -37,8 +41,12 @@ class ScoreMSECriterion(nn.Module):
         """The loss of a batch whose ``net_output`` is already computed; returns as :meth:`forward`."""
         pred = net_output["encoder_out"].float()
         target = sample["target"].to(pred.device, torch.float32)
-        loss = torch.nn.functional.mse_loss(pred, target, reduction="sum" if reduce else "none")
-        sample_size = target.numel()
+        if pred.dim() == 2:  # K traits: the mean over traits per text
+            per_text = torch.nn.functional.mse_loss(pred, target, reduction="none").mean(-1)
+            loss = per_text.sum() if reduce else per_text
+        else:
+            loss = torch.nn.functional.mse_loss(pred, target, reduction="sum" if reduce else "none")
+        sample_size = target.shape[0]
         logging_output = {
             "loss": float(loss.detach().sum()),
             "ntokens": sample["ntokens"],

@@ -112,7 +112,13 @@ def fit_table_cutpoints(table, prompts, gold, pred) -> dict:
 
 
 def check_can_fit(table, has_valid: bool = True, where: str = "the valid split") -> None:
-    """Refuse ``--fit-cutpoints`` on a continuous target or without data to fit on."""
+    """Refuse ``--fit-cutpoints`` on a continuous target (any trait's) or without data to fit on."""
+    for trait in table.traits:
+        if table.for_trait(trait).step is None:
+            raise OptionError(f"--fit-cutpoints needs rubric points: trait {trait!r} is continuous (no --score-step "
+                              f"and no step in --score-ranges); give a step or drop --fit-cutpoints")
+    if table.traits:
+        table = table.for_trait(table.traits[0])
     if table.step is None:
         raise OptionError("--fit-cutpoints needs rubric points: a continuous target (no --score-step) has no "
                           "thresholds to fit; give --score-step or drop --fit-cutpoints")

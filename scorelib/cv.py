@@ -27,6 +27,7 @@ from .metrics import compute_metrics
 from .prompts import PromptTable
 from .readers import read_table
 from .results import _jsonable, results_frame, write_results
+from .traits import parse_traits
 
 logger = logging.getLogger(__name__)
 MEAN_SD = ("qwk", "qwk_nearest", "pearson", "spearman", "rmse")
@@ -193,6 +194,9 @@ def cross_validate(args) -> dict:
     """
     from tqdm.auto import tqdm
 
+    if parse_traits(args.score_column):
+        raise OptionError(f"--score-column {args.score_column}: scorelib-cv scores one column; cross-validation of "
+                          f"several traits is not available yet (train them together with scorelib-train)")
     if args.test_fraction is not None:
         raise OptionError("--test-fraction does not apply to scorelib-cv: every row is predicted out of fold; "
                           "keep a held-out table apart and score it with scorelib-eval DIR --split test DATA")

@@ -13,6 +13,7 @@ import torch
 
 from . import windows
 from .errors import InputError, OptionError
+from .traits import score_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ class ScoringDataset(torch.utils.data.Dataset):
         self.texts = self.frame["text"].astype(str).tolist()
         self.contexts = resolve_contexts(self.frame, table)
         self.prompt_ids = np.array([table.index(p) for p in self.prompts], dtype=np.int64)
-        self.scores = self.frame["score"].to_numpy(dtype=np.float64)  # gold exactly as read (NaN: unlabeled)
-        self.targets = table.scale(self.scores, self.prompts)  # in [0, 1], float64
+        # gold exactly as read (NaN: unlabeled), (N,), or (N, K) with K traits; targets in [0, 1], float64
+        self.scores = score_matrix(self.frame, table.traits)
+        self.targets = table.scale(self.scores, self.prompts)
         windows.check_options(long_text, max_length, chunk_stride)
         if long_text == "truncate":
             self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
@@ -66,8 +68,8 @@ class ScoringDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         """One row: ids and masks as 1-D tensors (no padding), with its key, prompt and target."""
         item = {"id": index, "key": self.keys[index], "prompt": self.prompts[index], "text": self.texts[index],
-                "prompt_id": int(self.prompt_ids[index]), "score": float(self.scores[index]),
-                "target": float(self.targets[index])}
+                "prompt_id": int(self.prompt_ids[index]), "score": self.scores[index].tolist(),
+                "target": self.targets[index].tolist()}  # a float, or a list of K with traits
         for name, values in self.encodings.items():
             if self.long_text == "chunks":  # one 1-D tensor per window
                 item[name] = [torch.tensor(w, dtype=torch.long) for w in values[index]]
@@ -90,7 +92,8 @@ class ScoringDataset(torch.utils.data.Dataset):
             dict: ``id`` (B,), ``key``/``prompt``/``text`` (lists), ``nsentences``, ``ntokens`` (non-pad tokens),
             ``net_input`` with ``input_ids``/``attention_mask`` (B, T), ``prompt_ids`` (B,) and
             ``token_type_ids`` (B, T) where the tokenizer gives them, ``score`` (B,) float64, the gold scores
-            exactly as read (for result files), and ``target`` (B,) float32, those scaled to [0, 1] (for the loss).
+            exactly as read (for result files), and ``target`` (B,) float32, those scaled to [0, 1] (for the loss);
+            both are (B, K) with K traits.
             Under ``--long-text chunks`` the token tensors are (W, T), one row per window, and
             ``net_input["window_to_text"]`` (W,) gives each window's row in the batch.
         """

@@ -155,6 +155,46 @@ def write_demo(folder) -> dict[str, Path]:
     return paths
 
 
+DEMO_TRAITS: dict[str, tuple[float, float, float]] = {"content": (0.0, 5.0, 1.0), "accuracy": (0.0, 2.0, 1.0)}
+
+
+def load_demo_traits(split: str | None = None, seed: int = 0):
+    """The demo answers with two analytic traits in place of one score (for ``--score-column content,accuracy``).
+
+    ``content`` counts the distinct key ideas an answer states (0-5); ``accuracy`` is 2 minus the
+    distinct misconceptions it states (0-2). Both follow from the same annotations as the rubric score.
+
+    Returns:
+        pandas.DataFrame with columns ``key, prompt, text, context, content, accuracy``, or for
+        ``split=None`` a dict ``{split: DataFrame}``.
+    """
+    if split is None:
+        return {s: load_demo_traits(s, seed) for s in SPLIT_SIZES}
+    if split not in SPLIT_SIZES:
+        raise ValueError(f"split must be one of {list(SPLIT_SIZES)} or None, got {split!r}")
+    rows = [{**{c: r[c] for c in COLUMNS[:-1]}, "content": float(len(set(r["ideas"]))),
+             "accuracy": float(max(0, 2 - len(set(r["misconceptions"]))))}
+            for r in _generate(seed) if r["split"] == split]
+    return pd.DataFrame(rows, columns=COLUMNS[:-1] + list(DEMO_TRAITS))
+
+
+def write_demo_traits(folder) -> dict[str, Path]:
+    """Write the two-trait demo as ``train/valid/test.csv`` and ``ranges.csv`` (columns ``trait, min, max, step``).
+
+    Train on it with ``scorelib-train FOLDER --score-column content,accuracy --score-ranges FOLDER/ranges.csv``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, frame in load_demo_traits().items():
+        paths[split] = folder / f"{split}.csv"
+        frame.to_csv(paths[split], index=False, encoding="utf-8")
+    paths["ranges"] = folder / "ranges.csv"
+    pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"]).to_csv(
+        paths["ranges"], index=False, encoding="utf-8")
+    return paths
+
+
 def _data_card() -> str:
     """Render the data card (markdown) from the phrase bank and the split sizes."""
     n = sum(SPLIT_SIZES.values())

@@ -35,10 +35,10 @@ def predict(forward, dataset, batches: list[list[int]], device: torch.device) ->
         device (torch.device): where the model is.
 
     Returns:
-        tuple: the summed loss, and predictions (float64, shape ``(len(dataset),)``) in input order,
-        NaN for rows in no batch.
+        tuple: the summed loss, and predictions (float64, shape ``(len(dataset),)``, or ``(len(dataset), K)``
+        with K traits) in input order, NaN for rows in no batch.
     """
-    preds = np.full(len(dataset), np.nan)
+    preds = np.full((len(dataset), *np.shape(dataset.targets)[1:]), np.nan)
     loss = 0.0
     for batch in batches:
         sample = move_to(dataset.collater([dataset[i] for i in batch]), device)

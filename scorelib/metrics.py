@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 METRICS = ("qwk", "pearson", "spearman", "rmse")
-MAXIMIZE = {"qwk": True, "pearson": True, "spearman": True, "rmse": False, "loss": False}
+MAXIMIZE = {"qwk": True, "pearson": True, "spearman": True, "rmse": False, "mcrmse": False, "loss": False}
 
 
 def _is_constant(x: np.ndarray) -> bool:
@@ -118,16 +118,53 @@ def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
     return out
 
 
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def compute_trait_metrics(prompts, gold, pred, rounded, table) -> dict:
+    """Each trait's :func:`compute_metrics` (on its own ranges and step) and MCRMSE, the mean of their RMSEs.
+
+    Args:
+        prompts (Sequence[str]): prompt id per row, length N.
+        gold, pred, rounded (array-like, shape (N, K)): column k is trait ``table.traits[k]``.
+        table (PromptTable): with ``traits``.
+
+    Returns:
+        dict: ``{"n" (rows labeled in every trait), "n_rows", "traits": {trait: compute_metrics dict},
+        "mcrmse", "overall": {"mcrmse", and the means over traits of "qwk", "pearson", "spearman"}}``;
+        ``mcrmse`` is None where a trait's RMSE is undefined.
+    """
+    k = len(table.traits)
+    gold, pred, rounded = (np.asarray(x, dtype=np.float64).reshape(-1, k) for x in (gold, pred, rounded))
+    per = {t: compute_metrics(prompts, gold[:, i], pred[:, i], rounded[:, i], table.for_trait(t))
+           for i, t in enumerate(table.traits)}
+    rmses = [m["overall"]["rmse"] for m in per.values()]
+    mcrmse = float(np.mean(rmses)) if None not in rmses else None
+    overall = {"mcrmse": mcrmse, **{m: _mean(v["overall"][m] for v in per.values())
+                                    for m in ("qwk", "pearson", "spearman")}}
+    return {"n": int(np.isfinite(gold).all(axis=1).sum()), "n_rows": int(len(gold)), "mcrmse": mcrmse,
+            "overall": overall, "traits": per}
+
+
 def flat_metrics(metrics: dict) -> dict:
     """The scalar view the loop reads for ``--best-checkpoint-metric``.
 
     Args:
-        metrics (dict): the output of :func:`compute_metrics`.
+        metrics (dict): the output of :func:`compute_metrics` (or :func:`compute_trait_metrics`).
 
     Returns:
         dict[str, float | None]: ``qwk, qwk_pooled, pearson, spearman, rmse, n`` (and ``qwk_nearest``
-        where the table has fitted cut-points).
+        where the table has fitted cut-points). With traits: ``mcrmse``; ``qwk``, ``pearson``, ``spearman``
+        and ``rmse`` averaged over the traits (so ``rmse`` equals ``mcrmse``); each trait's ``qwk_{trait}``,
+        ``pearson_{trait}``, ``rmse_{trait}``; and ``n``.
     """
+    if "traits" in metrics:
+        o, per = metrics["overall"], metrics["traits"]
+        each = {f"{m}_{t}": per[t]["overall"][m] for t in per for m in ("qwk", "pearson", "rmse")}
+        return {"mcrmse": o["mcrmse"], "qwk": o["qwk"], "pearson": o["pearson"], "spearman": o["spearman"],
+                "rmse": o["mcrmse"], **each, "n": metrics["n"]}
     o = metrics["overall"]
     near = {"qwk_nearest": o["qwk_nearest"]} if "qwk_nearest" in o else {}
     return {"qwk": o["qwk"], "qwk_pooled": o["qwk_pooled"], **near, "pearson": o["pearson"],

@@ -6,8 +6,6 @@ Mirrors fairseq's model interface (``fairseq/models/fairseq_model.py``: ``add_ar
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -94,11 +92,13 @@ class ScoringModel(nn.Module):
         num_prompts (int): rows of the prompt embedding (the seed's ``ques_emb``).
         pooling (str): ``"mean"`` (masked mean of the token states) or ``"cls"`` (the first token's).
         head_dropout (float): dropout before the head.
-        init_score (float): mean scaled training score; the output bias starts at its logit (as NEA does).
+        init_score (float | array-like): mean scaled training score (one per trait); the output bias starts at
+            its logit (as NEA does).
+        num_outputs (int): 1 (one score column: ``encoder_out`` (B,)) or K traits (``encoder_out`` (B, K)).
     """
 
     def __init__(self, encoder, num_prompts: int, pooling: str = "mean", head_dropout: float = 0.1,
-                 init_score: float = 0.5):
+                 init_score=0.5, num_outputs: int = 1):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
@@ -109,10 +109,11 @@ class ScoringModel(nn.Module):
             nn.Dropout(head_dropout),
             nn.Linear(2 * hidden, hidden),
             nn.GELU(),
-            nn.Linear(hidden, 1),
+            nn.Linear(hidden, num_outputs),
         )
-        p = min(max(float(init_score), 1e-3), 1 - 1e-3)
-        nn.init.constant_(self.head[-1].bias, math.log(p / (1 - p)))
+        p = torch.as_tensor(init_score, dtype=torch.float64).expand(num_outputs).clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            self.head[-1].bias.copy_(torch.log(p / (1 - p)))
 
     @staticmethod
     def add_args(parser):
@@ -140,14 +141,14 @@ class ScoringModel(nn.Module):
             config.hidden_dropout_prob = config.attention_probs_dropout_prob = args.encoder_dropout
         encoder = load_encoder(name, config)
         return cls(encoder, num_prompts=len(task.prompts), pooling=args.pooling, head_dropout=args.head_dropout,
-                   init_score=task.mean_train_target())
+                   init_score=task.mean_train_target(), num_outputs=task.prompts.num_traits)
 
     @classmethod
-    def from_config(cls, config, num_prompts: int, pooling: str = "mean"):
+    def from_config(cls, config, num_prompts: int, pooling: str = "mean", num_outputs: int = 1):
         """An untrained model of the given encoder config (weights come from a checkpoint)."""
         from transformers import AutoModel
 
-        return cls(AutoModel.from_config(config), num_prompts=num_prompts, pooling=pooling)
+        return cls(AutoModel.from_config(config), num_prompts=num_prompts, pooling=pooling, num_outputs=num_outputs)
 
     def forward(self, input_ids, attention_mask, prompt_ids, token_type_ids=None, window_to_text=None, **unused):
         """Score a batch.
@@ -161,7 +162,7 @@ class ScoringModel(nn.Module):
                 features are pooled into one per text (see :func:`pool_windows`).
 
         Returns:
-            dict: ``{"encoder_out": FloatTensor (B,)}`` with scores in [0, 1].
+            dict: ``{"encoder_out": FloatTensor (B,)}`` with scores in [0, 1]; (B, K) for a model of K traits.
         """
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
@@ -171,5 +172,6 @@ class ScoringModel(nn.Module):
         if window_to_text is not None:
             pooled = pool_windows(pooled, attention_mask, window_to_text, prompt_ids.shape[0])
         features = torch.cat([pooled, self.ques_emb(prompt_ids).to(pooled.dtype)], dim=-1)
-        logit = self.head(features).squeeze(-1)
+        logit = self.head(features)
+        logit = logit.squeeze(-1) if logit.shape[-1] == 1 else logit
         return {"encoder_out": torch.sigmoid(logit.float())}

@@ -52,8 +52,10 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="leave the optimizer state out of checkpoint_best.pt and the epoch/update files (about a third "
                         "of the size: 91 MB instead of 275 MB for the default encoder); checkpoint_last.pt keeps it "
                         "for resuming")
-    c.add_argument("--best-checkpoint-metric", choices=["qwk", "pearson", "spearman", "rmse", "loss"], default=None,
-                   help="validation metric that picks checkpoint_best (default: qwk with --score-step, else pearson)")
+    c.add_argument("--best-checkpoint-metric", choices=["qwk", "pearson", "spearman", "rmse", "mcrmse", "loss"],
+                   default=None, help="validation metric that picks checkpoint_best (default: mcrmse with several "
+                                      "--score-column traits, else qwk with --score-step, else pearson); with traits, "
+                                      "qwk/pearson/spearman/rmse are means over the traits")
     c.add_argument("--maximize-best-checkpoint-metric", action="store_true",
                    help="treat the metric as higher-is-better (the default follows the metric)")
     c.add_argument("--patience", type=int, default=-1, metavar="N",
@@ -61,7 +63,8 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     c.add_argument("--results-path", metavar="DIR", help="where evaluation files go (default: SAVE_DIR/results)")
     c.add_argument("--fit-cutpoints", action="store_true",
                    help="after training, fit per-prompt thresholds between rubric points that maximise QWK on the "
-                        "valid split (out-of-fold predictions under scorelib-cv) and round by them; needs --score-step")
+                        "valid split (out-of-fold predictions under scorelib-cv) and round by them (per trait, with "
+                        "several); needs --score-step (or each trait's step)")
     o = p.add_argument_group("optimization")
     o.add_argument("--max-tokens", type=int, default=2048, metavar="N", help="padded tokens per batch")
     o.add_argument("--batch-size", type=int, default=16, metavar="N", help="texts per batch (at most)")

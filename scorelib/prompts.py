@@ -17,6 +17,7 @@ import pandas as pd
 
 from .errors import CheckpointError, DataError, OptionError
 from .tables import natural_key
+from .traits import gold_column
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ class PromptTable:
         uses_context (bool): whether the model was trained on (text, context) pairs.
         cutpoints (dict[str, list[float]]): per prompt, increasing thresholds between its rubric points
             (``--fit-cutpoints``); a prompt listed here rounds by them instead of to the nearest step.
+        traits (list[str]): the traits of ``--score-column a,b,c``; ``[]`` (one score column) leaves everything
+            else as above. With traits, ``ranges`` span every trait's range (for plots) and ``step`` is None;
+            each trait's own table is :meth:`for_trait`, and scale/unscale/round take (N, K) arrays.
+        trait_ranges, trait_steps, trait_cutpoints (dict[str, ...]): per trait, its ``ranges``, ``step`` and
+            ``cutpoints`` as above.
     """
 
     ids: list[str]
@@ -50,6 +56,10 @@ class PromptTable:
     contexts: dict[str, str | None] = field(default_factory=dict)
     uses_context: bool = False
     cutpoints: dict[str, list[float]] = field(default_factory=dict)
+    traits: list[str] = field(default_factory=list)
+    trait_ranges: dict = field(default_factory=dict)
+    trait_steps: dict = field(default_factory=dict)
+    trait_cutpoints: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.ids = [str(i) for i in self.ids]
@@ -66,6 +76,25 @@ class PromptTable:
             if self.step is None or len(cuts) != self.num_points(pid) - 1 or np.any(np.diff(cuts) <= 0):
                 raise OptionError(f"prompt {pid!r}: cut-points must be {self.num_points(pid) - 1} increasing "
                                   f"thresholds between the rubric points of {lo:g} .. {hi:g}, got {cuts}")
+        self.traits = [str(t) for t in self.traits or []]
+        self._views = {t: PromptTable(self.ids, self.trait_ranges[t], self.trait_steps.get(t), self.contexts,
+                                      self.uses_context, (self.trait_cutpoints or {}).get(t, {})) for t in self.traits}
+
+    @property
+    def num_traits(self) -> int:
+        """Outputs of the model: 1 for one score column, else the number of traits."""
+        return max(1, len(self.traits))
+
+    def for_trait(self, trait: str) -> "PromptTable":
+        """The single-score table of one trait (its ranges and step), for its metrics and rounding."""
+        if trait not in self._views:
+            raise OptionError(f"unknown trait {trait!r}; this model scores {', '.join(self.traits) or 'one score'}")
+        return self._views[trait]
+
+    def _per_trait(self, method: str, values, prompts) -> np.ndarray:
+        """Apply a view's ``method`` to each column k of ``values`` (N, K) with trait k's table."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1, len(self.traits))
+        return np.stack([getattr(v, method)(values[:, k], prompts) for k, v in enumerate(self._views.values())], 1)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -89,11 +118,15 @@ class PromptTable:
 
     def scale(self, scores, prompts) -> np.ndarray:
         """Scores on each prompt's scale -> [0, 1]: ``(score - min) / (max - min)``."""
+        if self.traits:
+            return self._per_trait("scale", scores, prompts)
         lo, hi = self.bounds(prompts)
         return (np.asarray(scores, dtype=np.float64) - lo) / (hi - lo)
 
     def unscale(self, values, prompts) -> np.ndarray:
         """[0, 1] -> each prompt's scale, the seed's ``pred * (max - min) + min``."""
+        if self.traits:
+            return self._per_trait("unscale", values, prompts)
         lo, hi = self.bounds(prompts)
         return np.asarray(values, dtype=np.float64) * (hi - lo) + lo
 
@@ -104,6 +137,8 @@ class PromptTable:
 
     def round(self, scores, prompts) -> np.ndarray:
         """Round to the rubric points: by the prompt's cut-points where fitted, else as :meth:`round_nearest`."""
+        if self.traits:
+            return self._per_trait("round", scores, prompts)
         out = self.round_nearest(scores, prompts)
         if not self.cutpoints:
             return out
@@ -115,7 +150,7 @@ class PromptTable:
 
     def without_cutpoints(self) -> "PromptTable":
         """A copy that rounds to the nearest step (the table as it was before ``--fit-cutpoints``)."""
-        return PromptTable.from_dict({**self.to_dict(), "cutpoints": {}})
+        return PromptTable.from_dict({**self.to_dict(), "cutpoints": {}, "trait_cutpoints": {}})
 
     def round_nearest(self, scores, prompts) -> np.ndarray:
         """Round to the nearest ``step`` above each prompt's min, clipped to its range."""
@@ -135,6 +170,11 @@ class PromptTable:
             "contexts": {p: self.contexts.get(p) for p in self.ids},
             "uses_context": bool(self.uses_context),
             **({"cutpoints": {p: list(map(float, c)) for p, c in self.cutpoints.items()}} if self.cutpoints else {}),
+            **({"traits": list(self.traits),
+                "trait_ranges": {t: self._views[t].to_dict()["ranges"] for t in self.traits},
+                "trait_steps": {t: self._views[t].to_dict()["step"] for t in self.traits},
+                "trait_cutpoints": {t: v.to_dict()["cutpoints"] for t, v in self._views.items() if v.cutpoints}}
+               if self.traits else {}),
         }
 
     @classmethod
@@ -146,6 +186,11 @@ class PromptTable:
             contexts=dict(d.get("contexts") or {}),
             uses_context=bool(d.get("uses_context", False)),
             cutpoints=dict(d.get("cutpoints") or {}),
+            traits=list(d.get("traits") or []),
+            trait_ranges={t: {p: (float(a), float(b)) for p, (a, b) in r.items()}
+                          for t, r in (d.get("trait_ranges") or {}).items()},
+            trait_steps=dict(d.get("trait_steps") or {}),
+            trait_cutpoints=dict(d.get("trait_cutpoints") or {}),
         )
 
     def save(self, path) -> None:
@@ -169,6 +214,7 @@ class PromptTable:
         A prompt's range is ``score_range`` (``--score-range``) if given, else the one the layout or
         ``--score-ranges`` declares, else its training scores' min and max (with a warning). Scores
         outside their prompt's range are refused in train and kept, with a warning, elsewhere.
+        With traits (``tables.traits``) each trait gets its own table this way (:func:`_trait_tables`).
         """
         frames = tables.frames
         ids = sorted(frames["train"]["prompt"].unique(), key=natural_key)
@@ -181,16 +227,23 @@ class PromptTable:
                                 f"with --prompts")
         if score_range is not None and not score_range[0] < score_range[1]:
             raise OptionError(f"--score-range {score_range[0]:g} {score_range[1]:g}: MIN must be below MAX")
-        declared = {p: tuple(score_range) for p in ids} if score_range is not None else tables.ranges
-        ranges = {pid: _range_of(pid, declared, frames["train"]) for pid in ids}
-        table = cls(ids=ids, ranges=ranges, step=step if step is not None else tables.step,
-                    **_contexts(frames))
+        if tables.traits:
+            table = _trait_tables(cls, ids, tables, score_range, step)
+        else:
+            declared = {p: tuple(score_range) for p in ids} if score_range is not None else tables.ranges
+            ranges = {pid: _range_of(pid, declared, frames["train"]) for pid in ids}
+            table = cls(ids=ids, ranges=ranges, step=step if step is not None else tables.step,
+                        **_contexts(frames))
         for split, frame in frames.items():
             table.check_scores(frame, split, tables.score_column, strict=(split == "train"))
         return table
 
     def check_scores(self, frame, split: str, score_column: str = "score", strict: bool = True) -> None:
         """Refuse (``strict``) or warn about scores outside their prompt's range, naming file, row and column."""
+        for trait in self.traits:  # each trait's column against its own ranges
+            self._views[trait].check_scores(frame.assign(score=frame[gold_column(trait)]), split, trait, strict)
+        if self.traits:
+            return
         lo, hi = self.bounds(frame["prompt"])
         score = frame["score"].to_numpy(np.float64)
         outside = (score < lo) | (score > hi)
@@ -205,16 +258,32 @@ class PromptTable:
         logger.warning("%s: %s; these rows are kept", split, msg)
 
 
-def _range_of(pid: str, declared: dict, train: pd.DataFrame) -> tuple[float, float]:
+def _range_of(pid: str, declared: dict, train: pd.DataFrame, column: str = "score") -> tuple[float, float]:
     if pid in declared:
         return tuple(map(float, declared[pid]))
-    scores = train.loc[train["prompt"] == pid, "score"]
+    scores = train.loc[train["prompt"] == pid, column]
     lo, hi = float(scores.min()), float(scores.max())
+    what = "" if column == "score" else f", trait {column[len('score_'):]!r}"
     if lo == hi:
-        raise DataError(f"prompt {pid!r}: every training score is {lo:g}; declare its range with "
+        raise DataError(f"prompt {pid!r}{what}: every training score is {lo:g}; declare its range with "
                         f"--score-range MIN MAX or --score-ranges FILE")
-    logger.warning("prompt %r: no declared range; using the training split's %g .. %g", pid, lo, hi)
+    logger.warning("prompt %r%s: no declared range; using the training split's %g .. %g", pid, what, lo, hi)
     return lo, hi
+
+
+def _trait_tables(cls, ids: list[str], tables, score_range, step) -> "PromptTable":
+    """Several traits: each trait's ranges from ``--score-range``, else the ranges file's rows for it (a prompt's
+    own, else ``"*"``), else those declared without a trait, else its training scores; its step likewise."""
+    trait_ranges, trait_steps = {}, {}
+    for t in tables.traits:
+        rows = tables.trait_ranges.get(t, {})
+        own = {p: rows[p] if p in rows else rows["*"] for p in ids if p in rows or "*" in rows}
+        declared = {p: tuple(score_range) for p in ids} if score_range is not None else {**tables.ranges, **own}
+        trait_ranges[t] = {p: _range_of(p, declared, tables.frames["train"], gold_column(t)) for p in ids}
+        trait_steps[t] = step if step is not None else tables.trait_steps.get(t, tables.step)
+    ranges = {p: (min(r[p][0] for r in trait_ranges.values()), max(r[p][1] for r in trait_ranges.values())) for p in ids}
+    return cls(ids=ids, ranges=ranges, step=None, traits=list(tables.traits), trait_ranges=trait_ranges,
+               trait_steps=trait_steps, **_contexts(tables.frames))
 
 
 def _contexts(frames: dict) -> dict:

@@ -30,7 +30,12 @@ def _num(x) -> str:
 
 
 def describe(record: dict) -> str:
-    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"`` (``"3.7 ± 0.3 ..."`` with a spread)."""
+    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"`` (``"3.7 ± 0.3 ..."`` with a spread).
+
+    A record of several traits gives one such line per trait, each starting with ``"{trait}: "``.
+    """
+    if "traits" in record:
+        return "\n".join(f"{t}: {describe({'prompt': record['prompt'], **r})}" for t, r in record["traits"].items())
     digits = 1 if record["max"] - record["min"] >= 2 else 2
     spread = f" ± {record['spread']:.{digits}f}" if record.get("spread") is not None else ""
     line = (f"{record['score']:.{digits}f}{spread} on {record['prompt']}'s {_num(record['min'])}–{_num(record['max'])}"
@@ -63,6 +68,11 @@ class Scorer:
         self.table = prompts
         self.max_length = max_length
         self.long_text, self.chunk_stride = long_text, chunk_stride
+
+    @property
+    def traits(self) -> list[str]:
+        """The traits this model scores (``[]``: one score per text)."""
+        return list(self.table.traits)
 
     @property
     def prompts(self) -> dict[str, dict]:
@@ -101,7 +111,7 @@ class Scorer:
     def dataset(self, texts, prompt, contexts=None) -> ScoringDataset:
         """Checked texts of one prompt as an unlabeled :class:`ScoringDataset`."""
         frame = pd.DataFrame({"key": [str(i) for i in range(len(texts))], "prompt": prompt, "text": texts,
-                              "context": contexts, "score": np.nan})
+                              "context": contexts, "score": np.nan})  # traits: score_matrix gives NaN (N, K)
         return ScoringDataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
                               chunk_stride=self.chunk_stride)
 
@@ -127,22 +137,41 @@ class Scorer:
                 whose prompt has no stored context.
 
         Returns:
-            float | np.ndarray: the score(s), unrounded, within the prompt's range.
+            float | np.ndarray: the score(s), unrounded, within the prompt's range. With traits
+            (:attr:`traits`): for one text a dict ``{trait: score}``, for a list an (N, K) array.
         """
         single = isinstance(texts, str)
         texts, prompt, contexts = self.check([texts] if single else list(texts), prompt, contexts)
         scores = self.table.unscale(self.score01_dataset(self.dataset(texts, prompt, contexts)), [prompt] * len(texts))
+        if self.traits and single:
+            return dict(zip(self.traits, map(float, scores[0])))
         return float(scores[0]) if single else scores
 
     def round(self, scores, prompt) -> np.ndarray:
-        """Round scores to the prompt's step, clipped to its range."""
+        """Round scores to the prompt's step, clipped to its range (with traits: (N, K) or (K,) -> (N, K))."""
+        if self.traits:
+            scores = np.reshape(np.asarray(scores, dtype=np.float64), (-1, len(self.traits)))
+            return self.table.round(scores, [str(prompt)] * len(scores))
         return self.table.round(np.atleast_1d(scores), [str(prompt)] * np.size(scores))
 
-    def record(self, score: float, prompt) -> dict:
-        """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``."""
-        lo, hi = self.table.ranges[str(prompt)]
-        rounded = None if self.table.step is None else float(self.round(score, prompt)[0])
-        return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi}
+    def record(self, score, prompt) -> dict:
+        """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``.
+
+        With traits, ``score`` is a dict ``{trait: score}`` or K values, and the record is
+        ``{"prompt", "traits": {trait: {"score", "score_rounded", "min", "max"}}}``.
+        """
+        if self.traits:
+            values = [score[t] for t in self.traits] if isinstance(score, dict) else list(np.ravel(score))
+            return {"prompt": str(prompt), "traits": {t: score_record(self.table.for_trait(t), v, prompt)
+                                                      for t, v in zip(self.traits, values)}}
+        return score_record(self.table, score, prompt)
+
+
+def score_record(table: PromptTable, score: float, prompt) -> dict:
+    """One score with its prompt's range and rounded value (see :meth:`Scorer.record`)."""
+    lo, hi = table.ranges[str(prompt)]
+    rounded = None if table.step is None else float(table.round(np.atleast_1d(score), [str(prompt)])[0])
+    return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi}
 
 
 def resolve_checkpoint(path) -> Path:
@@ -180,7 +209,7 @@ def load(path, device=None) -> Scorer:
         raise CheckpointError(f"{ckpt}: its encoder differs from {ckpt.parent / 'encoder'}")
     cfg = argparse.Namespace(**state["cfg"])
     table = PromptTable.from_dict(state["prompts"])
-    model = ScoringModel.from_config(config, num_prompts=len(table), pooling=cfg.pooling)
+    model = ScoringModel.from_config(config, num_prompts=len(table), pooling=cfg.pooling, num_outputs=table.num_traits)
     model.load_state_dict(state["model"])
     device = torch.device(device) if device is not None else pick_device()
     return Scorer(model, tokenizer, table, max_length=int(cfg.max_length), device=device,

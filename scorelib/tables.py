@@ -18,6 +18,7 @@ import pandas as pd
 from .errors import DataError, MissingFileError, OptionError
 from .layouts import LAYOUTS
 from .readers import SUFFIXES, read_table
+from .traits import gold_column, has_trait_column, parse_traits, read_trait_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,10 @@ def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
 
     Returns:
         pd.DataFrame: columns ``key, prompt, text, context, score, _row`` (``context`` None without a context
-        column; ``score`` float64 exactly as parsed, NaN for unlabeled tables).
+        column; ``score`` float64 exactly as parsed, NaN for unlabeled tables). A comma list of score columns
+        (traits, :func:`scorelib.traits.parse_traits`) gives ``score_{trait}`` columns in place of ``score``.
     """
+    traits = parse_traits(names["score"]) if labeled else []
     out = pd.DataFrame({"_row": frame["_row"].to_numpy()})
     out["key"] = (_column(frame, names["key"], path, "--key-column").str.strip().to_numpy() if names["key"]
                   else [f"{Path(path).stem}:{r}" for r in out["_row"]])
@@ -93,7 +96,10 @@ def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
                      if names["prompt"] else "0")
     out["text"] = _column(frame, names["text"], path, "--text-column").to_numpy()
     out["context"] = _column(frame, names["context"], path, "--context-column").to_numpy() if names["context"] else None
-    out["score"] = _scores(frame, path, names["score"], out) if labeled else np.nan
+    for trait in traits:
+        out[gold_column(trait)] = _scores(frame, path, trait, out)
+    if not traits:
+        out["score"] = _scores(frame, path, names["score"], out) if labeled else np.nan
     for col, flag in (("key", "--key-column"), ("prompt", "--prompt-column")):
         empty = out[col].str.len().to_numpy() == 0
         if empty.any():
@@ -108,7 +114,7 @@ def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
         first = out["key"][dup].iloc[0]
         raise DataError(f"{path}: duplicate key {first!r} at rows {_rows(out, (out['key'] == first).to_numpy())}"
                         f" ({int(dup.sum())} rows share a key; keys must be unique)")
-    return out[COLUMNS + ["_row"]]
+    return out[COLUMNS[:-1] + [gold_column(t) for t in traits] + ["_row"] if traits else COLUMNS + ["_row"]]
 
 
 def _scores(frame, path, column, out) -> np.ndarray:
@@ -187,12 +193,18 @@ class Tables:
         score_column (str): the user's name of the score column (for messages).
         ranges (dict[str, tuple[float, float]]): ranges declared by the layout and ``--score-ranges``.
         step (float | None): the layout's rounding step.
+        traits (list[str]): the traits of ``--score-column a,b,c`` (``[]``: one score column).
+        trait_ranges (dict): ``{trait: {prompt or "*": (min, max)}}`` from a ranges file's ``trait`` column.
+        trait_steps (dict): ``{trait: step}`` from that file's ``step`` column.
     """
 
     frames: dict[str, pd.DataFrame]
     score_column: str = "score"
     ranges: dict = field(default_factory=dict)
     step: float | None = None
+    traits: list = field(default_factory=list)
+    trait_ranges: dict = field(default_factory=dict)
+    trait_steps: dict = field(default_factory=dict)
 
 
 def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str | None = None,
@@ -210,6 +222,9 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
     spec = LAYOUTS.get(layout)
     if spec is None:
         raise OptionError(f"--layout {layout!r}: unknown; choose one of {', '.join(LAYOUTS)}")
+    if data is None and parse_traits(columns.score):
+        raise OptionError(f"--score-column {columns.score}: the embedded demo data has one score; for a demo with "
+                          f"traits, write one with scorelib.demo.write_demo_traits(folder) and train on that folder")
     if data is None:
         from . import demo
 
@@ -223,7 +238,9 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
     if keep_prompts:
         _keep_prompts(tables.frames, keep_prompts, need_train=whole_file_as is None)
     check_unique_keys(tables.frames)
-    if ranges_file:
+    if ranges_file and has_trait_column(ranges_file):
+        tables.trait_ranges, tables.trait_steps = read_trait_ranges(ranges_file, tables.traits)
+    elif ranges_file:
         tables.ranges.update(read_ranges(ranges_file))
     return tables
 
@@ -238,7 +255,8 @@ def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_a
         names = columns.resolve(raw.columns, spec)
         frames[split] = normalize(raw, file, names).assign(_file=str(file))
         score_column = names["score"]
-    return Tables(frames, score_column=score_column, ranges=dict(spec.get("ranges", {})), step=spec.get("step"))
+    return Tables(frames, score_column=score_column, ranges=dict(spec.get("ranges", {})), step=spec.get("step"),
+                  traits=parse_traits(score_column))
 
 
 def _keep_prompts(frames: dict, keep: str, need_train: bool) -> None:

@@ -20,6 +20,7 @@ from .errors import DataError
 from .model import load_tokenizer
 from .prompts import PromptTable
 from .registry import CRITERION_REGISTRY, MODEL_REGISTRY, lookup, register_task
+from .traits import score_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,14 @@ class TextScoringTask:
         g.add_argument("--text-column", help="the text to score (default: 'text')")
         g.add_argument("--context-column",
                        help="second segment fed as a text pair, e.g. the question (default: 'context' if present)")
-        g.add_argument("--score-column", help="the human score (default: 'score')")
+        g.add_argument("--score-column", metavar="NAME[,NAME...]",
+                       help="the human score (default: 'score'); a comma list trains one model with one output per "
+                            "trait, e.g. cohesion,syntax,vocabulary")
         g.add_argument("--prompts", metavar="ID,ID", help="keep only these prompts")
         g.add_argument("--score-range", nargs=2, type=float, metavar=("MIN", "MAX"), help="one range for all prompts")
-        g.add_argument("--score-ranges", metavar="FILE", help="table with columns prompt, min, max")
+        g.add_argument("--score-ranges", metavar="FILE",
+                       help="table with columns prompt, min, max; with traits, a trait column (and optional step "
+                            "column; prompt then optional) sets each trait's range")
         g.add_argument("--score-step", type=float, metavar="STEP",
                        help="rounding step of the scores, e.g. 1 or 0.5 (none: continuous target, no QWK)")
         g.add_argument("--max-length", type=int, default=512, help="the encoder's window, in tokens")
@@ -131,6 +136,9 @@ class TextScoringTask:
         if unknown:
             raise DataError(f"{split}: prompt(s) {', '.join(map(repr, unknown))} are unknown to this model; "
                             f"it knows {', '.join(prompts.ids)}")
+        if tables.traits != prompts.traits:
+            raise DataError(f"{split}: the data's score column(s) {tables.score_column!r} differ from the model's "
+                            f"traits {','.join(prompts.traits) or '(one score)'}; pass --score-column to match")
         prompts.check_scores(frame, split, tables.score_column, strict=False)
         return cls(args, tokenizer, {split: subset(frame, args.max_eval_rows, getattr(args, "seed", 1))}, prompts)
 
@@ -151,9 +159,11 @@ class TextScoringTask:
     def dataset(self, split: str) -> ScoringDataset:
         return self.datasets[split] if split in self.datasets else self.load_dataset(split)
 
-    def mean_train_target(self) -> float:
+    def mean_train_target(self):
+        """The mean scaled training score: a float, or one per trait (K,)."""
         frame = self.frames["train"]
-        return float(np.mean(self.prompts.scale(frame["score"].to_numpy(np.float64), frame["prompt"])))
+        scaled = self.prompts.scale(score_matrix(frame, self.prompts.traits), frame["prompt"])
+        return np.mean(scaled, axis=0) if self.prompts.traits else float(np.mean(scaled))
 
     def build_model(self, args):
         return lookup(MODEL_REGISTRY, "model", args.arch).build_model(args, self)

@@ -94,6 +94,7 @@ def train(args) -> dict:
     set_seed(args.seed)
     results_path = results_dir(args.results_path, args.save_dir)
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
+    check_trait_options(args, task.prompts)
     if getattr(args, "fit_cutpoints", False):
         check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
     task.load_dataset("train")
@@ -114,7 +115,8 @@ def train(args) -> dict:
     trainer = Trainer(args, task, model, criterion)
     if world.is_main:
         C.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
-    metric = args.best_checkpoint_metric or ("qwk" if task.prompts.step is not None else "pearson")
+    metric = args.best_checkpoint_metric or ("mcrmse" if task.prompts.traits else
+                                             "qwk" if task.prompts.step is not None else "pearson")
     progress = Progress(metric, args.maximize_best_checkpoint_metric or MAXIMIZE[metric])
     extra = trainer.load_checkpoint(restore)
     if extra is not None:
@@ -128,6 +130,13 @@ def train(args) -> dict:
         fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
     return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}
+
+
+def check_trait_options(args, table) -> None:
+    """Refuse the options that need several score columns."""
+    if args.best_checkpoint_metric == "mcrmse" and not table.traits:
+        raise OptionError("--best-checkpoint-metric mcrmse needs several traits (--score-column a,b,...); "
+                          "with one score column use rmse")
 
 
 def should_stop(args, trainer: Trainer, progress: Progress) -> bool:
@@ -248,7 +257,11 @@ def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
     trainer.model.load_state_dict(state["model"])
     ds, table = trainer.task.dataset("valid"), trainer.task.prompts
     _, preds = trainer.valid_step(ds)
-    fit_table_cutpoints(table, ds.prompts, ds.scores, table.unscale(preds, ds.prompts))
+    pred = table.unscale(preds, ds.prompts)
+    for k, view in enumerate(table.for_trait(t) for t in table.traits):  # each trait's own thresholds
+        fit_table_cutpoints(view, ds.prompts, ds.scores[:, k], pred[:, k])
+    if not table.traits:
+        fit_table_cutpoints(table, ds.prompts, ds.scores, pred)
     state["prompts"] = table.to_dict()
     atomic_write(best, lambda tmp: torch.save(state, tmp))
     atomic_write(Path(best).parent / "prompts.json", table.save)

@@ -49,7 +49,7 @@ def check_and_score(scorer, prompt, text) -> dict:
 
     Returns:
         dict: :meth:`Scorer.record` (``prompt, score, score_rounded, min, max``; and ``spread`` for a fold
-        ensemble) plus ``step`` and
+        ensemble; ``prompt, traits`` for a model of several traits, see :meth:`Scorer.record`) plus ``step`` and
         ``warnings`` (list[str]: non-English text, a text longer than the model reads).
 
     Raises:
@@ -70,11 +70,12 @@ def check_and_score(scorer, prompt, text) -> dict:
     if scorer.has_spread:  # a fold ensemble: "3.2 ± 0.3"
         score, spread = scorer.score(text, prompt=prompt, contexts=contexts, return_spread=True)
         return {**scorer.record(score, prompt, spread=spread), "step": scorer.table.step, "warnings": warnings}
-    score = float(scorer.score(text, prompt=prompt, contexts=contexts))
+    score = scorer.score(text, prompt=prompt, contexts=contexts)  # a dict {trait: score} with traits
+    score = score if scorer.traits else float(score)
     return {**scorer.record(score, prompt), "step": scorer.table.step, "warnings": warnings}
 
 
-def plot_with_score(results, table, prompt, score, ax=None):
+def plot_with_score(results, table, prompt, score, ax=None, trait=None):
     """Gold vs predicted scores of one prompt's rows, the diagonal, and a new score as a horizontal line.
 
     Args:
@@ -83,6 +84,7 @@ def plot_with_score(results, table, prompt, score, ax=None):
         prompt (str): the prompt whose rows are drawn.
         score (float): the new text's score, on that prompt's scale.
         ax (matplotlib.axes.Axes, optional): draw here.
+        trait (str, optional): with traits, the trait drawn (``score`` is then on its scale; default: the first).
 
     Returns:
         matplotlib.figure.Figure: the figure.
@@ -90,7 +92,7 @@ def plot_with_score(results, table, prompt, score, ax=None):
     frame = pd.read_csv(results, dtype={"key": str, "prompt": str}) if isinstance(results, (str, os.PathLike)) \
         else results
     return plot_gold_vs_pred(frame, table, ax=ax, title=f"prompt {prompt}: gold vs predicted", prompts=[str(prompt)],
-                             new_score=score)
+                             new_score=score, trait=trait)
 
 
 def _png(fig) -> bytes:
@@ -100,7 +102,8 @@ def _png(fig) -> bytes:
 
 
 class ScoringWidget:
-    """A prompt menu, a text box and a Score button over :func:`check_and_score`.
+    """A prompt menu, a text box and a Score button over :func:`check_and_score` (and a trait menu for the plot,
+    for a model of several traits).
 
     Args:
         scorer (scorelib.scorer.Scorer): from :func:`scorelib.load`.
@@ -117,7 +120,11 @@ class ScoringWidget:
         self.text = W.Textarea(placeholder="Paste a text to score", rows=8, layout=W.Layout(width="95%"))
         self.button = W.Button(description="Score", button_style="primary", icon="check")
         self.output = W.Output()
-        self.widget = W.VBox([self.prompt, self.text, self.button, self.output])
+        self.trait = W.Dropdown(options=scorer.traits, description="Plot trait") if len(scorer.traits) > 1 else None
+        if self.trait is not None:
+            self.trait.observe(lambda _: self.on_click() if self.last and "error" not in self.last else None, "value")
+        menus = [self.prompt] + ([self.trait] if self.trait is not None else [])
+        self.widget = W.VBox([*menus, self.text, self.button, self.output])
         self.widget.add_class("scorelib-widget")
         self.button.add_class("scorelib-score")
         self.button.on_click(self.on_click)
@@ -145,7 +152,9 @@ class ScoringWidget:
 
     def _show_plot(self, result):
         from IPython.display import Image
-        fig = plot_with_score(self.results, self.scorer.table, result["prompt"], result["score"])
+        trait = (self.trait.value if self.trait is not None else self.scorer.traits[0]) if self.scorer.traits else None
+        score = result["traits"][trait]["score"] if trait else result["score"]
+        fig = plot_with_score(self.results, self.scorer.table, result["prompt"], score, trait=trait)
         try:
             self.output.append_display_data(Image(data=_png(fig), format="png"))
         except Exception as e:

@@ -113,6 +113,22 @@ def train_case(*extra):
     return build
 
 
+def good_traits(n=6, prefix="t"):
+    return [f"{prefix}{p}{i},{p},answer number {i} about {p},{i % 4},{(i + 1) % 3}" for p in ("a", "b") for i in range(n)]
+
+
+TRAITS_HEADER = "key,prompt,text,cohesion,syntax"
+TWO_TRAITS = ("--score-column", "cohesion,syntax")
+
+
+def _trait_folder(tmp):
+    data = tmp / "tdata"
+    data.mkdir()
+    csv(data, good_traits(), name="train.csv", header=TRAITS_HEADER)
+    csv(data, good_traits(2, prefix="v"), name="valid.csv", header=TRAITS_HEADER)
+    return data
+
+
 LONG = "word " * 40_000  # 200,000 characters
 LATIN1 = "essay_id\tessay_set\tessay\tdomain1_score\n" + "".join(
     f"{i}\t1\tcaf\xe9 essay {i}\t{2 + i % 5}\n" for i in range(8))
@@ -213,6 +229,40 @@ CASES = [
          Refuse(("copy", "missing prompts.json"))),
     Case("save dir without checkpoints", lambda tmp, ctx: save_dir_copy(tmp, ctx, drop=("checkpoint_best.pt",)),
          Refuse(("copy", "no checkpoint_best.pt or checkpoint_last.pt"))),
+    Case("missing trait column", single(good_traits(), "--score-column", "cohesion,syntax,grammar",
+                                        header=TRAITS_HEADER),
+         Refuse(("all.csv", "missing column 'grammar'", "--score-column"))),
+    Case("non-numeric trait score", single(good_traits() + ["n1,a,text,2,weak"], *TWO_TRAITS, header=TRAITS_HEADER),
+         Refuse(("all.csv", "row 14", "column 'syntax'", "'weak'", "not a finite number"))),
+    Case("trait score outside the trait's range", lambda tmp, ctx: (setup(
+        csv(tmp, good_traits() + ["o1,a,text,2,7"], header=TRAITS_HEADER)[0], *TWO_TRAITS, "--score-ranges",
+        csv(tmp, ["cohesion,0,3", "syntax,0,2"], name="ranges.csv", header="trait,min,max")[0]), None),
+         Refuse(("all.csv", "row 14", "column 'syntax'", "outside prompt 'a'", "0 .. 2"))),
+    Case("two traits accepted", single(good_traits(), *TWO_TRAITS, header=TRAITS_HEADER), Accept()),
+    Case("a trait named twice", single(good_traits(), "--score-column", "cohesion,cohesion", header=TRAITS_HEADER),
+         Refuse(("--score-column", "cohesion named twice"))),
+    Case("ranges file: unknown trait", lambda tmp, ctx: (setup(
+        csv(tmp, good_traits(), header=TRAITS_HEADER)[0], *TWO_TRAITS, "--score-ranges",
+        csv(tmp, ["grammar,0,3"], name="ranges.csv", header="trait,min,max")[0]), None),
+         Refuse(("ranges.csv", "row 2", "trait 'grammar'", "--score-column cohesion,syntax"))),
+    Case("ranges file: trait column with one score column", lambda tmp, ctx: (setup(
+        csv(tmp, good())[0], "--score-ranges", csv(tmp, ["score,0,3"], name="ranges.csv", header="trait,min,max")[0]),
+        None), Refuse(("--score-ranges", "ranges.csv", "trait column", "one score column"))),
+    Case("ranges file: non-numeric step", lambda tmp, ctx: (setup(
+        csv(tmp, good_traits(), header=TRAITS_HEADER)[0], *TWO_TRAITS, "--score-ranges",
+        csv(tmp, ["cohesion,0,3,half"], name="ranges.csv", header="trait,min,max,step")[0]), None),
+         Refuse(("ranges.csv", "row 2", "trait 'cohesion'", "not numbers"))),
+    Case("traits on the embedded demo data", lambda tmp, ctx: (setup(*TWO_TRAITS), None),
+         Refuse(("--score-column cohesion,syntax", "write_demo_traits"))),
+    Case("--best-checkpoint-metric mcrmse with one score column", train_case("--best-checkpoint-metric", "mcrmse"),
+         Refuse(("--best-checkpoint-metric mcrmse", "several traits", "rmse"))),
+    Case("--fit-cutpoints with a continuous trait", train_case(lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS,
+                                                              "--fit-cutpoints"),
+         Refuse(("--fit-cutpoints", "trait 'cohesion' is continuous", "--score-step"))),
+    Case("--finetune-from-model of a one-score model with traits", train_case(
+        lambda tmp, ctx: _trait_folder(tmp), *TWO_TRAITS, "--finetune-from-model",
+        lambda tmp, ctx: ctx.trained_dir() / "checkpoint_best.pt"),
+         Refuse(("checkpoint_best.pt", "1 output(s)", "needs 2", "--score-column"))),
     Case("nonexistent save dir", lambda tmp, ctx: (("load", tmp / "gone"), None), Refuse(("no such save dir", "gone"))),
 ]
 
