@@ -35,7 +35,7 @@ CHROMIUM = Path(os.environ.get("SCORELIB_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 RUN_TIMEOUT_S = float(os.environ.get("SCORELIB_BROWSER_TIMEOUT", "600"))
-ANSWER = "A stack is last in, first out: push puts an item on top and pop takes the top item off."
+ANSWER = os.environ.get("SCORELIB_WIDGET_ANSWER") or "A stack is last in, first out: push puts an item on top and pop takes the top item off."
 SCORE_LINE = re.compile(r"(-?\d+(?:\.\d+)?) on (.+?)'s (-?\d+(?:\.\d+)?)–(-?\d+(?:\.\d+)?) scale")
 # JupyterLab settings for the test server: render every cell (no virtual scrolling), no news pop-up
 LAB_SETTINGS = {

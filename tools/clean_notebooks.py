@@ -7,7 +7,7 @@ For each notebook: drop the widget state (``metadata.widgets``), drop execution 
 and keep every output but the widget views, which cannot render without that state: a
 tqdm progress bar (it would read "0%" forever on GitHub; the epoch lines printed beside
 it keep the progress readable) is dropped, and another widget's text becomes a note that
-it is interactive (the notebook shows a picture of it after it). Then look through the text of every output (streams, plain text,
+it is interactive. Then look through the text of every output (streams, plain text,
 HTML, Markdown, JSON, tracebacks) for absolute paths of the machine that ran it
 (``/work/``, ``/root/``, ``/home/``, ``/tmp/``, ``site-packages``): such outputs read
 badly on GitHub and tell nothing to a learner, so the script names the notebook, cell
@@ -27,7 +27,7 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 TIMING_KEYS = ("execution", "ExecuteTime")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 TQDM_TEXT = re.compile(r"\d+%\|")  # "epoch 001:   0%|          | 0/79 [00:00<?, ?it/s]"
-WIDGET_NOTE = "(an interactive widget: run the notebook to use it; the picture below shows it after scoring a text)"
+WIDGET_NOTE = "(an interactive widget: run the notebook to use it)"
 
 
 def tidy_widget_outputs(cell) -> bool:
