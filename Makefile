@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	SCORELIB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
-# Re-run the notebooks in full mode (about 10 minutes on a 2-core CPU) and keep their outputs.
+# Re-run the notebooks in full mode (05 in its medium mode) and keep their outputs (times measured: README).
 notebooks: $(STAMP)
 	for nb in notebooks/0*.ipynb; do SCORELIB_FAST=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=1800 $$nb || exit 1; done
