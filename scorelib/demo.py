@@ -140,7 +140,7 @@ def write_demo(folder) -> dict[str, Path]:
 
     Returns:
         dict[str, Path]: paths of ``train.csv``, ``valid.csv``, ``test.csv`` (columns
-        ``key, prompt, context, text, score``) and ``ranges.csv`` (``prompt, min, max``).
+        ``key, prompt, text, context, score``) and ``ranges.csv`` (``prompt, min, max``).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
