@@ -142,16 +142,18 @@ def write_demo(folder) -> dict[str, Path]:
         dict[str, Path]: paths of ``train.csv``, ``valid.csv``, ``test.csv`` (columns
         ``key, prompt, text, context, score``) and ``ranges.csv`` (``prompt, min, max``).
     """
+    ranges = pd.DataFrame([(p, lo, hi) for p, (lo, hi) in DEMO_RANGES.items()], columns=["prompt", "min", "max"])
+    return _write_tables(folder, load_demo(), ranges)
+
+
+def _write_tables(folder, frames: dict, ranges: pd.DataFrame) -> dict[str, Path]:
+    """``{split}.csv`` for each frame and ``ranges.csv`` in ``folder`` (created if needed); returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for split, frame in load_demo().items():
+    for split, frame in {**frames, "ranges": ranges}.items():
         paths[split] = folder / f"{split}.csv"
         frame.to_csv(paths[split], index=False, encoding="utf-8")
-    ranges = pd.DataFrame([(p, lo, hi) for p, (lo, hi) in DEMO_RANGES.items()],
-                          columns=["prompt", "min", "max"])
-    paths["ranges"] = folder / "ranges.csv"
-    ranges.to_csv(paths["ranges"], index=False, encoding="utf-8")
     return paths
 
 
@@ -183,16 +185,8 @@ def write_demo_traits(folder) -> dict[str, Path]:
 
     Train on it with ``scorelib-train FOLDER --score-column content,accuracy --score-ranges FOLDER/ranges.csv``.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for split, frame in load_demo_traits().items():
-        paths[split] = folder / f"{split}.csv"
-        frame.to_csv(paths[split], index=False, encoding="utf-8")
-    paths["ranges"] = folder / "ranges.csv"
-    pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"]).to_csv(
-        paths["ranges"], index=False, encoding="utf-8")
-    return paths
+    ranges = pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"])
+    return _write_tables(folder, load_demo_traits(), ranges)
 
 
 def _data_card() -> str:
