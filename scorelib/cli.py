@@ -191,7 +191,7 @@ def score_texts(args) -> None:
               f"(known: {', '.join(scorer.table.ids)})", file=sys.stderr)
     prompt = args.prompt or scorer.table.ids[0]
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if getattr(scorer, "has_spread", False):  # a fold ensemble: the mean score and its spread across folds
+    if scorer.has_spread:  # a fold ensemble: the mean score and its spread across folds
         values, spreads = scorer.score(texts, prompt=prompt, contexts=args.context, return_spread=True)
         records = [scorer.record(v, prompt, spread=s) for v, s in zip(np.atleast_1d(values), np.atleast_1d(spreads))]
     else:
@@ -208,7 +208,7 @@ def score_table(scorer, args) -> pd.DataFrame:
     frame = normalize(raw, args.input, names, labeled=False)  # empty texts, duplicate keys: refused with their rows
     if names["prompt"] is None:
         frame["prompt"] = args.prompt or scorer.table.ids[0]
-    traits = getattr(scorer, "traits", [])
+    traits = scorer.traits
     pred = np.full((len(frame), len(traits)) if traits else len(frame), np.nan)
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())

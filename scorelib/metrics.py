@@ -107,7 +107,7 @@ def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
         undefined["qwk"] = "continuous target (step is None)" if step is None else "QWK undefined for every prompt"
     out = {"n": int(labeled.sum()), "n_unlabeled": int((~labeled).sum()), "n_rows": int(len(gold)),
            "step": step, "overall": overall, "per_prompt": per_prompt, "undefined": undefined}
-    if getattr(table, "cutpoints", None):  # fitted cut-points: also report QWK with nearest rounding
+    if table.cutpoints:  # fitted cut-points: also report QWK with nearest rounding
         plain = table.without_cutpoints()
         near = compute_metrics(prompts, gold, pred, plain.round(pred, prompts), plain)
         for pid, m in per_prompt.items():

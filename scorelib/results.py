@@ -237,7 +237,13 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
 
 def evaluate_dataset(dataset, pred01, table, results_path, ckpt_name, split) -> tuple[pd.DataFrame, dict]:
     """Result files of one split: a :class:`ScoringDataset` (gold exactly as read) and its predictions."""
-    frame = results_frame(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table)
+    return _evaluate(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table, results_path,
+                     ckpt_name, split)
+
+
+def _evaluate(keys, prompts, gold, pred01, texts, table, results_path, ckpt_name, split):
+    """:func:`results_frame`, its metrics and :func:`write_results`; returns ``(frame, metrics)``."""
+    frame = results_frame(keys, prompts, gold, pred01, texts, table)
     metrics = frame_metrics(frame, table)
     write_results(frame, metrics, table, results_path, ckpt_name, split)
     return frame, metrics
@@ -272,7 +278,5 @@ def evaluate(result_triples, ckpt_name, table, results_path, split) -> tuple[pd.
             raise ValueError(f"batch sizes disagree: { {k: len(v) for k, v in batch.items()} }")
         for k, v in batch.items():
             cols[k] += v
-    frame = results_frame(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table)
-    metrics = frame_metrics(frame, table)
-    write_results(frame, metrics, table, results_path, ckpt_name, split)
-    return frame, metrics
+    return _evaluate(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table, results_path,
+                     ckpt_name, split)
