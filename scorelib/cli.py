@@ -161,7 +161,8 @@ def score_parser() -> argparse.ArgumentParser:
                         "max; with traits: prompt and traits, an object per trait)")
     p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
     p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
-                                    "(pred_{trait} and pred_rounded_{trait} per trait)")
+                                    "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
+                                    "adds spread, the fold models' standard deviation)")
     for name in ("key", "text", "prompt", "context"):
         p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
@@ -210,11 +211,16 @@ def score_table(scorer, args) -> pd.DataFrame:
         frame["prompt"] = args.prompt or scorer.table.ids[0]
     traits = scorer.traits
     pred = np.full((len(frame), len(traits)) if traits else len(frame), np.nan)
+    spread = np.full(len(frame), np.nan) if scorer.has_spread else None
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
         ctx = frame["context"].iloc[rows].tolist() if names["context"] else args.context
         try:
-            pred[rows] = scorer.score(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx)
+            texts = frame["text"].iloc[rows].tolist()
+            if spread is None:
+                pred[rows] = scorer.score(texts, prompt=pid, contexts=ctx)
+            else:  # a fold ensemble: the mean score and its spread across the fold models
+                pred[rows], spread[rows] = scorer.score(texts, prompt=pid, contexts=ctx, return_spread=True)
         except ScorelibError as e:
             raise type(e)(f"{args.input}: rows {', '.join(map(str, frame['_row'].iloc[rows[:5]]))}"
                           f"{' ...' if len(rows) > 5 else ''}: {e}") from None
@@ -226,6 +232,8 @@ def score_table(scorer, args) -> pd.DataFrame:
     else:
         out["pred"] = pred
         out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, frame["prompt"])]
+    if spread is not None:
+        out["spread"] = spread
     output = Path(args.output)
     if output.suffix.lower() == ".xlsx":
         out.to_excel(output, index=False)

@@ -133,6 +133,22 @@ def test_score_cli_averages_the_folds_with_a_spread(cv_run, capsys):
     assert record["score_rounded"] == float(ensemble.round(record["score"], "q2")[0])  # by the fitted cut-points
 
 
+def test_score_cli_input_table_on_cv_dir_adds_the_spread(cv_run, tmp_path):
+    save_dir = cv_run[0]
+    rows = pd.DataFrame({"id": ["a", "b", "c"], "prompt": ["q2", "q1", "q2"],
+                         "text": ["Plants use light to make sugar.", "Gravity pulls things down.", "Cells divide."]})
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    assert score_cli([str(save_dir), "--cpu", "--input", str(tmp_path / "in.csv"), "--output",
+                      str(tmp_path / "out.csv"), "--key-column", "id"]) == 0
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"id": str})
+    assert list(out.columns) == ["id", "prompt", "text", "pred", "pred_rounded", "spread"]
+    ensemble = scorelib.load(save_dir, device="cpu")
+    for row in out.itertuples():
+        score, spread = ensemble.score(row.text, prompt=row.prompt, return_spread=True)
+        assert row.pred == pytest.approx(score, abs=1e-5) and row.spread == pytest.approx(spread, abs=1e-5)
+        assert row.spread > 0  # three fold models trained on different rows disagree a little
+
+
 def test_eval_cli_on_cv_dir_evaluates_the_ensemble(cv_run, tmp_path, capsys):
     save_dir = cv_run[0]
     held = load_demo("test").groupby("prompt").head(3)[["key", "prompt", "text", "score"]]
