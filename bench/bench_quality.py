@@ -84,8 +84,9 @@ def metric_value(metric: str, gold, pred) -> float:
     raise ValueError(f"no valid metric {metric!r} for TF-IDF + ridge")
 
 
-def tfidf_ridge(parts: dict[str, pd.DataFrame], metric: str) -> dict:
-    """TF-IDF (word 1-2 grams, sublinear tf, min_df 2) + ridge on the model's inputs.
+def tfidf_ridge(parts: dict[str, pd.DataFrame], metric: str, return_pred: bool = False) -> dict:
+    """TF-IDF (word 1-2 grams, sublinear tf, min_df 2) + ridge on the model's inputs (``return_pred``: adds
+    ``"pred"``, the test predictions).
 
     One TF-IDF block per input column (``text``, and ``context`` where the model reads one), side by side; the
     vectorizers and ridge fit on train only, ridge's alpha is picked on valid by ``metric``, test is scored once.
@@ -114,7 +115,8 @@ def tfidf_ridge(parts: dict[str, pd.DataFrame], metric: str) -> dict:
     return {"pearson": metric_value("pearson", gold, pred), "rmse": metric_value("rmse", gold, pred),
             "n_test": int(len(gold)), "inputs": " + ".join(columns), "alpha": alpha,
             "alpha_picked_on": f"valid {metric}", "valid_by_alpha": {str(a): round(v, 4) for a, v in valid.items()},
-            "fit_on": "train", "features": {c: len(vecs[c].vocabulary_) for c in columns}}
+            "fit_on": "train", "features": {c: len(vecs[c].vocabulary_) for c in columns},
+            **({"pred": pred} if return_pred else {})}
 
 
 def merge_flags(*groups: list[str]) -> list[str]:

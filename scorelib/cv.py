@@ -147,8 +147,11 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
     rest = frame[folds != i].reset_index(drop=True)
     split = T.split_frame(rest, args.valid_fraction, 0.0, args.split_seed + i)
     if "valid" not in split:
-        raise OptionError("--valid-fraction is 0: each fold needs a valid part (taken from the other folds) to "
-                          "pick its checkpoint_best")
+        why = "is 0" if not args.valid_fraction else \
+            f"leaves no valid row (it is rounded per prompt, and fold {i}'s prompts have at most " \
+            f"{rest.groupby('prompt').size().max()} rows to train on)"
+        raise OptionError(f"--valid-fraction {args.valid_fraction} {why}: each fold needs a valid part (taken from "
+                          f"the other folds) to pick its checkpoint_best")
     if not (fold_dir / "data" / "train.csv").is_file():
         write_fold_data(fold_dir / "data", split["train"], split["valid"])
     logger.info("fold %d: train %d rows, valid %d rows (from the other folds), predicts %d held-out rows",
