@@ -9,6 +9,10 @@ text set, the texts are tokenized as ``scorelib-train`` tokenizes them (the defa
 * ``random_16``: random batches of 16 (what ``transformers.Trainer`` forms by default), seed 1;
 * ``hf_group_by_length_16``: transformers' ``LengthGroupedSampler`` (batch size 16, seed 1), for reference.
 
+and, as a bound, the best any batching of the sorted lengths into the same number of batches (and into 1, 2 and 4
+more) can reach under the same caps (:func:`best_padding`, an exact dynamic program): it says whether a smarter
+bucketing could gain anything without adding optimizer steps.
+
 Text sets: the 256-text set of ``bench_train.py`` (128 CLEAR excerpts + 128 Mohler SAG answers, seed 0) and the
 3,911 essays of ``../shared/data/feedback_prize_ell`` (``full_text``; 40% are longer than 512 tokens).
 
@@ -60,6 +64,30 @@ def batchings(ds, max_tokens: int, batch_size: int) -> dict[str, list[list[int]]
     return out
 
 
+def best_padding(sizes, max_tokens: int, batch_size: int, num_batches: int) -> float | None:
+    """Highest padding efficiency of any split of the sorted ``sizes`` into at most ``num_batches`` batches.
+
+    ``best[k][j]``: fewest padded tokens for the ``j`` shortest items in ``k`` batches; a batch of the items
+    ``i..j-1`` costs ``(j - i) * sizes[j-1]`` and must keep to ``batch_size`` rows and ``max_tokens`` padded tokens.
+    Batches of items that are contiguous in sorted order are enough: exchanging two items across batches never
+    lowers the padding. ``None`` when no such split exists.
+    """
+    lengths = np.sort(np.asarray(sizes, dtype=np.int64))
+    n = len(lengths)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    found = np.inf
+    for _ in range(num_batches):
+        nxt = np.full(n + 1, np.inf)
+        for d in range(1, min(batch_size, n) + 1):  # d = rows of the last batch, which ends at item j-1
+            cost = d * lengths[d - 1:]  # for j = d .. n
+            ok = cost <= max_tokens
+            nxt[d:] = np.where(ok, np.minimum(nxt[d:], best[:n + 1 - d] + cost), nxt[d:])
+        best = nxt
+        found = min(found, best[n])
+    return None if not np.isfinite(found) else float(lengths.sum() / found)
+
+
 def measure(name: str, texts: list[str], tokenizer, max_tokens: int, batch_size: int) -> dict:
     from scorelib.dataset import padding_efficiency
 
@@ -77,6 +105,9 @@ def measure(name: str, texts: list[str], tokenizer, max_tokens: int, batch_size:
                                  "mean_batch_size": len(ds) / len(batches),
                                  "max_batch_size": max(map(len, batches)),
                                  "max_padded_tokens": max(len(b) * int(sizes[b].max()) for b in map(np.asarray, batches))}
+    k = out["batchings"]["scorelib"]["batches"]
+    out["best_possible"] = {f"{k + extra}_batches": best_padding(sizes, max_tokens, batch_size, k + extra)
+                            for extra in (0, 1, 2, 4)}
     rows = [{"batching": how, **{k: v for k, v in r.items()}} for how, r in out["batchings"].items()]
     common.print_table(rows, ["batching", "padding_efficiency", "batches", "mean_batch_size", "max_batch_size",
                               "max_padded_tokens"],
@@ -110,7 +141,9 @@ def main(argv=None) -> int:
     for name, r in result["sets"].items():
         s = r["batchings"]["scorelib"]
         print(f"{name}: scorelib padding efficiency {100 * s['padding_efficiency']:.1f}% "
-              f"(--max-tokens {opts.max_tokens} --batch-size {opts.batch_size}; mean batch {s['mean_batch_size']:.2f})")
+              f"(--max-tokens {opts.max_tokens} --batch-size {opts.batch_size}; mean batch {s['mean_batch_size']:.2f}); "
+              f"best possible: " + ", ".join(f"{100 * v:.1f}% in {b.replace('_', ' ')}"
+                                             for b, v in r["best_possible"].items() if v is not None))
     result["machine"] = common.machine()
     result["command"] = "python bench/bench_padding.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if not opts.no_save:
