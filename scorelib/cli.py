@@ -162,7 +162,7 @@ def score_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
     p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
                                     "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
-                                    "adds spread, the fold models' standard deviation)")
+                                    "adds spread (spread_{trait}), the fold models' standard deviation)")
     for name in ("key", "text", "prompt", "context"):
         p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
@@ -211,7 +211,7 @@ def score_table(scorer, args) -> pd.DataFrame:
         frame["prompt"] = args.prompt or scorer.table.ids[0]
     traits = scorer.traits
     pred = np.full((len(frame), len(traits)) if traits else len(frame), np.nan)
-    spread = np.full(len(frame), np.nan) if scorer.has_spread else None
+    spread = np.full_like(pred, np.nan) if scorer.has_spread else None
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
         ctx = frame["context"].iloc[rows].tolist() if names["context"] else args.context
@@ -232,7 +232,10 @@ def score_table(scorer, args) -> pd.DataFrame:
     else:
         out["pred"] = pred
         out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, frame["prompt"])]
-    if spread is not None:
+    if spread is not None and traits:
+        for k, t in enumerate(traits):
+            out[f"spread_{t}"] = spread[:, k]
+    elif spread is not None:
         out["spread"] = spread
     output = Path(args.output)
     if output.suffix.lower() == ".xlsx":

@@ -10,6 +10,7 @@ it: fold ``i`` trains on the other folds (less a valid part taken from them) wit
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -23,14 +24,13 @@ from . import tables as T
 from .cutpoints import check_can_fit, fit_table_cutpoints
 from .errors import DataError, OptionError
 from .files import atomic_write
-from .metrics import compute_metrics
 from .prompts import PromptTable
 from .readers import read_table
-from .results import _jsonable, results_frame, write_results
-from .traits import parse_traits
+from .results import _jsonable, frame_metrics, results_frame, write_results
+from .traits import gold_column, score_matrix
 
 logger = logging.getLogger(__name__)
-MEAN_SD = ("qwk", "qwk_nearest", "pearson", "spearman", "rmse")
+MEAN_SD = ("qwk", "qwk_nearest", "pearson", "spearman", "rmse", "mcrmse")
 
 
 def parse_cv_args(argv=None):
@@ -53,21 +53,24 @@ def pooled_rows(args) -> tuple[pd.DataFrame, T.Tables]:
                            keep_prompts=args.prompts, ranges_file=args.score_ranges,
                            whole_file_as=None if args.data is None else "train")
     frame = pd.concat([f for f in tables.frames.values()], ignore_index=True)
-    return frame, T.Tables({"train": frame}, tables.score_column, tables.ranges, tables.step)
+    return frame, dataclasses.replace(tables, frames={"train": frame})
 
 
 def strata(frame: pd.DataFrame, table: PromptTable, k: int) -> np.ndarray:
     """Stratum of each row: prompt and score (rubric point, or quantile bin of a continuous score).
 
+    With traits, the score is the mean of the row's trait scores, binned as a continuous score.
     Score strata with fewer than ``k`` rows are merged into their prompt's largest stratum.
     """
+    scores = score_matrix(frame, table.traits)
+    scores = scores.mean(axis=1) if table.traits else scores
     out = np.empty(len(frame), dtype=object)
     for pid, rows in frame.groupby("prompt").indices.items():
         if len(rows) < k:
             raise DataError(f"prompt {pid!r} has {len(rows)} rows, fewer than --folds {k}; lower --folds or "
                             f"leave it out with --prompts")
-        score = frame["score"].to_numpy(np.float64)[rows]
-        if table.step is not None:
+        score = scores[rows]
+        if table.step is not None and not table.traits:
             label = np.round((score - table.ranges[pid][0]) / table.step).astype(np.int64)
         else:
             bins = max(1, min(5, len(rows) // k))
@@ -115,12 +118,26 @@ def given_folds(frame: pd.DataFrame, args) -> np.ndarray:
     return values.map({v: i for i, v in enumerate(ids)}).to_numpy(np.int64)
 
 
-def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame) -> None:
-    """The fold's train and valid tables in scorelib's own columns (scores written exactly)."""
+def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame, traits: list[str]) -> None:
+    """The fold's train and valid tables in scorelib's own columns (scores written exactly; a column per trait)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cols = ["key", "prompt", "text", "score"] + (["context"] if train["context"].notna().all() else [])
+    scores = [gold_column(t) for t in traits] or ["score"]
+    cols = ["key", "prompt", "text", *scores] + (["context"] if train["context"].notna().all() else [])
+    names = {gold_column(t): t for t in traits}
     for name, frame in (("train", train), ("valid", valid)):
-        atomic_write(folder / f"{name}.csv", lambda tmp, f=frame: f[cols].to_csv(tmp, index=False, float_format=None))
+        atomic_write(folder / f"{name}.csv", lambda tmp, f=frame: f[cols].rename(columns=names).to_csv(
+            tmp, index=False, float_format=None))
+
+
+def write_ranges(path: Path, table: PromptTable) -> None:
+    """Every prompt's range (with traits: every trait's range and step per prompt), shared by all folds."""
+    if table.traits:
+        rows = [(t, p, *v.ranges[p], "" if v.step is None else v.step)
+                for t, v in ((t, table.for_trait(t)) for t in table.traits) for p in table.ids]
+        frame = pd.DataFrame(rows, columns=["trait", "prompt", "min", "max", "step"])
+    else:
+        frame = pd.DataFrame([(p, *table.ranges[p]) for p in table.ids], columns=["prompt", "min", "max"])
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=None))
 
 
 def fold_args(args, fold_dir: Path, ranges_file: Path, table: PromptTable):
@@ -128,7 +145,8 @@ def fold_args(args, fold_dir: Path, ranges_file: Path, table: PromptTable):
     a = copy.copy(args)
     a.data, a.save_dir, a.results_path = str(fold_dir / "data"), str(fold_dir), None
     a.layout, a.encoding, a.prompts, a.score_range = "table", None, None, None
-    a.key_column = a.prompt_column = a.text_column = a.context_column = a.score_column = None
+    a.key_column = a.prompt_column = a.text_column = a.context_column = None
+    a.score_column = ",".join(table.traits) or None  # the fold tables name each trait's column by the trait
     a.score_ranges, a.score_step, a.test_fraction, a.fit_cutpoints = str(ranges_file), table.step, 0.0, False
     return a
 
@@ -153,20 +171,40 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
         raise OptionError(f"--valid-fraction {args.valid_fraction} {why}: each fold needs a valid part (taken from "
                           f"the other folds) to pick its checkpoint_best")
     if not (fold_dir / "data" / "train.csv").is_file():
-        write_fold_data(fold_dir / "data", split["train"], split["valid"])
+        write_fold_data(fold_dir / "data", split["train"], split["valid"], table.traits)
     logger.info("fold %d: train %d rows, valid %d rows (from the other folds), predicts %d held-out rows",
                 i, len(split["train"]), len(split["valid"]), int((folds == i).sum()))
     train(fold_args(args, fold_dir, save_dir / "ranges.csv", table))
     held = frame[folds == i]
     scorer = load(fold_dir, device="cpu" if args.cpu else None)
     scorer.table = table
-    pred01 = scorer.score01_dataset(ScoringDataset(held[T.COLUMNS].reset_index(drop=True), scorer.tokenizer, table,
-                                                   scorer.max_length))
-    out = results_frame(held["key"], held["prompt"], held["score"], pred01, held["text"], table)
+    pred01 = scorer.score01_dataset(ScoringDataset(held.reset_index(drop=True), scorer.tokenizer, table,
+                                                   scorer.max_length, long_text=scorer.long_text,
+                                                   chunk_stride=scorer.chunk_stride))
+    out = results_frame(held["key"], held["prompt"], score_matrix(held, table.traits), pred01, held["text"], table)
     out.insert(2, "fold", i)
-    out["pred01"] = pred01
+    for name, column in zip(pred01_columns(table), np.reshape(pred01, (len(held), -1)).T):
+        out[name] = column
     atomic_write(marker, lambda tmp: out.to_csv(tmp, index=False, lineterminator="\n"))
     return out
+
+
+def pred01_columns(table: PromptTable) -> list[str]:
+    """Where a fold's ``oof.csv`` keeps the model outputs in [0, 1]: ``pred01`` (``pred01_{trait}`` per trait)."""
+    return [f"pred01_{t}" for t in table.traits] or ["pred01"]
+
+
+def fit_oof_cutpoints(table: PromptTable, oof: pd.DataFrame) -> None:
+    """``--fit-cutpoints`` on the out-of-fold predictions (each trait's own thresholds), then re-round ``oof``."""
+    if not table.traits:
+        fit_table_cutpoints(table, oof["prompt"], oof["gold"], oof["pred"])
+        oof["pred_rounded"] = table.round(oof["pred"], oof["prompt"])
+        return
+    for t in table.traits:
+        view = table.for_trait(t)
+        fit_table_cutpoints(view, oof["prompt"], oof[f"gold_{t}"], oof[f"pred_{t}"])
+        table.trait_cutpoints[t] = view.cutpoints
+        oof[f"pred_rounded_{t}"] = view.round(oof[f"pred_{t}"], oof["prompt"])
 
 
 def summarize(per_fold: list[dict], pooled: dict) -> dict:
@@ -179,6 +217,10 @@ def summarize(per_fold: list[dict], pooled: dict) -> dict:
 
     overall = {name: stats(lambda m, n=name: m["overall"].get(n), name, pooled["overall"].get(name))
                for name in MEAN_SD if name in pooled["overall"]}
+    if "traits" in pooled:  # several traits: mean and sd of each trait's overall metrics
+        per_trait = {t: summarize([m["traits"][t] for m in per_fold], pooled["traits"][t])["overall"]
+                     for t in pooled["traits"]}
+        return {"overall": overall, "traits": per_trait}
     per_prompt = {pid: {name: stats(lambda m, p=pid, n=name: m["per_prompt"].get(p, {}).get(n), name,
                                     pooled["per_prompt"][pid].get(name))
                         for name in MEAN_SD if name in pooled["per_prompt"][pid]}
@@ -197,9 +239,6 @@ def cross_validate(args) -> dict:
     """
     from tqdm.auto import tqdm
 
-    if parse_traits(args.score_column):
-        raise OptionError(f"--score-column {args.score_column}: scorelib-cv scores one column; cross-validation of "
-                          f"several traits is not available yet (train them together with scorelib-train)")
     if args.test_fraction is not None:
         raise OptionError("--test-fraction does not apply to scorelib-cv: every row is predicted out of fold; "
                           "keep a held-out table apart and score it with scorelib-eval DIR --split test DATA")
@@ -218,22 +257,20 @@ def cross_validate(args) -> dict:
             raise OptionError(f"--save-dir {save_dir}: holds a cross-validation of other rows or folds; use another "
                               f"--save-dir (or the same DATA, --folds and --split-seed to resume)")
     atomic_write(save_dir / "folds.csv", lambda tmp: assignment.to_csv(tmp, index=False))
-    ranges = pd.DataFrame([(p, *table.ranges[p]) for p in table.ids], columns=["prompt", "min", "max"])
-    atomic_write(save_dir / "ranges.csv", lambda tmp: ranges.to_csv(tmp, index=False, float_format=None))
+    write_ranges(save_dir / "ranges.csv", table)
     info = {"folds": k, "args": C.plain(vars(args))}
     atomic_write(save_dir / "cv.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
     parts = [run_fold(args, i, frame, folds, table, save_dir)
              for i in tqdm(range(k), desc="folds", disable=args.log_format != "tqdm")]
-    pred01 = pd.concat(parts).set_index("key")["pred01"].astype(np.float64).reindex(frame["key"]).to_numpy()
-    oof = results_frame(frame["key"], frame["prompt"], frame["score"], pred01, frame["text"], table)
+    pred01 = pd.concat(parts).set_index("key")[pred01_columns(table)].astype(np.float64).reindex(frame["key"])
+    pred01 = pred01.to_numpy() if table.traits else pred01.to_numpy()[:, 0]
+    oof = results_frame(frame["key"], frame["prompt"], score_matrix(frame, table.traits), pred01, frame["text"], table)
     if args.fit_cutpoints:
-        fit_table_cutpoints(table, oof["prompt"], oof["gold"], oof["pred"])
-        oof["pred_rounded"] = table.round(oof["pred"], oof["prompt"])
+        fit_oof_cutpoints(table, oof)
     oof.insert(2, "fold", folds)
     atomic_write(save_dir / "prompts.json", table.save)
-    per_fold = [compute_metrics(f["prompt"], f["gold"], f["pred"], f["pred_rounded"], table)
-                for _, f in oof.groupby("fold", sort=True)]
-    pooled = compute_metrics(oof["prompt"], oof["gold"], oof["pred"], oof["pred_rounded"], table)
+    per_fold = [frame_metrics(f, table) for _, f in oof.groupby("fold", sort=True)]
+    pooled = frame_metrics(oof, table)
     results_path = save_dir / "results"
     write_results(oof, pooled, table, results_path, "cv", "oof")
     metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,

@@ -63,20 +63,31 @@ class EnsembleScorer(Scorer):
 
         Returns:
             float | np.ndarray, or a tuple ``(score, spread)``: the spread is the standard deviation
-            (``ddof=0``) across the K fold models, on the prompt's scale.
+            (``ddof=0``) across the K fold models, on the prompt's scale. With traits, as
+            :meth:`Scorer.score`: a dict ``{trait: value}`` for one text, (N, K) arrays for a list.
         """
         single = isinstance(texts, str)
         texts, prompt, contexts = self.check([texts] if single else list(texts), prompt, contexts)
-        each = self.fold_scores01(self.dataset(texts, prompt, contexts))
-        lo, hi = self.table.ranges[prompt]
-        scores, spread = each.mean(axis=0) * (hi - lo) + lo, each.std(axis=0) * (hi - lo)
-        if single:
+        each = self.fold_scores01(self.dataset(texts, prompt, contexts))  # (K folds, N) or (K folds, N, traits)
+        prompts = [prompt] * len(texts)
+        scores = self.table.unscale(each.mean(axis=0), prompts)
+        spread = self.table.unscale(each.std(axis=0), prompts) - self.table.unscale(np.zeros_like(each[0]), prompts)
+        if single and self.traits:
+            scores, spread = dict(zip(self.traits, map(float, scores[0]))), dict(zip(self.traits, map(float, spread[0])))
+        elif single:
             scores, spread = float(scores[0]), float(spread[0])
         return (scores, spread) if return_spread else scores
 
-    def record(self, score: float, prompt, spread: float | None = None) -> dict:
-        """:meth:`Scorer.record` plus ``"spread"``."""
-        return {**super().record(score, prompt), "spread": None if spread is None else float(spread)}
+    def record(self, score, prompt, spread=None) -> dict:
+        """:meth:`Scorer.record` plus ``"spread"`` (with traits: in each trait's record)."""
+        out = super().record(score, prompt)
+        if "traits" in out:
+            values = [None] * len(self.traits) if spread is None else \
+                [spread[t] for t in self.traits] if isinstance(spread, dict) else list(np.ravel(spread))
+            for t, v in zip(self.traits, values):
+                out["traits"][t]["spread"] = None if v is None else float(v)
+            return out
+        return {**out, "spread": None if spread is None else float(spread)}
 
 
 def load_ensemble(path, device=None) -> EnsembleScorer:

@@ -273,3 +273,46 @@ def test_continuous_scores_stratified_by_quantile_bins():
     assert np.bincount(folds).tolist() == [10, 10, 10]
     for low in (frame["score"] < frame["score"].median(),):  # low and high scores spread over every fold
         assert np.bincount(folds[low.to_numpy()], minlength=3).min() >= 4
+
+
+def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tmp_path, capsys):
+    from scorelib.demo import DEMO_TRAITS, load_demo_traits
+
+    frame = load_demo_traits("train").groupby("prompt").head(12).reset_index(drop=True)
+    frame = frame[["key", "prompt", "text", "content", "accuracy"]]
+    frame.to_csv(tmp_path / "traits.csv", index=False)
+    pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"]).to_csv(
+        tmp_path / "ranges.csv", index=False)
+    save = tmp_path / "cv"
+    out = cross_validate(parse_cv_args([str(tmp_path / "traits.csv"), "--folds", "3", "--save-dir", str(save),
+                                        "--score-column", "content,accuracy", "--score-ranges",
+                                        str(tmp_path / "ranges.csv"), "--fit-cutpoints", *TINY]))
+    oof = pd.read_csv(save / "results" / "result-cv-oof.csv", dtype={"key": str})
+    assert list(oof.columns) == ["key", "prompt", "fold", "gold_content", "pred_content", "pred_rounded_content",
+                                 "gold_accuracy", "pred_accuracy", "pred_rounded_accuracy", "text"]
+    assert oof["key"].tolist() == frame["key"].tolist()
+    for t in ("content", "accuracy"):
+        np.testing.assert_array_equal(oof[f"gold_{t}"], frame[t].astype(float))
+        lo, hi = DEMO_TRAITS[t][:2]
+        assert oof[f"pred_{t}"].between(lo, hi).all()
+    metrics = json.loads((save / "results" / "metrics-cv.json").read_text())
+    rmse = [np.sqrt(np.mean((oof[f"pred_{t}"] - oof[f"gold_{t}"]) ** 2)) for t in ("content", "accuracy")]
+    assert metrics["overall"]["mcrmse"]["pooled"] == pytest.approx(np.mean(rmse), abs=1e-6)
+    assert metrics["overall"]["mcrmse"]["mean"] == pytest.approx(np.mean([f["mcrmse"] for f in metrics["per_fold"]]))
+    assert set(metrics["traits"]) == {"content", "accuracy"}
+    table = PromptTable.load(save / "prompts.json")
+    for t in ("content", "accuracy"):  # each trait's own thresholds, fitted on the out-of-fold predictions
+        view = table.for_trait(t)
+        np.testing.assert_allclose(oof[f"pred_rounded_{t}"], view.round(oof[f"pred_{t}"], oof["prompt"]))
+        m = metrics["pooled"]["traits"][t]["overall"]
+        if view.cutpoints and m.get("qwk_nearest") is not None:
+            assert m["qwk"] >= m["qwk_nearest"] - 1e-9
+    folds = pd.read_csv(save / "fold0" / "data" / "train.csv")
+    assert {"content", "accuracy"} <= set(folds.columns)
+    ensemble = scorelib.load(save, device="cpu")
+    score, spread = ensemble.score("Plants use light to make sugar.", prompt="q1", return_spread=True)
+    assert set(score) == set(spread) == {"content", "accuracy"} and all(v >= 0 for v in spread.values())
+    capsys.readouterr()  # the folds' training lines
+    assert score_cli([str(save), "--cpu", "--prompt", "q1", "Plants use light to make sugar."]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["content", "accuracy"] and all(" ± " in x for x in lines)
