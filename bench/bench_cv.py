@@ -86,7 +86,7 @@ def run_cv(name: str, pool: pd.DataFrame, flags: list[str], ranges, workdir: Pat
     start, t0 = time.time(), time.perf_counter()
     with open(workdir / "cv.log", "a") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    seconds = time.perf_counter() - t0
+    seconds, load = time.perf_counter() - t0, round(os.getloadavg()[0], 2)
     if proc.returncode:
         raise RuntimeError(f"scorelib-cv failed (rc {proc.returncode}); log: {workdir / 'cv.log'}\n"
                            f"{(workdir / 'cv.log').read_text()[-3000:]}")
@@ -98,6 +98,7 @@ def run_cv(name: str, pool: pd.DataFrame, flags: list[str], ranges, workdir: Pat
         previous = max(previous, stamp)
     command = " ".join(["scorelib-cv", "<work>/data/pool.csv", *cmd[2:]]).replace(str(workdir), "<work>")
     return {"wall_s": round(seconds, 1), "fold_wall_s": wall, "torch_threads": threads, "command": command,
+            "loadavg_1m_end": load,
             "resumed_folds": sorted(done_before)}
 
 

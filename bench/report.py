@@ -54,6 +54,11 @@ def render(data: dict) -> str:
                            f"{b['max_padded_tokens']:,} |")
         out += ["", f"Padding efficiency = non-pad tokens / padded tokens over one epoch's batches; scorelib: "
                     f"`scorelib.dataset.epoch_batches`. Command: `{pd_['command'].strip()}`.", ""]
+        for r in pd_["sets"].values():
+            if r.get("best_possible"):
+                out += [f"Best possible for {r['source']} (`best_padding`: any split of the sorted lengths under the "
+                        f"same caps): " + ", ".join(f"{f(100 * v)}% in {k.replace('_', ' ')}"
+                                                   for k, v in r["best_possible"].items() if v is not None) + ".", ""]
     t = data.get("train")
     if t:
         out += [f"### Training throughput ({t['texts']}; {t['tokens_total']:,} non-pad tokens, {t['epochs']} epoch(s), "
@@ -151,6 +156,8 @@ def render(data: dict) -> str:
         run_by = f" (run by `{q['bench_command'].strip()}`)" if q.get("bench_command") else ""
         out += [f"Goal ({goal}): {goals}. Command: `{o['command']}`{run_by}. Machine: "
                 f"{machine_line(q['machine'], o.get('torch_threads'))}.", ""]
+    for name in ("mohler_sag", "clear_readability", "demo"):
+        out += render_cv(name, data.get(f"cv_{name}"))
     q = data.get("time_to_quality")
     if q:
         out += ["### Time to quality: mohler_sag (valid Pearson; training + per-epoch validation)", "", *stale(q),
@@ -178,6 +185,47 @@ def render(data: dict) -> str:
         out += ["", f"Machine: {machine_line(q['machine'])}. 1-minute load after each run: "
                     f"{', '.join(map(str, q['loadavg_1m_runs']))}. Command: `{q['command'].strip()}`", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_cv(name: str, c: dict | None) -> list[str]:
+    """The cross-validation section of one data set (bench_cv.py)."""
+    if not c:
+        return []
+    o, t = c["scorelib"]["overall"], c["test"]
+
+    def ms(d, m):
+        return f"{d[m]['mean']:.3f} ± {d[m]['sd']:.3f}"
+
+    out = [f"### Cross-validation: {name} ({c['folds']} folds, {c['epoch_budget']} epoch(s) per fold)", "", *stale(c),
+           f"Split: {c['split']}.", "", "| model (out-of-fold) | Pearson mean ± sd | RMSE mean ± sd | pooled Pearson | "
+           "pooled RMSE |" + (" QWK (cut-points) mean ± sd | QWK (nearest) mean ± sd |" if "qwk_nearest" in o else ""),
+           "|---|---:|---:|---:|---:|" + ("---:|---:|" if "qwk_nearest" in o else ""),
+           f"| scorelib | {ms(o, 'pearson')} | {ms(o, 'rmse')} | {o['pearson']['pooled']:.3f} | {o['rmse']['pooled']:.3f} |"
+           + (f" {ms(o, 'qwk')} | {ms(o, 'qwk_nearest')} |" if "qwk_nearest" in o else "")]
+    b = c.get("tfidf_ridge")
+    if b:
+        out.append(f"| TF-IDF + ridge (each fold's train; alpha on its valid) | {ms(b, 'pearson')} | {ms(b, 'rmse')} | "
+                   f"{b['pooled']['pearson']:.3f} | {b['pooled']['rmse']:.3f} |")
+    metrics = [k for k in ("pearson", "rmse", "qwk", "qwk_nearest") if k in t["ensemble"]]
+    out += ["", f"Held-out test ({t['n']} rows no fold model saw):", "",
+            "| model | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    for fold in t["folds"]:
+        out.append(f"| fold {fold['fold']} | " + " | ".join(f"{fold[m]:.3f}" for m in metrics) + " |")
+    out.append("| **ensemble (mean of the folds)** | " + " | ".join(f"**{t['ensemble'][m]:.3f}**" for m in metrics) + " |")
+    gain = t["ensemble_gain_vs_fold_mean"]
+    best = t["ensemble_gain_vs_best_fold"]
+    out += ["", "Ensemble gain over the mean single fold model: " + ", ".join(f"{m} {gain[m]:+.3f}" for m in metrics)
+            + f"; over the best fold on test (fold {t['best_fold_on_test']}): "
+            + ", ".join(f"{m} {best[m]:+.3f}" for m in metrics) + f". Median spread across folds: "
+            f"{t['spread_median']:.3f}.", ""]
+    walls = c.get("fold_wall_s") or {}
+    if walls:
+        out += [f"Wall time per fold (training, per-epoch validation, prediction): "
+                + ", ".join(f"fold {k}: {v / 60:.1f} min" for k, v in walls.items())
+                + f"; total {c['wall_s'] / 60:.1f} min. 1-minute load at the end: {c.get('loadavg_1m_end', 'n/a')}.", ""]
+    out += [f"Command: `{c['command']}` (run by `{c['bench_command'].strip()}`). Machine: "
+            f"{machine_line(c['machine'], c.get('torch_threads'))}.", ""]
+    return out
 
 
 def main(argv=None) -> int:
