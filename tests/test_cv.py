@@ -312,6 +312,10 @@ def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tm
     ensemble = scorelib.load(save, device="cpu")
     score, spread = ensemble.score("Plants use light to make sugar.", prompt="q1", return_spread=True)
     assert set(score) == set(spread) == {"content", "accuracy"} and all(v >= 0 for v in spread.values())
+    from scorelib.widget import check_and_score
+
+    shown = check_and_score(ensemble, "q1", "Plants use light to make sugar.")
+    assert {t: shown["traits"][t]["spread"] for t in spread} == pytest.approx(spread)
     capsys.readouterr()  # the folds' training lines
     assert score_cli([str(save), "--cpu", "--prompt", "q1", "Plants use light to make sugar."]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
