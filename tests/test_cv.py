@@ -320,3 +320,18 @@ def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tm
     assert score_cli([str(save), "--cpu", "--prompt", "q1", "Plants use light to make sugar."]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["content", "accuracy"] and all(" ± " in x for x in lines)
+
+
+def test_cv_predicts_held_out_rows_with_the_folds_long_text_mode(tmp_path):
+    """A fold trained with --long-text chunks predicts its held-out rows from every window, as its scorer does."""
+    data = small_table(tmp_path / "data", per_prompt=4)
+    save = tmp_path / "cv"
+    cross_validate(parse_cv_args([str(data), "--folds", "2", "--save-dir", str(save), "--score-ranges",
+                                  str(data.parent / "ranges.csv"), "--score-step", "1", *TINY,
+                                  "--max-length", "24", "--long-text", "chunks", "--valid-fraction", "0.34"]))
+    oof = pd.read_csv(save / "results" / "result-cv-oof.csv", dtype={"key": str, "prompt": str})
+    longest = oof.loc[oof["text"].str.len().idxmax()]
+    scorer = scorelib.load(save / f"fold{longest['fold']}", device="cpu")
+    assert scorer.long_text == "chunks"
+    assert len(scorer.tokenizer(longest["text"])["input_ids"]) > 24  # more than one window
+    assert longest["pred"] == pytest.approx(scorer.score(longest["text"], prompt=longest["prompt"]), abs=1e-5)
