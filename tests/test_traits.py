@@ -184,11 +184,14 @@ def test_widget_shows_every_trait_and_plots_the_chosen_one(trait_run):
     assert w.last["traits"]["accuracy"]["max"] == 2.0
 
 
-def test_cv_refuses_several_traits(trait_data, tmp_path, capsys):
+def test_cv_of_traits_refuses_a_missing_trait_column_before_writing(trait_data, tmp_path, capsys):
+    """Cross-validation of several traits (tests/test_cv.py trains one) checks every trait column up front."""
     from scorelib.cli import cv_cli
 
-    rc = cv_cli([str(trait_data["train"]), "--score-column", "content,accuracy", "--save-dir", str(tmp_path / "cv")])
-    assert rc == 2 and "scorelib-cv scores one column" in capsys.readouterr().err
+    rc = cv_cli([str(trait_data["train"]), "--score-column", "content,fluency", "--save-dir", str(tmp_path / "cv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "'fluency'" in err and str(trait_data["train"]) in err, err
+    assert not (tmp_path / "cv").exists()
 
 
 def test_fit_cutpoints_per_trait(trait_data, tmp_path):
