@@ -133,6 +133,8 @@ def on_test(workdir: Path, test: pd.DataFrame) -> dict:
 
     ens = scorelib.load(workdir / "cv", device="cpu")
     table = ens.table
+    if "prompt" not in test:  # one prompt (clear_readability): the id scorelib gave it
+        test = test.assign(prompt=table.ids[0])
     each = np.empty((len(ens.scorers), len(test)))
     for pid, rows in test.groupby("prompt", sort=False).indices.items():
         ctx = test["context"].iloc[rows].tolist() if "context" in test else None
