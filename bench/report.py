@@ -223,7 +223,9 @@ def render_cv(name: str, c: dict | None) -> list[str]:
     if walls:
         out += [f"Wall time per fold (training, per-epoch validation, prediction): "
                 + ", ".join(f"fold {k}: {v / 60:.1f} min" for k, v in walls.items())
-                + f"; total {c['wall_s'] / 60:.1f} min. 1-minute load at the end: {c.get('loadavg_1m_end', 'n/a')}.", ""]
+                + f"; total {c['wall_s'] / 60:.1f} min"
+                + (f" ({c['fold_wall_note']})." if c.get("fold_wall_note") else
+                   f". 1-minute load at the end: {c.get('loadavg_1m_end', 'n/a')}."), ""]
     out += [f"Command: `{c['command']}` (run by `{c['bench_command'].strip()}`). Machine: "
             f"{machine_line(c['machine'], c.get('torch_threads'))}.", ""]
     return out
