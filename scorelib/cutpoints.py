@@ -111,6 +111,17 @@ def fit_table_cutpoints(table, prompts, gold, pred) -> dict:
     return report
 
 
+def fit_all_cutpoints(table, prompts, gold, pred) -> None:
+    """:func:`fit_table_cutpoints` for one score (``gold``, ``pred`` of shape (N,)) or for each trait's own
+    thresholds (shape (N, K), column k is ``table.traits[k]``)."""
+    if not table.traits:
+        fit_table_cutpoints(table, prompts, gold, pred)
+        return
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    for k, trait in enumerate(table.traits):
+        fit_table_cutpoints(table.for_trait(trait), prompts, gold[:, k], pred[:, k])
+
+
 def check_can_fit(table, has_valid: bool = True, where: str = "the valid split") -> None:
     """Refuse ``--fit-cutpoints`` on a continuous target (any trait's) or without data to fit on."""
     for trait in table.traits:

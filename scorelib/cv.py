@@ -21,7 +21,7 @@ import pandas as pd
 from . import checkpoint as C
 from . import options
 from . import tables as T
-from .cutpoints import check_can_fit, fit_table_cutpoints
+from .cutpoints import check_can_fit, fit_all_cutpoints
 from .errors import DataError, OptionError
 from .files import atomic_write
 from .prompts import PromptTable
@@ -196,15 +196,12 @@ def pred01_columns(table: PromptTable) -> list[str]:
 
 def fit_oof_cutpoints(table: PromptTable, oof: pd.DataFrame) -> None:
     """``--fit-cutpoints`` on the out-of-fold predictions (each trait's own thresholds), then re-round ``oof``."""
+    cols = {n: [f"{n}_{t}" for t in table.traits] or [n] for n in ("gold", "pred", "pred_rounded")}
+    gold, pred = (oof[cols[n]].to_numpy(np.float64) for n in ("gold", "pred"))
     if not table.traits:
-        fit_table_cutpoints(table, oof["prompt"], oof["gold"], oof["pred"])
-        oof["pred_rounded"] = table.round(oof["pred"], oof["prompt"])
-        return
-    for t in table.traits:
-        view = table.for_trait(t)
-        fit_table_cutpoints(view, oof["prompt"], oof[f"gold_{t}"], oof[f"pred_{t}"])
-        table.trait_cutpoints[t] = view.cutpoints
-        oof[f"pred_rounded_{t}"] = view.round(oof[f"pred_{t}"], oof["prompt"])
+        gold, pred = gold[:, 0], pred[:, 0]
+    fit_all_cutpoints(table, oof["prompt"], gold, pred)
+    oof[cols["pred_rounded"]] = np.reshape(table.round(pred, oof["prompt"]), (len(oof), -1))
 
 
 def summarize(per_fold: list[dict], pooled: dict) -> dict:

@@ -20,7 +20,7 @@ import torch
 
 from . import checkpoint as C
 from . import distributed as dist
-from .cutpoints import check_can_fit, fit_table_cutpoints
+from .cutpoints import check_can_fit, fit_all_cutpoints
 from .errors import OptionError
 from .files import atomic_write
 from .metrics import MAXIMIZE, flat_metrics
@@ -258,10 +258,7 @@ def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
     ds, table = trainer.task.dataset("valid"), trainer.task.prompts
     _, preds = trainer.valid_step(ds)
     pred = table.unscale(preds, ds.prompts)
-    for k, view in enumerate(table.for_trait(t) for t in table.traits):  # each trait's own thresholds
-        fit_table_cutpoints(view, ds.prompts, ds.scores[:, k], pred[:, k])
-    if not table.traits:
-        fit_table_cutpoints(table, ds.prompts, ds.scores, pred)
+    fit_all_cutpoints(table, ds.prompts, ds.scores, pred)  # with traits: each trait's own thresholds
     state["prompts"] = table.to_dict()
     atomic_write(best, lambda tmp: torch.save(state, tmp))
     atomic_write(Path(best).parent / "prompts.json", table.save)
