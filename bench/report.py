@@ -158,6 +158,7 @@ def render(data: dict) -> str:
                 f"{machine_line(q['machine'], o.get('torch_threads'))}.", ""]
     for name in ("mohler_sag", "clear_readability", "demo"):
         out += render_cv(name, data.get(f"cv_{name}"))
+    out += render_long(data.get("long_text"))
     q = data.get("time_to_quality")
     if q:
         out += ["### Time to quality: mohler_sag (valid Pearson; training + per-epoch validation)", "", *stale(q),
@@ -185,6 +186,45 @@ def render(data: dict) -> str:
         out += ["", f"Machine: {machine_line(q['machine'])}. 1-minute load after each run: "
                     f"{', '.join(map(str, q['loadavg_1m_runs']))}. Command: `{q['command'].strip()}`", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_long(r: dict | None) -> list[str]:
+    """Long essays and six traits (bench_long.py): test RMSE per trait and MCRMSE for each --long-text mode."""
+    if not r or r.get("quick"):
+        return []
+    traits = r["traits"]
+    out = [f"### Long essays, six traits: feedback_prize_ell (`--long-text`, test split of {r['rows']['test']} essays)",
+           "", *stale(r), f"Split (seed {r['split_seed']}): {r['rows']}.", "",
+           "| model | epochs | MCRMSE | " + " | ".join(traits) + " | wall time | train tokens/s | 1-min load (mean / max) |",
+           "|---|---:|---:|" + "---:|" * len(traits) + "---:|---:|---:|"]
+    for name, label in (("train_mean", "training mean"), ("tfidf_ridge", "TF-IDF + ridge (alpha on valid)")):
+        b = r[name]
+        out.append(f"| {label} | | {b['mcrmse']:.3f} | " + " | ".join(f"{b['rmse'][t]:.3f}" for t in traits)
+                   + f" | {b['wall_s']:.0f} s | | |")
+    for mode, m in r["modes"].items():
+        load = m.get("loadavg_1m") or {}
+        out.append(f"| scorelib `{mode}` | {m.get('epochs', '')} | **{m['mcrmse']:.3f}** | " + " | ".join(f"{m['rmse'][t]:.3f}" for t in traits)
+                   + f" | {m['wall_s'] / 60:.1f} min | {m['tokens_per_s']:,.0f} | "
+                   f"{load.get('mean', 'n/a')} / {load.get('max', 'n/a')} |")
+    out.append("")
+    for mode, m in r["modes"].items():
+        curve = ", ".join(f"epoch {e['epoch']}: {list(e.values())[1]:.3f} @ {e['train_seconds_so_far'] / 60:.1f} min"
+                          for e in m.get("valid_curve", []))
+        out.append(f"* `{mode}` (`{' '.join(m.get('flags', r['flags']))}`): valid curve {curve}. {m.get('load_log', '')}")
+    best = r.get("best_mode")
+    if best:
+        out += ["", f"Best: `{best['mode']}`, test MCRMSE {best['mcrmse']:.3f} in {best['wall_s'] / 60:.1f} min "
+                    f"(goal {best['goal']}: {yes(best['goal_met'])})."]
+    c = r.get("chunks_vs_truncate")
+    if c:
+        out += ["", f"Cost of `chunks` against `truncate`: {c['tokens_per_s_ratio']:.2f}x the tokens/s, "
+                    f"{c['seconds_per_epoch_ratio']:.2f}x the seconds per epoch."]
+    missing = [m for m in ("truncate", "head-tail", "chunks") if m not in r["modes"]]
+    if missing:
+        out += ["", f"Not measured yet: {', '.join(missing)} (`python bench/bench_long.py --modes "
+                    f"{','.join(missing)}` adds them beside these)."]
+    out += ["", f"Machine: {machine_line(r['machine'])}.", ""]
+    return out
 
 
 def render_cv(name: str, c: dict | None) -> list[str]:

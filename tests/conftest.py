@@ -1,7 +1,10 @@
 """Shared fixtures: fast mode, the real default tokenizer, and one small trained save dir."""
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,20 @@ def train_args(save_dir, *extra):
     argv = ["--save-dir", str(save_dir), "--cpu", "--max-epoch", "1", "--max-train-rows", "48",
             "--max-eval-rows", "24", "--log-format", "simple", *map(str, extra)]
     return parse_args(argv)
+
+
+@contextlib.contextmanager
+def module_scratch(request, tmp_path_factory, name: str):
+    """A folder for a module-scoped fixture, deleted once the module's tests are done unless one failed.
+
+    pytest deletes a passing test's ``tmp_path`` at once (``tmp_path_retention_policy = "failed"``)
+    but leaves ``tmp_path_factory`` folders until the session ends; a few trained save dirs of
+    0.3-3 GB each would otherwise pile up on the disk of a CI runner."""
+    path = tmp_path_factory.mktemp(name)
+    failed = request.session.testsfailed
+    yield path
+    if request.session.testsfailed == failed:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +62,43 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data sets not found at {SHARED_DATA} (set SCORELIB_SHARED_DATA)")
     return SHARED_DATA
+
+
+
+class NotebookRuns:
+    """nbval: delete each notebook's save dirs under ``notebooks/runs/`` that this run made or remade
+    once its last cell has passed, so that the notebooks' checkpoints (up to 3 GB for 04) do not add
+    up on the disk of a CI runner. A notebook with a failed cell keeps them to look at, as does every
+    notebook with ``SCORELIB_KEEP_RUNS=1``. Registered as a plugin (below) because a conftest's own
+    run hooks see only the items of its folder, and the notebooks are not under tests/."""
+
+    def __init__(self):
+        self.started, self.failed = {}, set()
+
+    @staticmethod
+    def notebook(nodeid: str):
+        path = nodeid.split("::")[0]
+        return path if path.endswith(".ipynb") else None
+
+    def pytest_runtest_setup(self, item):
+        if self.notebook(item.nodeid):
+            self.started.setdefault(item.nodeid.split("::")[0], time.time() - 1)
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed and self.notebook(report.nodeid):
+            self.failed.add(self.notebook(report.nodeid))
+
+    def pytest_runtest_teardown(self, item, nextitem):
+        name = self.notebook(item.nodeid)
+        if not name or (nextitem is not None and self.notebook(nextitem.nodeid) == name):
+            return
+        if name in self.failed or os.environ.get("SCORELIB_KEEP_RUNS"):
+            return
+        runs = Path(str(item.fspath)).parent / "runs"
+        for run in (runs.iterdir() if runs.is_dir() else ()):
+            if run.is_dir() and run.stat().st_mtime >= self.started[name]:
+                shutil.rmtree(run, ignore_errors=True)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(NotebookRuns(), "scorelib-notebook-runs")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import module_scratch
 from scorelib.demo import DEMO_RANGES
 
 pytestmark = pytest.mark.browser
@@ -99,9 +100,14 @@ def _stop(proc, url, token):
 
 
 @pytest.fixture(scope="module")
-def lab(sync_playwright, tmp_path_factory):
-    """A JupyterLab server on 127.0.0.1 serving a temporary copy of notebooks/."""
-    tmp = tmp_path_factory.mktemp("lab")
+def lab(sync_playwright, request, tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a temporary copy of notebooks/ (deleted after)."""
+    with module_scratch(request, tmp_path_factory, "lab") as tmp:
+        yield from _lab(tmp)
+
+
+def _lab(tmp):
+    """Start the server in ``tmp``; yield where it answers; stop it."""
     root = tmp / "notebooks"
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
     for name, value in LAB_SETTINGS.items():

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import scorelib
+from conftest import module_scratch
 from scorelib.cli import cv_cli, eval_cli, score_cli
 from scorelib.cutpoints import fit_table_cutpoints
 from scorelib.cv import assign_folds, cross_validate, parse_cv_args, pooled_rows
@@ -40,14 +41,14 @@ def small_table(folder: Path, per_prompt: int = 15, fold_column: bool = False) -
 
 
 @pytest.fixture(scope="module")
-def cv_run(tmp_path_factory):
+def cv_run(request, tmp_path_factory):
     """One tiny 3-fold run with --fit-cutpoints: (save dir, input frame, returned dict)."""
-    base = tmp_path_factory.mktemp("cv")
-    data = small_table(base / "data")
-    argv = [str(data), "--folds", "3", "--save-dir", str(base / "cv"), "--score-ranges", str(data.parent / "ranges.csv"),
-            "--score-step", "1", "--fit-cutpoints", *TINY]
-    out = cross_validate(parse_cv_args(argv))
-    return base / "cv", pd.read_csv(data, dtype=str, keep_default_na=False), out, argv
+    with module_scratch(request, tmp_path_factory, "cv") as base:
+        data = small_table(base / "data")
+        argv = [str(data), "--folds", "3", "--save-dir", str(base / "cv"), "--score-ranges",
+                str(data.parent / "ranges.csv"), "--score-step", "1", "--fit-cutpoints", *TINY]
+        out = cross_validate(parse_cv_args(argv))
+        yield base / "cv", pd.read_csv(data, dtype=str, keep_default_na=False), out, argv
 
 
 def test_cv_writes_folds_oof_table_and_metrics(cv_run):
@@ -95,23 +96,29 @@ def test_cv_writes_folds_oof_table_and_metrics(cv_run):
             assert m["qwk"] >= m["qwk_nearest"] - 1e-9
 
 
-def test_rerun_finishes_fold2_without_retraining_fold1(cv_run):
+def test_rerun_finishes_fold2_without_retraining_fold1(cv_run, monkeypatch):
     save_dir, _, _, argv = cv_run
     fold1, fold2 = save_dir / "fold1", save_dir / "fold2"
-    stamps = lambda d: [(d / n).stat().st_mtime_ns for n in ("checkpoint_best.pt", "checkpoint_last.pt", "oof.csv")]
+    stamps = lambda d: [(d / n).stat().st_mtime_ns for n in ("checkpoint_best.pt", "oof.csv")]
+    # a finished fold keeps checkpoint_best.pt only: checkpoint_last.pt (3x its size) served resuming
+    assert not (fold1 / "checkpoint_last.pt").exists() and not (fold2 / "checkpoint_last.pt").exists()
     before = stamps(fold1)
-    updates = torch.load(fold1 / "checkpoint_last.pt", weights_only=True)["extra_state"]["num_updates"]
-    assert updates > 0
-    last2 = stamps(fold2)[1]
-    (fold2 / "oof.csv").unlink()  # as if killed during fold 2, after its last save
-    (fold2 / "checkpoint_best.pt").unlink()
+    shutil.rmtree(fold2)  # fold 2 again, killed after its last save but before its held-out rows were predicted
+    killed = RuntimeError("killed while predicting fold 2's held-out rows")
+    monkeypatch.setattr("scorelib.cv.results_frame", lambda *a, **k: (_ for _ in ()).throw(killed))
+    with pytest.raises(RuntimeError, match="killed while predicting"):
+        cross_validate(parse_cv_args(argv))
+    monkeypatch.undo()
+    assert not (fold2 / "oof.csv").exists() and (fold2 / "checkpoint_last.pt").is_file()
+    state = torch.load(fold2 / "checkpoint_last.pt", weights_only=True)["extra_state"]
+    assert state["epoch"] == 1 and state["end_of_epoch"] and state["num_updates"] > 0
+    best2 = (fold2 / "checkpoint_best.pt").stat().st_mtime_ns
     cross_validate(parse_cv_args(argv))
     assert stamps(fold1) == before  # fold 1 was not trained (or predicted) again
-    assert torch.load(fold1 / "checkpoint_last.pt", weights_only=True)["extra_state"]["num_updates"] == updates
     assert (fold2 / "oof.csv").is_file()
-    resumed = torch.load(fold2 / "checkpoint_last.pt", weights_only=True)["extra_state"]
-    assert resumed["epoch"] == 1 and resumed["end_of_epoch"]  # resumed at its end, not trained from scratch
-    assert (fold2 / "checkpoint_last.pt").stat().st_mtime_ns == last2  # resumed from it: nothing left to train
+    # resumed at its end from checkpoint_last.pt, not trained from scratch: checkpoint_best.pt was not rewritten
+    assert (fold2 / "checkpoint_best.pt").stat().st_mtime_ns == best2
+    assert not (fold2 / "checkpoint_last.pt").exists()  # finished now, so dropped
     oof = pd.read_csv(save_dir / "results" / "result-cv-oof.csv", dtype={"key": str})
     assert len(oof) == 45 and oof["key"].is_unique
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import train_args
+from conftest import module_scratch, train_args
 from scorelib import train
 from scorelib.metrics import MAXIMIZE
 from scorelib.train import Progress
@@ -71,10 +71,10 @@ class Recorder:
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    save_dir = tmp_path_factory.mktemp("base") / "ckpt"
-    out = train(train_args(save_dir, *BASE))
-    return SimpleNamespace(dir=save_dir, out=out)
+def base_run(request, tmp_path_factory):
+    with module_scratch(request, tmp_path_factory, "base") as base:
+        out = train(train_args(base / "ckpt", *BASE))
+        yield SimpleNamespace(dir=base / "ckpt", out=out)
 
 
 def test_short_run_writes_best_last_epoch_and_update_checkpoints(base_run):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import scorelib
-from conftest import train_args
+from conftest import module_scratch, train_args
 from scorelib import demo
 from scorelib.cli import score_cli
 from scorelib.metrics import compute_trait_metrics, flat_metrics
@@ -24,12 +24,12 @@ def trait_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trait_run(trait_data, tmp_path_factory):
+def trait_run(trait_data, request, tmp_path_factory):
     """One tiny training run of a two-trait model on the demo traits."""
-    save_dir = tmp_path_factory.mktemp("trained_traits") / "ckpt"
-    out = scorelib.train(train_args(save_dir, trait_data["train"].parent, "--score-column", ",".join(TRAITS),
-                                    "--score-ranges", trait_data["ranges"], "--no-epoch-checkpoints"))
-    return out
+    with module_scratch(request, tmp_path_factory, "trained_traits") as base:
+        yield scorelib.train(train_args(base / "ckpt", trait_data["train"].parent, "--score-column",
+                                        ",".join(TRAITS), "--score-ranges", trait_data["ranges"],
+                                        "--no-epoch-checkpoints"))
 
 
 def two_traits():
