@@ -64,7 +64,6 @@ def shared_data():
     return SHARED_DATA
 
 
-
 class NotebookRuns:
     """nbval: delete each notebook's save dirs under ``notebooks/runs/`` that this run made or remade
     once its last cell has passed, so that the notebooks' checkpoints (up to 3 GB for 04) do not add
