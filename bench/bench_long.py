@@ -39,7 +39,7 @@ SEED = 1
 TRAITS = ["cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions"]
 MODES = ["truncate", "head-tail", "chunks"]
 # 2 epochs: the goal is a time budget (45 minutes); one epoch of 512-token windows is 1.18 M tokens of training
-# (2,816 essays), about 18 minutes on 2 CPU cores, so a third would not fit; chunks reads 1.4-1.8 M per epoch.
+# (2,816 essays), 21 minutes on 2 CPU cores (measured), so a third would not fit; chunks (4,105 windows) takes 34.
 FLAGS = ["--score-range", "1", "5", "--score-step", "0.5", "--max-epoch", "2", "--max-length", "512"]
 QUICK = {"rows": {"train": 32, "valid": 16, "test": 16}, "traits": TRAITS[:2],
          "flags": ["--max-epoch", "1", "--max-length", "128"]}
@@ -98,7 +98,7 @@ def train_one(parts, traits: list[str], mode: str, flags: list[str], workdir: Pa
                                         flags, ["--long-text", mode])]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    with open(workdir / "train.log", "w") as f, LoadSampler() as load:
+    with open(workdir / "train.log", "w") as f, common.LoadSampler() as load:
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "SCORELIB_FAST": "0"})
     wall = time.perf_counter() - t0
     log = (workdir / "train.log").read_text()
@@ -111,41 +111,12 @@ def train_one(parts, traits: list[str], mode: str, flags: list[str], workdir: Pa
     long_line = next((line.split("| ")[-1] for line in log.splitlines() if "train:" in line and "--max-length" in line),
                      "")
     valid_col = f"valid_{metric}"
-    curve = [{"epoch": int(r["epoch"]), "valid_" + metric: round(float(r[valid_col]), 4),
-              "train_seconds_so_far": round(float(history["seconds"].iloc[:i + 1].sum()), 1)}
-             for i, (_, r) in enumerate(history.iterrows())]
+    curve = [{"epoch": int(epoch), valid_col: round(float(value), 4), "train_seconds_so_far": round(float(so_far), 1)}
+             for epoch, value, so_far in zip(history["epoch"], history[valid_col], history["seconds"].cumsum())]
     return {"rmse": per_trait, "wall_s": round(wall, 1), "train_seconds": float(history["seconds"].sum()),
             "seconds_per_epoch": float(history["seconds"].median()),
             "tokens_per_s": float(history["tokens_per_s"].median()), "train_log": long_line,
             "valid_curve": curve, "loadavg_1m": load.summary()}
-
-
-class LoadSampler:
-    """The 1-minute load average every 15 s while a run lasts: what else the machine was doing."""
-
-    def __init__(self, every_s: float = 15.0):
-        import threading
-
-        self.every_s, self.samples, self.stop = every_s, [], threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while True:
-            self.samples.append(os.getloadavg()[0])
-            if self.stop.wait(self.every_s):
-                return
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-    def summary(self) -> dict:
-        return {"mean": round(float(np.mean(self.samples)), 2), "max": round(float(np.max(self.samples)), 2),
-                "samples": len(self.samples)}
 
 
 def bench(parts, traits, modes, flags) -> dict:

@@ -12,6 +12,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +100,32 @@ def machine() -> dict:
             "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "loadavg_1m": round(os.getloadavg()[0], 2),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+class LoadSampler:
+    """The 1-minute load average every 15 s while a run lasts: what else the machine was doing."""
+
+    def __init__(self, every_s: float = 15.0):
+        self.every_s, self.samples, self.stop = every_s, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self.stop.wait(self.every_s):
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self) -> dict:
+        return {"mean": round(float(np.mean(self.samples)), 2), "max": round(float(np.max(self.samples)), 2),
+                "samples": len(self.samples)}
 
 
 def peak_rss_mb() -> float:

@@ -208,8 +208,8 @@ def render_long(r: dict | None) -> list[str]:
                    f"{load.get('mean', 'n/a')} / {load.get('max', 'n/a')} |")
     out.append("")
     for mode, m in r["modes"].items():
-        curve = ", ".join(f"epoch {e['epoch']}: {list(e.values())[1]:.3f} @ {e['train_seconds_so_far'] / 60:.1f} min"
-                          for e in m.get("valid_curve", []))
+        curve = ", ".join(f"epoch {e['epoch']}: {next(v for k, v in e.items() if k.startswith('valid_')):.3f} @ "
+                          f"{e['train_seconds_so_far'] / 60:.1f} min" for e in m.get("valid_curve", []))
         out.append(f"* `{mode}` (`{' '.join(m.get('flags', r['flags']))}`): valid curve {curve}. {m.get('load_log', '')}")
     best = r.get("best_mode")
     if best:
