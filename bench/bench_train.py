@@ -61,10 +61,10 @@ def write_data(folder: Path, texts, targets) -> Path:
     return folder
 
 
-def scorelib_args(data: Path, save_dir: Path, max_tokens: int, epochs: int, compile: bool = False):
+def scorelib_args(data: Path, save_dir: Path, max_tokens: int, epochs: int, compile: bool = False, extra=()):
     from scorelib.options import parse_args
 
-    return parse_args([*(["--compile"] if compile else []), str(data), "--save-dir", str(save_dir), "--cpu",
+    return parse_args([*(["--compile"] if compile else []), *extra, str(data), "--save-dir", str(save_dir), "--cpu",
                        "--max-epoch", str(epochs),
                        "--max-tokens", str(max_tokens), "--batch-size", str(HF_BATCH), "--score-range", "0", "1",
                        "--no-epoch-checkpoints", "--log-format", "simple", "--log-interval", "1000000",

@@ -109,6 +109,7 @@ def render(data: dict) -> str:
         out += ["", f"Machine: {machine_line(t['machine'], t.get('threads', t.get('threads_requested')))}"
                     f"{f'; torch threads used by the children: {used}' if used else ''}. 1-minute load average during the runs: "
                     f"{', '.join(map(str, t['loadavg_1m_during']))}. Command: `{t['command'].strip()}`", ""]
+    out += render_compile(data.get("compile"))
     s = data.get("score")
     if s:
         a, b = s["single"], s["batch"]
@@ -186,6 +187,26 @@ def render(data: dict) -> str:
         out += ["", f"Machine: {machine_line(q['machine'])}. 1-minute load after each run: "
                     f"{', '.join(map(str, q['loadavg_1m_runs']))}. Command: `{q['command'].strip()}`", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_compile(c: dict | None) -> list[str]:
+    """Where a training step's time goes (bench_compile.py): eager vs --compile, with and without dropout."""
+    if not c:
+        return []
+    out = [f"### Training step: eager vs `--compile`, with and without dropout ({c['texts']}; epoch 1's first "
+           f"{c['batches']} batches, `--max-tokens {c['max_tokens']} --batch-size {c['batch_size']}`)", "", *stale(c),
+           "| variant | flags | non-pad tokens/s | padded tokens/s | timed passes (s) | first pass (s) | graphs in timed "
+           "passes |", "|---|---|---:|---:|---|---:|---:|"]
+    for name, r in c["variants"].items():
+        out.append(f"| {name} | `{' '.join(r['flags']) or '(defaults)'}` | {f(r['tokens_per_s'])} | "
+                   f"{f(r['padded_tokens_per_s'])} | {', '.join(f(x, 2) for x in r['pass_s'])} | "
+                   f"{f(r['first_pass_s'], 1)} | {r['graphs_in_timed_passes']} |")
+    out += ["", "Ratios (non-pad tokens/s): " + ", ".join(f"{k.replace('_vs_', ' / ')} **{v:.2f}x**"
+                                                        for k, v in c["ratios"].items()) + ".", "",
+            f"Median of {c['passes']} timed passes after an untimed one (which compiles). 1-minute load: mean "
+            f"{c['load_1m']['mean']}, max {c['load_1m']['max']}. Command: `{c['command'].strip()}`. Machine: "
+            f"{machine_line(c['machine'], c['threads'])}.", ""]
+    return out
 
 
 def render_long(r: dict | None) -> list[str]:

@@ -1,10 +1,11 @@
-"""Run every benchmark (``make bench``): padding, training throughput and overhead, scoring, quality, cross-validation,
+"""Run every benchmark (``make bench``): padding, training throughput and overhead, the
+training step with and without compile and dropout, scoring, quality, cross-validation,
 time to quality; then the README.
 
 Each benchmark prints its table and stores one object in bench/results.json; bench/report.py then
 rewrites the figures section of bench/README.md from that file.
 
-    python bench/run_all.py [--skip padding,train,score,quality,cv,time_to_quality]
+    python bench/run_all.py [--skip padding,train,compile,score,quality,cv,time_to_quality]
 
 Each script runs with its defaults, which are the settings the stored figures were measured with.
 """
@@ -17,13 +18,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STEPS = {"padding": ["bench_padding.py"], "train": ["bench_train.py"], "score": ["bench_score.py"],
+STEPS = {"padding": ["bench_padding.py"], "train": ["bench_train.py"], "compile": ["bench_compile.py"],
+         "score": ["bench_score.py"],
          "quality": ["bench_quality.py"], "cv": ["bench_cv.py"], "time_to_quality": ["bench_time_to_quality.py"]}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--skip", default="", help="comma-separated steps to skip: padding, train, score, quality, "
+    p.add_argument("--skip", default="", help="comma-separated steps to skip: padding, train, compile, score, quality, "
                                              "cv, time_to_quality")
     opts = p.parse_args(argv)
     skip = {s.strip() for s in opts.skip.split(",") if s.strip()}

@@ -84,8 +84,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     h.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, and CPU)")
     h.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is there")
     h.add_argument("--compile", action="store_true",
-                   help="torch.compile the encoder (dynamic shapes, so length-bucketed batches compile once); "
-                        "falls back to eager, with a log line, where compiling is not available")
+                   help="torch.compile the encoder (dynamic shapes, so length-bucketed batches compile once; dropout "
+                        "drawn by torch's own kernels, as eager); falls back to eager, with a log line, where "
+                        "compiling is not available")
     h.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
     h.add_argument("--log-format", choices=["tqdm", "simple", "json"], default="tqdm")
     h.add_argument("--log-interval", type=int, default=20, metavar="N", help="updates between simple/json log lines")
