@@ -203,7 +203,7 @@ def render_compile(c: dict | None) -> list[str]:
                    f"{f(r['first_pass_s'], 1)} | {r['graphs_in_timed_passes']} |")
     out += ["", "Ratios (non-pad tokens/s): " + ", ".join(f"{k.replace('_vs_', ' / ')} **{v:.2f}x**"
                                                         for k, v in c["ratios"].items()) + ".", "",
-            f"Median of {c['passes']} timed passes after an untimed one (which compiles). 1-minute load: mean "
+            f"Fastest of {c['passes']} timed passes after an untimed one (which compiles). 1-minute load: mean "
             f"{c['load_1m']['mean']}, max {c['load_1m']['max']}. Command: `{c['command'].strip()}`. Machine: "
             f"{machine_line(c['machine'], c['threads'])}.", ""]
     return out
