@@ -34,23 +34,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_train  # noqa: E402  (the texts, options and trainer of the training benchmark)
 import common  # noqa: E402
 
-VARIANTS = {  # name: (extra scorelib-train flags, compile, inductor's own random kernels, attention dropout off)
-    "eager": ([], False, False, False),
-    "compile": (["--compile"], True, False, False),
-    "compile_inductor_rng": (["--compile"], True, True, False),
-    "eager_no_attention_dropout": ([], False, False, True),
-    "eager_no_dropout": (["--encoder-dropout", "0"], False, False, False),
-    "compile_no_dropout": (["--compile", "--encoder-dropout", "0"], True, False, False),
+VARIANTS = {  # name: (extra scorelib-train flags, inductor's own random kernels, attention dropout off)
+    "eager": ([], False, False),
+    "compile": (["--compile"], False, False),
+    "compile_inductor_rng": (["--compile"], True, False),
+    "eager_no_attention_dropout": ([], False, True),
+    "eager_no_dropout": (["--encoder-dropout", "0"], False, False),
+    "compile_no_dropout": (["--compile", "--encoder-dropout", "0"], False, False),
 }
 
 
 def child(opts) -> dict:
     import torch
 
-    from scorelib.inference import move_to
-
     torch.set_num_threads(opts.threads)
-    flags, compiled, inductor_rng, no_attention_dropout = VARIANTS[opts.child]
+    flags, inductor_rng, no_attention_dropout = VARIANTS[opts.child]
+    compiled = "--compile" in flags
     save_dir = Path(tempfile.mkdtemp(prefix="scorelib-bench-compile-"))
     try:
         trainer = bench_train.build_trainer(bench_train.scorelib_args(Path(opts.data), save_dir, opts.max_tokens, 1,
@@ -70,9 +69,7 @@ def child(opts) -> dict:
                 m.p, switched = 0.0, switched + 1
         if not switched:
             raise RuntimeError("no attention dropout module found (not a BERT-family encoder?)")
-    ds = trainer.train_data
-    batches = trainer.epoch_batches(1)[:opts.batches]
-    samples = [move_to(ds.collater([ds[i] for i in b]), trainer.device) for b in batches]
+    samples = bench_train.first_samples(trainer, opts.batches)
     tokens = sum(int(s["net_input"]["attention_mask"].sum()) for s in samples)
     padded = sum(s["net_input"]["input_ids"].numel() for s in samples)
 
@@ -113,16 +110,16 @@ def main(argv=None) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or not variants:
         p.error(f"--variants: unknown {unknown} (choose from {', '.join(VARIANTS)})")
-    texts, targets, source = common.skewed_texts(256, seed=0)
     work = Path(tempfile.mkdtemp(prefix="scorelib-bench-compile-"))
     try:
         command = "python bench/bench_compile.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        return measure(opts, variants, work, texts, targets, source, command)
+        return measure(opts, variants, work, command)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(opts, variants, work, texts, targets, source, command: str) -> int:
+def measure(opts, variants, work: Path, command: str) -> int:
+    texts, targets, source = common.skewed_texts(256, seed=0)
     data = bench_train.write_data(work / "data", texts, targets)
     dataset = bench_train.setup_task(bench_train.scorelib_args(data, work / "unused", 2048, 1)).dataset("train")
     max_tokens, _, _ = bench_train.choose_max_tokens(dataset)

@@ -132,14 +132,18 @@ def dynamo_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def first_samples(trainer, n_batches: int) -> list[dict]:
+    """Epoch 1's first ``n_batches`` batches, collated and on the trainer's device."""
+    from scorelib.inference import move_to
+
+    ds = trainer.train_data
+    return [move_to(ds.collater([ds[i] for i in b]), trainer.device) for b in trainer.epoch_batches(1)[:n_batches]]
+
+
 def compile_warmup(trainer, n_batches: int) -> dict:
     """Forward + backward (no optimizer step: the weights do not change) on epoch 1's first ``n_batches``
     batches, twice. The first pass compiles; compile time = first pass - second pass."""
-    from scorelib.inference import move_to
-
-    ds, model = trainer.train_data, trainer.model
-    batches = trainer.epoch_batches(1)[:n_batches]
-    samples = [move_to(ds.collater([ds[i] for i in b]), trainer.device) for b in batches]
+    model, samples = trainer.model, first_samples(trainer, n_batches)
 
     def one_pass() -> float:
         model.train()
