@@ -110,13 +110,17 @@ def numbers(frame: pd.DataFrame, column: str, where, blank_ok: bool = True) -> n
     return values
 
 
-def read_data(data) -> pd.DataFrame:
-    """DATA as text columns: one table, or every table in a folder pooled (each row keeps ``_file``)."""
+def read_data(data, key_column: str) -> pd.DataFrame:
+    """DATA as text columns: one table, or the tables of a folder that have ``key_column``, pooled."""
     path = Path(data)
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES) if path.is_dir() else [path]
-    if not files:
-        raise MissingFileError(f"{path}: no .csv, .tsv or .xlsx table in this folder")
-    return pd.concat([read_table(f).assign(_file=str(f)) for f in files], ignore_index=True)
+    if not path.is_dir():
+        return read_table(path)
+    tables = [read_table(p) for p in sorted(path.iterdir()) if p.suffix.lower() in SUFFIXES]
+    tables = [t for t in tables if key_column in t]
+    if not tables:
+        raise DataError(f"{path}: no .csv, .tsv or .xlsx table in this folder has a column {key_column!r}; "
+                        f"name the key column with --key-column")
+    return pd.concat(tables, ignore_index=True)
 
 
 def join_columns(frame: pd.DataFrame, columns: list[str], data, key_column: str, source) -> pd.DataFrame:
@@ -127,7 +131,7 @@ def join_columns(frame: pd.DataFrame, columns: list[str], data, key_column: str,
     if data is None:
         raise OptionError(f"{source}: no column {missing[0]!r}; name the input table as DATA to join it by key "
                           f"(scorelib-report DIR DATA ...)")
-    table = read_data(data)
+    table = read_data(data, key_column)
     for col in [key_column] + missing:
         if col not in table:
             raise DataError(f"{data}: no column {col!r} (columns: {', '.join(c for c in table if c[0] != '_')})"
