@@ -110,6 +110,21 @@ def test_groups_and_fairness_equal_rsmtool(reference_report, reference):
         close(ours[analysis]["p"], exp["fairness"]["raw_trim_round"][analysis]["p"])
 
 
+def test_distributions_and_confusion_matrices_equal_rsmeval(reference_report, reference):
+    """Figures rsmeval computes inline, from running rsmeval 12.0.0 itself on the table."""
+    rep, exp = reference_report[0], reference[1]["rsmeval"]
+    o = rep["traits"]["score"]["overall"]
+    assert o["distribution"]["points"] == exp["score_dist"]["score"]
+    for ours, theirs in (("human_pct", "human"), ("machine_pct", "sys_raw"), ("difference", "difference")):
+        assert o["distribution"][ours] == pytest.approx(exp["score_dist"][theirs], abs=TOL)
+    assert o["confusion"]["points"] == exp["confMatrix"]["labels"] and o["confusion"]["matrix"] == exp["confMatrix"]["matrix"]
+    hh = o["human_human"]["confusion"]
+    assert hh["points"] == exp["confMatrix_h1h2"]["labels"] and hh["matrix"] == exp["confMatrix_h1h2"]["matrix"]
+    for kind in ("raw", "raw_trim_round"):  # rsmeval's own run agrees with the functions the other tests use
+        for k, v in reference[1]["human_machine"][kind].items():
+            close(exp["eval"][kind][k], v)
+
+
 def test_reference_report_flags_and_rsmeval_files(reference_report):
     rep, out = reference_report
     checks = {(f["check"], f.get("level")) for f in rep["flags"]}

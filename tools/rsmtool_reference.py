@@ -10,12 +10,16 @@ It builds a small fixed table (seeded, synthetic: 200 responses on a 1-6 scale, 
 ``machine_round``, and a ``group`` of three levels whose machine scores drift differently), writes it as
 ``input.csv``, computes RSMTool's own figures on it with RSMTool's functions (``Analyzer.metrics_helper``,
 ``compute_metrics``, ``compute_metrics_by_group``, ``compute_degradation_and_disattenuated_correlations``,
-``get_true_score_evaluations``, ``get_fairness_analyses``) and writes them to ``expected.json``.
+``get_true_score_evaluations``, ``get_fairness_analyses``), then runs ``rsmeval`` itself on the table for
+the figures it computes inline (score distributions, confusion matrices) and as a cross-check of the
+rest, and writes them to ``expected.json``.
 """
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +44,27 @@ def make_table(seed: int = 21, n: int = 200) -> pd.DataFrame:
 
 def series(s) -> dict:
     return {str(k): (None if pd.isna(v) else float(v)) for k, v in s.items()}
+
+
+def run_rsmeval(table: pd.DataFrame) -> dict:
+    """Run ``rsmeval`` (beside this Python) on the table; its score distribution, confusion matrices, eval rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        table.rename(columns={"key": "spkitemid", "h1": "sc1", "h2": "sc2", "machine": "system"}).drop(
+            columns="machine_round").to_csv(tmp / "pred.csv", index=False)
+        config = {"experiment_id": "ref", "predictions_file": "pred.csv", "system_score_column": "system",
+                  "human_score_column": "sc1", "second_human_score_column": "sc2", "id_column": "spkitemid",
+                  "trim_min": 1, "trim_max": 6, "exclude_zero_scores": False, "subgroups": ["group"]}
+        (tmp / "ref.json").write_text(json.dumps(config))
+        subprocess.run([str(Path(sys.executable).parent / "rsmeval"), str(tmp / "ref.json"), str(tmp / "out")],
+                       check=True, capture_output=True)
+        out = tmp / "out" / "output"
+        dist = pd.read_csv(out / "ref_score_dist.csv", index_col=0)
+        conf = {name: pd.read_csv(out / f"ref_{name}.csv", index_col=0) for name in ("confMatrix", "confMatrix_h1h2")}
+        evals = pd.read_csv(out / "ref_eval.csv", index_col=0)
+        return {"score_dist": {c: dist[c].astype(float).tolist() for c in dist.columns},
+                **{k: {"labels": [float(v) for v in f.index], "matrix": f.to_numpy().tolist()} for k, f in conf.items()},
+                "eval": {kind: series(evals.loc[kind]) for kind in evals.index}}
 
 
 def main() -> int:
@@ -88,6 +113,7 @@ def main() -> int:
         "by_group": per_group,
         "prmse": series(prmse.loc["raw"]),
         "fairness": fair,
+        "rsmeval": run_rsmeval(table),
     }
     (OUT / "expected.json").write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"wrote {OUT / 'input.csv'} and {OUT / 'expected.json'} with rsmtool {rsmtool.__version__}")
