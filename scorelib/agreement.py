@@ -52,6 +52,8 @@ def smd(h, m, pooled: bool = False) -> np.ndarray:
         pooled (bool): SD = ``sqrt((SD_h^2 + SD_m^2) / 2)`` (RSMTool's human-human SMD) instead of ``SD_h``;
             SDs use ddof 1.
     """
+    if h.shape[-1] < 2:
+        return np.full(h.shape[:-1], np.nan)
     sd_h, sd_m = h.std(-1, ddof=1), m.std(-1, ddof=1)
     return _div(m.mean(-1) - h.mean(-1), np.sqrt((sd_h ** 2 + sd_m ** 2) / 2) if pooled else sd_h)
 

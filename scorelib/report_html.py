@@ -28,6 +28,11 @@ def _f(v, digits: int = 3) -> str:
     return f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else escape(str(v))
 
 
+def _p(p) -> str:
+    """A p-value: four decimals, or two significant digits below 0.001."""
+    return _f(p, 4) if p is None or not np.isfinite(p) or p >= 1e-3 else f"{p:.1e}"
+
+
 def _table(header, rows, left: int = 1, attrs: str = "") -> str:
     head = "".join(f"<th{' class=l' if i < left else ''}>{escape(str(h))}</th>" for i, h in enumerate(header))
     body = "".join("<tr>" + "".join(f"<td{' class=l' if i < left else ''}>{c}</td>" for i, c in enumerate(r)) + "</tr>"
@@ -82,8 +87,8 @@ def flags_table(flags: list[dict]) -> str:
 
 
 def metrics_table(sec: dict) -> str:
-    rows = [[METRIC_NAMES.get(k, k), _f(v["value"]), f"{_f(v['ci'][0])} .. {_f(v['ci'][1])}"]
-            for k, v in sec["metrics"].items()]
+    rows = [[METRIC_NAMES.get(k, k), _f(v["value"], d), f"{_f(v['ci'][0], d)} .. {_f(v['ci'][1], d)}"]
+            for k, v in sec["metrics"].items() for d in [1 if k.endswith("_pct") else 3]]
     return _table(["metric", "value", "95% interval"], rows)
 
 
@@ -113,8 +118,8 @@ def _confusion(c: dict) -> str:
 
 def consistency_html(hh: dict) -> str:
     m, d, p = hh["metrics"], hh["degradation"], hh["prmse"]
-    rows = [[METRIC_NAMES.get(k, k), _f(m.get(k)), _f(d.get(k))] for k in ("exact_pct", "adjacent_pct", "qwk", "pearson", "smd")
-            if k in m]
+    rows = [[METRIC_NAMES.get(k, k), _f(m.get(k), n), _f(d.get(k), n)]
+            for k, n in (("exact_pct", 1), ("adjacent_pct", 1), ("qwk", 3), ("pearson", 3), ("smd", 3)) if k in m]
     return "\n".join([
         f"<h4>Second human rater (N = {hh['n']} double-scored)</h4>",
         _table(["metric", "human–human", "degradation (human–machine minus human–human)"], rows),
@@ -137,7 +142,7 @@ def group_html(col: str, g: dict, thresholds: dict) -> str:
         names = {"osa": "overall score accuracy (OSA)", "osd": "overall score difference (OSD)",
                  "csd": "conditional score difference (CSD)"}
         parts += [_table(["analysis", "adjusted R²", "p-value"],
-                         [[names[k], _f(fair[k]["r2"], 4), _f(fair[k]["p"], 4)] for k in names]),
+                         [[names[k], _f(fair[k]["r2"], 4), _p(fair[k]["p"])] for k in names]),
                   f'<p class="small">Base group: {escape(fair["base_group"])} (the largest).</p>']
     return "\n".join(parts)
 
