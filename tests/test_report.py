@@ -310,3 +310,24 @@ def test_end_to_end_on_a_trained_save_dir(tmp_path):
     for cfg in configs:
         config = json.loads(cfg.read_text(encoding="utf-8"))
         assert (cfg.parent / config["predictions_file"]).is_file() and config["subgroups"] == ["gender"]
+
+
+def test_cutpoints_give_qwk_nearest_and_undefined_figures_are_null(tmp_path):
+    """With fitted cut-points the report gives QWK both ways; a constant machine score makes r and SMD's
+    interval undefined, written as JSON null (never NaN)."""
+    gold = np.array([0, 1, 2, 3, 0, 1, 2, 3], float)
+    pred = np.array([0.6, 1.2, 1.6, 2.4, 0.2, 1.4, 2.1, 2.6])
+    table = PromptTable(ids=["q"], ranges={"q": (0.0, 3.0)}, step=1.0, cutpoints={"q": [0.5, 1.5, 2.2]})
+    rounded = table.round(pred, ["q"] * 8)
+    frame = pd.DataFrame({"key": list("abcdefgh"), "prompt": "q", "gold": gold, "pred": pred, "pred_rounded": rounded,
+                          "text": "x"})
+    m = make_report(fake_save_dir(tmp_path / "cut", frame, table), bootstrap=0)["report"]["traits"]["score"]["overall"]
+    assert m["metrics"]["qwk"]["value"] == pytest.approx(float(A.qwk(gold, rounded)))
+    assert m["metrics"]["qwk_nearest"]["value"] == pytest.approx(float(A.qwk(gold, np.clip(np.floor(pred + 0.5), 0, 3))))
+    assert m["metrics"]["qwk"]["value"] != m["metrics"]["qwk_nearest"]["value"]
+    flat = frame.assign(pred=1.5, pred_rounded=2.0)
+    out = make_report(fake_save_dir(tmp_path / "flat", flat, table.without_cutpoints()), bootstrap=10)
+    text = Path(out["json"]).read_text(encoding="utf-8")
+    assert "NaN" not in text
+    o = json.loads(text)["traits"]["score"]["overall"]["metrics"]
+    assert o["pearson"]["value"] is None and o["pearson"]["ci"] == [None, None] and o["rmse"]["value"] > 0
