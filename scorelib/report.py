@@ -74,7 +74,7 @@ def locate(directory, split=None, results_path=None) -> dict:
     d = Path(directory)
     if not d.is_dir():
         raise MissingFileError(f"{d}: not a folder; name a save dir of scorelib-train or a CV dir of scorelib-cv")
-    cv = (d / "fold0").is_dir() and not (d / "checkpoint_best.pt").is_file()
+    cv = (d / "fold0").is_dir() and not any((d / f"checkpoint_{n}.pt").is_file() for n in ("best", "last"))
     split = split or ("oof" if cv else "test")
     if split == "oof" and not cv:
         raise OptionError(f"--split oof: {d} is not a cross-validation dir (scorelib-cv); use --split test or valid")
@@ -94,19 +94,20 @@ def load_results(where: dict, data=None) -> pd.DataFrame:
     return read_table(path)
 
 
-def numbers(frame: pd.DataFrame, column: str, where, blank_ok: bool = True) -> np.ndarray:
-    """A column as float64 (blank: NaN); a cell that is not a number is an error naming file, row and column."""
+NA_TEXT = ("", "nan", "NaN", "NA", "N/A", "null")  # cells read as "no score"
+
+
+def numbers(frame: pd.DataFrame, column: str, where) -> np.ndarray:
+    """A column as float64 (blank or NA: NaN); a cell that is not a number is an error naming file, row and column."""
     if column not in frame:
         raise DataError(f"{where}: no column {column!r} (columns: {', '.join(c for c in frame if c != '_row')})")
     text = frame[column].astype(str).str.strip()
-    values = pd.to_numeric(text.where(text != "", None), errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(np.isnan(values) & (text != "").to_numpy())
+    blank = text.isin(NA_TEXT).to_numpy()
+    values = pd.to_numeric(text.where(~blank, None), errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(np.isnan(values) & ~blank)
     if len(bad):
         i = bad[0]
         raise DataError(f"{where}: row {frame['_row'].iloc[i]}, column {column!r}: {text.iloc[i]!r} is not a number")
-    if not blank_ok and np.isnan(values).any():
-        i = int(np.flatnonzero(np.isnan(values))[0])
-        raise DataError(f"{where}: row {frame['_row'].iloc[i]}, column {column!r}: empty")
     return values
 
 
