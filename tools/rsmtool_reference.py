@@ -85,7 +85,8 @@ def main() -> int:
     degradation, corr = a.compute_degradation_and_disattenuated_correlations(df)
     groups = df.drop(columns="sc2").assign(group=table["group"])
     by_group, _ = a.compute_metrics_by_group(groups, "group")
-    # by group: compute_metrics_by_group keeps a short list; the full DSM/etc. per group come from metrics_helper
+    # compute_metrics_by_group keeps a short list of figures; all of them per group come from metrics_helper with
+    # the population (all rows) means and SDs, as compute_metrics_by_group passes them
     pop = {c: (groups[c].mean(), groups[c].std(ddof=1)) for c in ("sc1", "raw", "raw_trim_round")}
     per_group = {}
     for g, rows in groups.groupby("group"):
@@ -101,8 +102,7 @@ def main() -> int:
         fair[kind] = {name: {"r2": float(frame.loc["R2", col]), "p": float(frame.loc["sig", col])}
                       for name, col in (("osa", "Overall score accuracy"), ("osd", "Overall score difference"),
                                         ("csd", "Conditional score difference"))}
-        fair[kind]["base_group"] = str(frame.loc["R2", "base_category"]) if "base_category" in frame.index \
-            else str(frame["base_category"].iloc[0])
+        fair[kind]["base_group"] = str(frame["base_category"].iloc[0])
     expected = {
         "rsmtool_version": rsmtool.__version__,
         "human_machine": {kind: series(hm.loc[kind]) for kind in ("raw", "raw_trim_round")},
