@@ -163,9 +163,8 @@ def evaluate_frame(frame: pd.DataFrame, table: PromptTable, groups=(), second=()
         groups (list[str]): group columns. second (list[str]): second-score columns, one per trait (or none).
     """
     out = {}
-    for k, trait in enumerate(trait_names(table)):
-        view = table.for_trait(trait) if table.traits else table
-        cols = [f"{c}_{trait}" for c in ("gold", "pred", "pred_rounded")] if table.traits else ["gold", "pred", "pred_rounded"]
+    for k, (trait, view) in enumerate(table.views.items()):
+        cols = [table.scores.suffixed(c)[k] for c in ("gold", "pred", "pred_rounded")]
         gold, pred, rounded = (numbers(frame, c, source) for c in cols)
         keep = np.isfinite(gold)
         if np.isnan(pred[keep]).any():
