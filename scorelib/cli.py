@@ -88,7 +88,7 @@ def cv_cli(argv=None) -> int:
     return run("scorelib-cv", cross_validate, args)
 
 
-EVAL_OWN = ("split", "results_path", "cpu", "bf16")  # scorelib-eval's own options, never taken from the checkpoint
+EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")  # scorelib-eval's own options, never taken from the checkpoint
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -101,6 +101,12 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-path", help="default: the checkpoint's folder/results")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--bf16", action="store_true")
+    r = p.add_argument_group("evaluation report (scorelib-report)")
+    r.add_argument("--report", action="store_true",
+                   help="also write results/report-{ckpt}-{split}.html and .json, as scorelib-report does")
+    r.add_argument("--group-column", metavar="COL[,COL...]", help="--report: groups of writers (DSM, fairness)")
+    r.add_argument("--second-score-column", metavar="COL[,COL...]", help="--report: a second human score per trait")
+    r.add_argument("--bootstrap", type=int, default=1000, help="--report: resamples for the 95%% intervals")
     TextScoringTask.add_args(p)
     return p
 
@@ -158,7 +164,25 @@ def evaluate_checkpoint(args, parser) -> dict:
         _, metrics = evaluate_dataset(ds, preds, scorer.table, results_path, ckpt.name, split)
         print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
+        if args.report:
+            write_report(args, source, ckpt, split, results_path)
     return out
+
+
+def write_report(args, source, ckpt, split, results_path) -> None:
+    """``scorelib-eval --report``: :func:`scorelib.report.make_report` on the result file just written."""
+    from .report import make_report
+
+    if ckpt.name not in ("checkpoint_best.pt", "ensemble"):
+        raise OptionError(f"--report reads checkpoint_best's result files; {ckpt.name} is another checkpoint: "
+                          f"evaluate the save dir itself, or run scorelib-report on it")
+    names = {flag: [c.strip() for c in value.split(",") if c.strip()] if value else []
+             for flag, value in (("group", args.group_column), ("second", args.second_score_column))}
+    done = make_report(Path(source).parent if Path(source).is_file() else source, args.data, split=split,
+                       group_columns=names["group"], second_score_columns=names["second"],
+                       key_column=args.key_column or "key", bootstrap=args.bootstrap, seed=args.seed,
+                       results_path=results_path)
+    print(f"report: {done['html']} ({len(done['report']['flags'])} flag(s))")
 
 
 def score_parser() -> argparse.ArgumentParser:
