@@ -158,3 +158,128 @@ def test_a_fold_whose_valid_part_cannot_rank_epochs_is_warned(log_of):
         warn_unranked(0, valid, {"metric": "qwk", "history": rows}, Namespace(valid_fraction=0.1))
     warn_unranked(1, valid, {"metric": "qwk", "history": [{"valid_qwk": None}]}, Namespace(valid_fraction=0.1))
     assert log_of.text.count("could not rank") == 1 and "fold 1:" in log_of.text
+
+
+# ---------------------------------------------------------------- item 6: gold written as it was read
+def test_result_csv_writes_integral_gold_as_read_and_fractional_gold_unchanged(tmp_path):
+    from scorelib.prompts import PromptTable
+    from scorelib.results import results_frame, write_results, frame_metrics
+
+    table = PromptTable(["a"], {"a": (0.0, 4.0)}, step=0.5)
+    for name, gold, written in (("whole", [1, 3, np.nan, 0], ["1", "3", "", "0"]),
+                                ("halves", [1, 2.5, 4, 0], ["1.0", "2.5", "4.0", "0.0"])):
+        frame = results_frame(["k1", "k2", "k3", "k4"], ["a"] * 4, gold, [0.2, 0.6, 0.5, 0.1], ["t"] * 4, table)
+        paths = write_results(frame, frame_metrics(frame, table), table, tmp_path / name, "checkpoint_best.pt", "test")
+        lines = paths["csv"].read_text(encoding="utf-8").splitlines()
+        assert [line.split(",")[2] for line in lines[1:]] == written, lines
+        assert frame["gold"].dtype == np.float64  # the frame itself keeps float64 (metrics, plots)
+        back = pd.read_csv(paths["csv"])
+        np.testing.assert_array_equal(back["gold"].to_numpy(np.float64), np.asarray(gold, dtype=float))
+
+
+# ---------------------------------------------------------------- item 5: plots faceted by prompt
+def demo_like(n=60, seed=0):
+    from scorelib.demo import DEMO_RANGES
+    from scorelib.prompts import PromptTable
+    from scorelib.results import frame_metrics, results_frame
+
+    ids = list(DEMO_RANGES)
+    table = PromptTable(ids, dict(DEMO_RANGES), step=1.0)
+    rng = np.random.default_rng(seed)
+    prompts = np.array(ids * (n // 3), dtype=object)
+    lo, hi = (np.array([DEMO_RANGES[p][i] for p in prompts]) for i in (0, 1))
+    gold = np.round(lo + rng.uniform(0, 1, n) * (hi - lo))
+    frame = results_frame([f"k{i}" for i in range(n)], prompts, gold, rng.uniform(0.2, 0.8, n), ["t"] * n, table)
+    return frame, table, frame_metrics(frame, table)
+
+
+def texts_of(fig):
+    return [t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text") and o.get_text())]
+
+
+def test_result_plot_has_a_panel_per_prompt_on_its_own_range_with_its_own_figures():
+    import warnings
+
+    from scorelib.plots import plot_results
+
+    frame, table, metrics = demo_like()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no missing-glyph warnings, whatever fonts are installed
+        fig = plot_results(frame, metrics, table, title="checkpoint_best · test")
+        fig.canvas.draw()
+    axes = [a for a in fig.axes if a.get_visible()]
+    assert len(axes) == 3
+    for ax, pid in zip(axes, table.ids):
+        lo, hi = table.ranges[pid]
+        assert ax.get_xlim()[0] < lo < hi < ax.get_xlim()[1] and ax.get_xlim()[1] - ax.get_xlim()[0] < 1.5 * (hi - lo)
+        m = metrics["per_prompt"][pid]
+        assert ax.get_title().startswith(f"{pid} ({lo:g}–{hi:g}), n={m['n']}")
+        assert f"QWK {m['qwk']:.3f}" in ax.get_title() and f"Pearson {m['pearson']:.3f}" in ax.get_title()
+        (points,) = ax.collections
+        x = points.get_offsets()[:, 0]
+        gold = frame.loc[frame["prompt"] == pid, "gold"].to_numpy()
+        assert 0 < np.abs(x - gold).max() <= 0.15 + 1e-9  # jittered, less than a rubric step
+        assert points.get_alpha() < 1
+    shown = " ".join(texts_of(fig))  # the overall figure is the mean of the per-prompt ones, and says so
+    assert f"mean of per-prompt QWK {metrics['overall']['qwk']:.3f}" in shown
+
+
+def test_plot_titles_fall_back_to_english_without_a_cjk_font(monkeypatch):
+    import warnings
+
+    import scorelib.plots as plots
+
+    frame, table, metrics = demo_like()
+    monkeypatch.setattr(plots, "cjk_font", lambda: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.plot_results(frame, metrics, table, title="t")
+        fig.canvas.draw()
+    shown = " ".join(texts_of(fig))
+    assert "gold score" in shown and not any("\u4e00" <= ch <= "\u9fff" for ch in shown)
+
+
+def test_bilingual_titles_where_a_cjk_font_is_installed():
+    from scorelib.plots import bilingual, cjk_font
+
+    if cjk_font() is None:
+        pytest.skip("no font with Chinese glyphs (fc-list :lang=zh); .ci/run installs fonts-noto-cjk")
+    assert bilingual("gold score", "人工评分") == "gold score / 人工评分"
+
+
+def test_widget_plot_of_one_prompt_and_many_prompts_in_one_panel():
+    from scorelib.plots import MAX_FACETS, plot_gold_vs_pred
+    from scorelib.prompts import PromptTable
+    from scorelib.results import frame_metrics, results_frame
+
+    frame, table, _ = demo_like()
+    fig = plot_gold_vs_pred(frame, table, title="prompt q2", prompts=["q2"], new_score=3.3, trait=None)
+    (ax,) = fig.axes
+    assert ax.get_xlim()[0] < 1 and ax.get_xlim()[1] > 6 and ax.get_xlim()[1] < 7.5  # q2's own 1..6
+    assert any("new text: 3.30" in t.get_text() for t in ax.get_legend().get_texts())
+    ids = [f"p{i}" for i in range(MAX_FACETS + 1)]
+    big = PromptTable(ids, {p: (0.0, 4.0) for p in ids}, step=1.0)
+    n = 4 * len(ids)
+    rows = results_frame([f"k{i}" for i in range(n)], ids * 4, np.arange(n) % 5, np.full(n, 0.5), ["t"] * n, big)
+    fig = plot_gold_vs_pred(rows, big, frame_metrics(rows, big))
+    assert len(fig.axes) == 1 and f"{len(ids)} prompts in one panel" in " ".join(texts_of(fig))
+
+
+# ---------------------------------------------------------------- item 5: how `make demo` ends
+def test_training_ends_by_naming_the_save_dir_the_result_files_and_the_next_command(tmp_path, capsys):
+    """``make demo`` is ``scorelib-train --save-dir checkpoints/demo --no-epoch-checkpoints`` on the demo data:
+    the same entry point, on a tiny run."""
+    save = tmp_path / "demo"
+    assert train_cli(["--save-dir", str(save), "--no-epoch-checkpoints", "--cpu", "--max-epoch", "1",
+                      "--max-train-rows", "24", "--max-eval-rows", "12", "--max-length", "48",
+                      "--no-save-optimizer-state", "--log-format", "simple"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-5:]
+    assert last[0] == f"done: the model is in {save}/ (checkpoint_best.pt; history.csv per epoch; prompts.json)"
+    assert last[1].startswith(f"  result files in {save / 'results'}/: ")
+    for name in ("result-checkpoint_best-test.xlsx", "result-checkpoint_best-test.csv",
+                 "metrics-checkpoint_best-test.json", "plot-checkpoint_best-test.png"):
+        assert name in last[1] and (save / "results" / name).is_file()
+    assert last[2].startswith("  test: mean of per-prompt QWK") and "n=12" in last[2]
+    assert last[3].startswith("next: score a text:  ") and "scorelib-score" in last[3]
+    assert last[3].endswith(f'{save} --prompt q1 "Type an answer here."')
+    assert "notebooks/04_train_eval.ipynb" in last[4]
