@@ -204,7 +204,9 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
 
     A folder gives its ``train``/``valid``/``test`` tables; a single table is split per prompt by
     ``valid_fraction``/``test_fraction``, or, with ``whole_file_as``, read whole as that split
-    (for evaluation). ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows.
+    (for evaluation). ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows. A
+    ``ranges_file`` naming prompts that data to train on does not hold, while one of its prompts has no declared
+    range, is refused (:func:`scorelib.ranges.check_named_prompts`).
 
     Returns:
         Tables: checked frames (unique keys across splits) and the declared ranges and step.
@@ -231,7 +233,8 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
         tables.trait_ranges, tables.trait_steps = read_trait_ranges(ranges_file, tables.scores.traits)
     elif ranges_file:
         tables.ranges.update(read_ranges(ranges_file))
-    if ranges_file:  # a file naming prompts the data does not hold, while a prompt has no range: refused
+    if ranges_file and whole_file_as in (None, "train"):  # data to train on (evaluation takes the model's ranges):
+        # a file naming prompts the data does not hold, while a prompt has no range, is refused
         named = {*tables.ranges, *(p for r in tables.trait_ranges.values() for p in r)}
         kept = sorted(set().union(*(f["prompt"] for f in tables.frames.values())), key=natural_key)
         uncovered = [p for p in kept if p not in tables.ranges and not any(

@@ -47,6 +47,20 @@ def test_ranges_file_naming_absent_prompts_is_refused_with_their_names(tmp_path,
         assert name in err, (name, err)
 
 
+def test_cv_refuses_the_same_ranges_file_and_eval_reads_a_table_with_it(tmp_path):
+    from scorelib.cv import parse_cv_args, pooled_rows
+
+    data, ranges = essays(tmp_path / "data")
+    argv = [str(data), "--key-column", "essay_id", "--text-column", "answer", "--score-column", "mark",
+            "--score-ranges", str(ranges), "--save-dir", str(tmp_path / "cv")]
+    with pytest.raises(DataError, match="'Q1', 'Q2', 'Q3', which do not occur in the data"):
+        pooled_rows(parse_cv_args(argv))
+    # evaluation takes the model's ranges: a table read whole as a split to evaluate is not refused for them
+    tables = read_splits(data, Columns("essay_id", None, "answer", None, "mark"), ranges_file=ranges,
+                         whole_file_as="test")
+    assert set(tables.frames["test"]["prompt"]) == {"0"}
+
+
 def test_with_the_prompt_column_the_same_files_are_read(tmp_path):
     data, ranges = essays(tmp_path / "data")
     tables = read_splits(data, Columns("essay_id", "question", "answer", None, "mark"), ranges_file=ranges)
