@@ -49,8 +49,8 @@ def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -
         passes (int): coordinate-search sweeps over the thresholds.
 
     Returns:
-        tuple[list[float], dict]: ``k - 1`` strictly increasing thresholds, at least ``MIN_GAP * step`` apart (the midpoints when QWK is undefined
-        or cannot be raised) and ``{"qwk_nearest", "qwk"}`` on the fitted data.
+        tuple[list[float], dict]: ``k - 1`` strictly increasing thresholds, at least ``MIN_GAP * step`` apart
+        (the midpoints when QWK is undefined or cannot be raised) and ``{"qwk_nearest", "qwk"}`` on the fitted data.
     """
     gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     keep = np.isfinite(gold) & np.isfinite(pred)

@@ -133,8 +133,9 @@ def warn_unranked(i: int, valid: pd.DataFrame, result: dict, args) -> None:
         return
     sizes = ", ".join(f"{p} {n}" for p, n in valid.groupby("prompt").size().items())
     logger.warning("fold %d: its valid part (%d rows: %s) gave valid_%s %s in every epoch, so it could not rank "
-                   "them and checkpoint_best is not the best epoch but an arbitrary one; raise --valid-fraction (now %g) or use fewer "
-                   "--folds", i, len(valid), sizes, result["metric"], values[0], args.valid_fraction)
+                   "them and checkpoint_best is not the best epoch but an arbitrary one; raise --valid-fraction "
+                   "(now %g) or use fewer --folds", i, len(valid), sizes, result["metric"], values[0],
+                   args.valid_fraction)
 
 
 def drop_resume_state(fold_dir: Path) -> None:

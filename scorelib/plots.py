@@ -100,8 +100,7 @@ def draw_panel(ax, frame: pd.DataFrame, table, pids, colors, new_score=None) -> 
         ax.axhline(float(new_score), color="tab:red", linewidth=1.5, label=f"new text: {float(new_score):.2f}")
     jittered = f", jittered ±{JITTER * step:g}" if step else ""
     ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), aspect="equal")
-    ax.set_xlabel(bilingual(f"gold score{jittered}", "人工评分") if step else bilingual("gold score", "人工评分"),
-                  **fonts())
+    ax.set_xlabel(bilingual(f"gold score{jittered}", "人工评分"), **fonts())
     ax.set_ylabel(bilingual("predicted score", "预测分数"), **fonts())
 
 

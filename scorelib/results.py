@@ -131,10 +131,10 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
     """Write the result table (xlsx and csv), the metrics (json) and the plot (png).
 
     Files are ``result-{ckpt}-{split}.xlsx|.csv``, ``metrics-{ckpt}-{split}.json`` and
-    ``plot-{ckpt}-{split}.png``, each written atomically. The CSV keeps texts verbatim
-    and writes integral gold as read (``1``, not ``1.0``: :func:`whole_gold`); the xlsx stores key/prompt/text as string cells (never formulas), replaces characters
-    XML cannot carry by U+FFFD and cuts texts at Excel's 32,767 characters; the counts are
-    set in ``metrics`` as ``xlsx_replaced_control_chars`` / ``xlsx_truncated_texts``.
+    ``plot-{ckpt}-{split}.png``, each written atomically. The CSV keeps texts verbatim and writes integral
+    gold as read (``1``, not ``1.0``: :func:`whole_gold`); the xlsx stores key/prompt/text as string cells (never
+    formulas), replaces characters XML cannot carry by U+FFFD and cuts texts at Excel's 32,767 characters; the
+    counts are set in ``metrics`` as ``xlsx_replaced_control_chars`` / ``xlsx_truncated_texts``.
 
     Returns:
         dict[str, pathlib.Path]: paths under keys ``xlsx, csv, metrics, plot``.
