@@ -9,6 +9,7 @@ probably meant (a column whose values repeat like prompt ids).
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -45,9 +46,9 @@ def prompt_column_candidates(raw: pd.DataFrame, used) -> dict[str, list[str]]:
         used (Iterable[str]): the columns already mapped (key, text, context, score columns): never candidates.
 
     Returns:
-        dict[str, list[str]]: per candidate column, its distinct values (stripped, in order of first use). A
-        candidate has 2 to :data:`MAX_PROMPT_IDS` distinct non-empty values, each on at least two rows, and
-        fewer distinct values than half its rows.
+        dict[str, list[str]]: per candidate column (names like prompt, question, set, task first), its distinct
+        values (stripped, in order of first use). A candidate has 2 to :data:`MAX_PROMPT_IDS` distinct non-empty
+        values, each on at least two rows, and fewer distinct values than half its rows.
     """
     out = {}
     for name in raw.columns:
@@ -57,7 +58,8 @@ def prompt_column_candidates(raw: pd.DataFrame, used) -> dict[str, list[str]]:
         counts = values[values != ""].value_counts(sort=False)
         if 2 <= len(counts) <= MAX_PROMPT_IDS and counts.min() >= 2 and len(counts) <= len(values) / 2:
             out[str(name)] = [str(v) for v in pd.unique(values[values != ""])]
-    return out
+    likely = sorted(out, key=lambda c: not re.search(r"prompt|question|set|task|item|topic|id", c, re.I))
+    return {c: out[c] for c in likely}  # names that sound like prompt ids first
 
 
 def candidates_hint(candidates: dict[str, list[str]]) -> str:

@@ -91,6 +91,14 @@ def test_without_a_prompt_column_the_log_names_the_column_that_repeats_like_prom
     assert "did you mean --prompt-column question?" in log_of.text and "Q1, Q2, Q3" in log_of.text
 
 
+def test_a_column_named_like_prompt_ids_is_named_first(tmp_path):
+    from scorelib.ranges import prompt_column_candidates
+
+    raw = pd.DataFrame({"rater": list("abab") * 3, "text": [f"t{i}" for i in range(12)],
+                        "task_set": ["x", "y", "z"] * 4, "score": ["1"] * 12})
+    assert list(prompt_column_candidates(raw, ["text", "score"])) == ["task_set", "rater"]
+
+
 def test_no_hint_for_a_table_without_repeating_columns(tmp_path, log_of):
     frame = pd.DataFrame({"key": [f"k{i}" for i in range(20)], "text": [f"text {i}" for i in range(20)],
                           "score": [i % 4 for i in range(20)], "note": [f"n{i}" for i in range(20)]})
