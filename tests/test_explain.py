@@ -169,3 +169,40 @@ def test_traits_get_one_effect_each(scorer):
         assert u["effect"]["double"] == pytest.approx(2 * u["effect"]["content"], abs=1e-5)
     assert render_text(e).splitlines()[2].split() == ["conten", "double"]
     assert 'title="content: ' in render_html(e, trait="double")
+
+
+@pytest.mark.slow
+def test_scorelib_score_explain_prints_signed_sentences(trained_dir, capsys):
+    from scorelib.cli import score_cli
+
+    assert score_cli([str(trained_dir), "--cpu", "--prompt", "q1", "--explain", TEXT]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "on q1's 0–3 scale" in lines[0] and lines[1].startswith("prompt q1: score ")
+    effects = [line.split()[0] for line in lines[3:6]]
+    assert all(x[0] in "+-" and float(x) == float(x) for x in effects), lines
+    assert lines[5].endswith("Seasons feel different in different places.")
+    assert score_cli([str(trained_dir), "--cpu", "--format", "json", "--explain", "One. Two."]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[1])
+    assert record["by"] == "sentence" and [u["text"] for u in record["units"]] == ["One.", "Two."]
+
+
+@pytest.mark.slow
+def test_widget_explain_toggle_shades_sentences(scorer, monkeypatch):
+    from scorelib import widget as widget_module
+
+    w = widget_module.ScoringWidget(scorer)
+    w.prompt.value, w.text.value = "q2", TEXT
+    w.button.click()
+    assert w.explained.value == ""
+    w.explain.value = True  # toggling re-scores the shown text with its explanation
+    assert w.explained.value.count("<span ") == 3 and "Green: raises the score" in w.explained.value
+    assert w.last["score"] == pytest.approx(scorer.score(TEXT, prompt="q2"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no gradients today")
+
+    monkeypatch.setattr("scorelib.explain.explain", broken)
+    w.button.click()
+    shown = "".join(o.get("text", "") for o in w.output.outputs)
+    assert "(explanation not shown: RuntimeError: no gradients today)" in shown and "Traceback" not in shown
+    assert w.explained.value == ""
