@@ -26,8 +26,8 @@ def cells(path, kind):
     return [(c, "".join(c["source"])) for c in nb["cells"] if c["cell_type"] == kind]
 
 
-def test_the_five_notebooks_are_found():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_the_six_notebooks_are_found():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
