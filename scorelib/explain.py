@@ -166,6 +166,12 @@ def _by_token(scorer, out: Explanation, ctx, offsets, read, steps: int) -> Expla
     return out
 
 
+def _digits(e: Explanation) -> int:
+    """3 decimals where every effect is below 0.05 (a model that barely reacts), else 2."""
+    small = np.nanmax(np.abs([e.effects(n) for n in e.names]), initial=0.0) < 0.05 if e.units else False
+    return 3 if small else 2
+
+
 def _signed(v, digits: int = 2) -> str:
     return "  n/a" if v is None else f"{v:+.{digits}f}"
 
@@ -173,8 +179,7 @@ def _signed(v, digits: int = 2) -> str:
 def render_text(e: Explanation, limit: int = 20) -> str:
     """Plain text: the score, then one line per sentence (``+0.42  The sentence.``); tokens: the ``limit``
     largest attributions. Unread units are marked ``(not read)``."""
-    small = np.nanmax(np.abs([e.effects(n) for n in e.names]), initial=0.0) < 0.05 if e.units else False
-    digits = 3 if small else 2
+    digits = _digits(e)
     head = ", ".join(f"{n} {e.score[n]:.{digits}f} ({e.ranges[n][0]:g}–{e.ranges[n][1]:g})" for n in e.names)
     lines = [f"prompt {e.prompt}: {head}"]
     if e.by == "sentence":
@@ -213,7 +218,7 @@ def render_html(e: Explanation, trait: str | None = None, numbers: bool | None =
     name = trait or e.names[0]
     numbers = e.by == "sentence" if numbers is None else numbers
     top = float(np.nanmax(np.abs(e.effects(name)), initial=0.0)) if e.units else 0.0
-    parts, pos = [], 0
+    parts, pos, digits = [], 0, _digits(e)
     for u in e.units:
         parts.append(html.escape(e.text[pos:u["start"]]))
         tip = "; ".join(f"{n}: {_signed(u['effect'][n], 3)}" for n in e.names)
@@ -222,7 +227,7 @@ def render_html(e: Explanation, trait: str | None = None, numbers: bool | None =
         style += "" if u["read"] else ";color:#888;text-decoration:line-through"
         parts.append(f'<span style="{style}" title="{html.escape(tip)}">{html.escape(u["text"])}</span>')
         if numbers:
-            parts.append(f'<sup style="color:#555">[{_signed(u["effect"][name])}]</sup>')
+            parts.append(f'<sup style="color:#555">[{_signed(u["effect"][name], digits)}]</sup>')
         pos = u["end"]
     parts.append(html.escape(e.text[pos:]))
     what = ("effect = score minus the score without the sentence (occlusion: a correlation, not a cause)"

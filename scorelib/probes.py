@@ -208,8 +208,11 @@ def probe_dir(args) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out.with_suffix(".csv"), lambda tmp: rows.to_csv(tmp, index=False))
     atomic_write(out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    import matplotlib.pyplot as plt
+
     fig = plot_summary(summary, f"{ckpt.stem} on {args.split}: probes")
     atomic_write(out.with_suffix(".png"), lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)  # written, not shown (a notebook shows the PNG)
     print(f"wrote {out}.csv, .json, .png; flags: {', '.join(f['probe'] for f in summary['flags']) or 'none'}")
     return summary
 
