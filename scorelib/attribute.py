@@ -79,7 +79,8 @@ def text_positions(scorer, batch: dict, text: str, context: str | None, offsets,
 
 
 def integrated_gradients(model, batch: dict, positions: torch.Tensor, n_text: int, pad_id: int,
-                         scale: torch.Tensor, target: int | None, steps: int = 32) -> tuple[np.ndarray, float, float, float]:
+                         scale: torch.Tensor, target: int | None,
+                         steps: int = 32) -> tuple[np.ndarray, float, float, float]:
     """Integrated Gradients of one text's score on its text tokens' input embeddings.
 
     Args:

@@ -232,10 +232,12 @@ def render_html(e: Explanation, trait: str | None = None, numbers: bool | None =
     parts.append(html.escape(e.text[pos:]))
     what = ("effect = score minus the score without the sentence (occlusion: a correlation, not a cause)"
             if e.by == "sentence" else
-            f"Integrated Gradients against an all-pad baseline (score {e.baseline[name]:.2f}; delta {e.delta[name]:+.3f})")
+            f"Integrated Gradients against an all-pad baseline (score {e.baseline[name]:.2f}; "
+            f"delta {e.delta[name]:+.3f})")
     legend = (f"{name} {e.score[name]:.2f} on prompt {e.prompt}'s {e.ranges[name][0]:g}–{e.ranges[name][1]:g} scale. "
-              f"Green: raises the score; red: lowers it; the number in brackets (or on hover) is the change; "
-              f"struck-through grey: not read by the model. {what}.")
+              f"Green: raises the score; red: lowers it; the number in brackets (or on hover) is the change. "
+              f"{'Struck-through grey: not read by the model. ' if not all(u['read'] for u in e.units) else ''}"
+              f"{what}.")
     note = f"<p><em>{html.escape(e.note)}</em></p>" if e.note else ""
     return (f'<div class="scorelib-explain"><p style="line-height:1.8">{"".join(parts)}</p>'
             f'<p style="font-size:smaller">{html.escape(legend)}</p>{note}</div>')

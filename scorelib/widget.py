@@ -131,6 +131,7 @@ class ScoringWidget:
         self.explain.observe(lambda _: self.on_click() if self.last and "error" not in self.last else None, "value")
         self.widget.add_class("scorelib-widget")
         self.button.add_class("scorelib-score")
+        self.explain.add_class("scorelib-explain-toggle")
         self.button.on_click(self.on_click)
         self.last = None
 

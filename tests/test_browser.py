@@ -217,3 +217,28 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request)
     alone = ARTIFACTS / f"widget-{Path(notebook).stem}.png"
     widget.screenshot(path=str(alone))
     assert alone.stat().st_size > 0
+
+
+def test_widget_explain_toggle_shades_sentences_in_jupyterlab(page, lab, request):
+    """Score a text, switch Explain on: each sentence is shaded, with its number on hover and a text legend."""
+    import nbformat
+
+    save_dir = os.environ.get("SCORELIB_WIDGET_SAVE_DIR") or request.getfixturevalue("trained_dir")
+    source = WIDGET_NOTEBOOK.format(save_dir=str(Path(save_dir).resolve()))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, lab["root"] / "explain_check.ipynb")
+    widget = _run_all_until_widget(page, lab, "explain_check.ipynb").locator(".scorelib-widget").last
+    widget.locator("textarea").fill(ANSWER + " It is used for undo. Queues are different.")
+    widget.locator(".scorelib-score").click()
+    widget.locator(".widget-output img").first.wait_for(timeout=60_000)
+    widget.locator(".scorelib-explain-toggle").click()
+    spans = widget.locator(".scorelib-explain span[title]")
+    spans.first.wait_for(timeout=60_000)
+    assert spans.count() == 3
+    assert all(re.match(r"score: [+-]\d\.\d{3}$", spans.nth(i).get_attribute("title")) for i in range(3))
+    assert "Green: raises the score; red: lowers it" in widget.locator(".scorelib-explain").inner_text()
+    widget.scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    widget.screenshot(path=str(ARTIFACTS / "widget-explain.png"))
+    shutil.copy(ARTIFACTS / "widget-explain.png", Path(tempfile.gettempdir()) / "widget-explain.png")
