@@ -208,3 +208,26 @@ def test_widget_explain_toggle_shades_sentences(scorer, monkeypatch):
     shown = "".join(o.get("text", "") for o in w.output.outputs)
     assert "(explanation not shown: RuntimeError: no gradients today)" in shown and "Traceback" not in shown
     assert w.explained.value == ""
+
+
+@pytest.mark.slow
+def test_token_attributions_per_trait(scorer):
+    pytest.importorskip("captum")
+    import torch
+
+    class TwoOutputs(torch.nn.Module):  # the real model's output, and half of it as a second trait
+        def __init__(self, model):
+            super().__init__()
+            self.inner, self.encoder = model, model.encoder
+
+        def forward(self, *args, **kwargs):
+            out = self.inner(*args, **kwargs)["encoder_out"]
+            return {"encoder_out": torch.stack([out, out / 2], dim=-1)}
+
+    two = TwoTraits(scorer)
+    two.model = TwoOutputs(scorer.model)
+    e = explain(two, TEXT, prompt="q1", by="token", steps=8)
+    lo, hi = scorer.table.ranges["q1"]
+    assert e.score["double"] == pytest.approx((e.score["content"] - lo) / 2 + lo, abs=1e-5)
+    assert np.allclose(e.effects("double"), e.effects("content") / 2, atol=1e-6)
+    assert set(e.delta) == {"content", "double"}
