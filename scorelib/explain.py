@@ -116,7 +116,7 @@ def explain(scorer, text: str, prompt=None, by: str = "sentence", contexts=None,
     """
     if by not in ("sentence", "token"):
         raise OptionError(f"explain: by={by!r}; choose 'sentence' or 'token'")
-    texts, prompt, ctx = scorer.check([text], prompt, contexts)
+    _, prompt, ctx = scorer.check([text], prompt, contexts)
     context = ctx[0] if ctx else None
     names = list(scorer.traits) or ["score"]
     tables = [scorer.table.for_trait(t) for t in scorer.traits] or [scorer.table]
