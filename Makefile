@@ -25,6 +25,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	SCORELIB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
+# The unit tests alone: no notebooks, no browser, none of the slow end-to-end runs (a few minutes).
+test-fast: $(STAMP)
+	SCORELIB_FAST=1 $(PY) -m pytest tests -m "not slow and not browser" -p no:cacheprovider
+
 # Re-run the notebooks in full mode (05 in its medium mode) and keep their outputs (times measured: README).
 notebooks: $(STAMP)
 	for nb in notebooks/0*.ipynb; do SCORELIB_FAST=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \

@@ -79,7 +79,7 @@ def text_positions(scorer, batch: dict, text: str, context: str | None, offsets,
 
 
 def integrated_gradients(model, batch: dict, positions: torch.Tensor, n_text: int, pad_id: int,
-                         scale: torch.Tensor, target: int | None,
+                         scale: torch.Tensor, column: int = 0,
                          steps: int = 32) -> tuple[np.ndarray, float, float, float]:
     """Integrated Gradients of one text's score on its text tokens' input embeddings.
 
@@ -90,7 +90,7 @@ def integrated_gradients(model, batch: dict, positions: torch.Tensor, n_text: in
         n_text (int): the text's tokens (read or not).
         pad_id (int): the baseline's token.
         scale (Tensor): (2, K) each output's ``(min, max)``: the model's [0, 1] output is rescaled to it.
-        target (int | None): the output (trait) column; None for a one-score model.
+        column (int): the output (score or trait) attributed, 0 .. K-1.
         steps (int): points of the Riemann sum (Captum's ``n_steps``).
 
     Returns:
@@ -112,8 +112,8 @@ def integrated_gradients(model, batch: dict, positions: torch.Tensor, n_text: in
         w = None if w2t is None else (w2t.repeat(reps) + torch.arange(reps, device=device).repeat_interleave(windows_n))
         out = model(input_ids, attention_mask, prompt_ids[:reps] if w is not None else prompt_ids,
                     token_type_ids=token_type_ids, window_to_text=w)["encoder_out"]
-        out = out.reshape(out.shape[0], -1) * (scale[1] - scale[0]) + scale[0]
-        return out[:, 0] if target is None else out
+        out = out.reshape(out.shape[0], -1) * (scale[1] - scale[0]) + scale[0]  # (N, K) on the scores' scales
+        return out[:, column]
 
     text_mask = positions >= 0
     baseline = ids.masked_fill(text_mask.to(device), pad_id)
@@ -121,12 +121,11 @@ def integrated_gradients(model, batch: dict, positions: torch.Tensor, n_text: in
     extra = (net["attention_mask"], prompt_ids, net.get("token_type_ids"))
     lig = LayerIntegratedGradients(forward, model.encoder.get_input_embeddings())
     with torch.enable_grad():
-        attr = lig.attribute(ids, baselines=baseline, additional_forward_args=extra, target=target, n_steps=steps,
+        attr = lig.attribute(ids, baselines=baseline, additional_forward_args=extra, n_steps=steps,
                              internal_batch_size=max(8, 8 * windows_n))
     with torch.no_grad():
         ends = forward(torch.cat([ids, baseline]), net["attention_mask"].repeat(2, 1), prompt_ids.repeat(2),
                        None if extra[2] is None else extra[2].repeat(2, 1))
-        ends = ends if target is None else ends[:, target]
     per_position = attr.sum(-1).detach().cpu()  # (W, T): summed over the embedding dimension
     out = np.zeros(n_text)
     np.add.at(out, positions[text_mask].numpy(), per_position[text_mask].double().numpy())

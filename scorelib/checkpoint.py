@@ -23,6 +23,7 @@ import torch
 
 from .errors import CheckpointError, MissingFileError, OptionError
 from .files import PAUSE_ENV, atomic_write, remove_stale_temporaries  # noqa: F401  (PAUSE_ENV: for tests)
+from .options import complete_cfg
 from .prompts import PromptTable
 
 logger = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def load_checkpoint(path) -> dict:
     if state["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path}: format {state['format_version']} is newer than this scorelib "
                               f"({FORMAT_VERSION}); upgrade scorelib")
+    state["cfg"] = complete_cfg(state.get("cfg") or {})  # options added since it was saved: today's defaults
     return state
 
 
@@ -188,9 +190,9 @@ def load_finetune_weights(model, state: dict, prompts: PromptTable, config, path
     weights = dict(state["model"])
     old_ids = state["prompts"]["ids"]
     old_rows = weights.pop("ques_emb.weight")
-    own = model.state_dict()
-    if "head.3.bias" in weights and "head.3.bias" in own and weights["head.3.bias"].shape != own["head.3.bias"].shape:
-        old_k, new_k = weights["head.3.bias"].numel(), own["head.3.bias"].numel()
+    out = model.output_layer_name + ".bias"  # the head's last layer: one output per score
+    if out in weights and weights[out].shape != model.state_dict()[out].shape:
+        old_k, new_k = weights[out].numel(), model.state_dict()[out].numel()
         raise CheckpointError(f"{path}: its head has {old_k} output(s) and this run needs {new_k} (one per "
                               f"--score-column trait); start from a checkpoint of the same traits, or from scratch")
     missing, unexpected = model.load_state_dict(weights, strict=False)

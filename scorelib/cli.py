@@ -88,6 +88,9 @@ def cv_cli(argv=None) -> int:
     return run("scorelib-cv", cross_validate, args)
 
 
+EVAL_OWN = ("split", "results_path", "cpu", "bf16")  # scorelib-eval's own options, never taken from the checkpoint
+
+
 def eval_parser() -> argparse.ArgumentParser:
     from .tasks import TextScoringTask
 
@@ -106,37 +109,46 @@ def eval_cli(argv=None) -> int:
     """``scorelib-eval SAVE_DIR_OR_CHECKPOINT [--split S] [data arguments]``."""
     setup_logging()
     parser = eval_parser()
-    args = parser.parse_intermixed_args(argv)  # SAVE_DIR --split test DATA
+    args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
     return run("scorelib-eval", evaluate_checkpoint, args, parser)
 
 
+def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
+    """The options of an evaluation: those given, else the training run's (``cfg``), as a new namespace.
+
+    With another table (DATA given), the training data's column names and row subsets do not apply; the
+    model's traits are still looked up by name.
+    """
+    given = {k for k, v in vars(args).items() if v != parser.get_default(k)}
+    merged = dict(vars(args))
+    for key, value in cfg.items():
+        if key not in merged or key in given or key in EVAL_OWN:
+            continue
+        if "data" in given and (key.endswith("_column") or key.startswith("max_") and key.endswith("_rows")):
+            continue
+        merged[key] = value
+    merged["seed"] = cfg["seed"]
+    merged["score_column"] = merged["score_column"] or ",".join(traits) or None
+    return argparse.Namespace(**merged)
+
+
 def evaluate_checkpoint(args, parser) -> dict:
-    """Evaluate a saved checkpoint: data arguments not given come from the checkpoint's ``cfg``."""
+    """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
+    from .ensemble import is_cv_dir
     from .scorer import load, resolve_checkpoint
     from .tasks import TextScoringTask
 
-    from .ensemble import is_cv_dir
-
-    given = {k for k, v in vars(args).items() if v != parser.get_default(k)}
     if is_cv_dir(args.checkpoint):  # a scorelib-cv dir: the fold ensemble, with the options of the CV run
-        if "data" not in given:
+        if args.data is None:
             raise OptionError(f"{args.checkpoint}: a cross-validation dir was trained on every row of its data; "
                               f"name a held-out table: scorelib-eval {args.checkpoint} --split test DATA")
-        ckpt = Path(args.checkpoint) / "ensemble"
-        scorer = load(ckpt.parent, device="cpu" if args.cpu else None)
-        cfg = json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"]
+        ckpt, source = Path(args.checkpoint) / "ensemble", args.checkpoint  # results: result-ensemble-{split}
+        cfg = options.complete_cfg(json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"])
     else:
-        ckpt = resolve_checkpoint(args.checkpoint)
-        scorer = load(ckpt, device="cpu" if args.cpu else None)
+        source = ckpt = resolve_checkpoint(args.checkpoint)
         cfg = C.load_checkpoint(ckpt)["cfg"]
-    for key, value in cfg.items():
-        if hasattr(args, key) and key not in given and key not in ("split", "results_path", "cpu", "bf16"):
-            if "data" in given and (key.endswith("_column") or key.startswith("max_") and key.endswith("_rows")):
-                continue  # the training data's columns and subsets do not apply to another table
-            setattr(args, key, value)
-    args.seed = cfg.get("seed", 1)
-    if args.score_column is None and scorer.table.traits:  # another table: the model's traits by name
-        args.score_column = ",".join(scorer.table.traits)
+    scorer = load(source, device="cpu" if args.cpu else None)
+    args = eval_options(args, parser, cfg, scorer.traits)
     results_path = results_dir(args.results_path, ckpt.parent)
     out = {}
     for split in args.split or ["valid", "test"]:
@@ -196,13 +208,9 @@ def score_texts(args) -> None:
               f"(known: {', '.join(scorer.table.ids)})", file=sys.stderr)
     prompt = args.prompt or scorer.table.ids[0]
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if scorer.has_spread:  # a fold ensemble: the mean score and its spread across folds
-        values, spreads = scorer.score(texts, prompt=prompt, contexts=args.context, return_spread=True)
-        records = [scorer.record(v, prompt, spread=s) for v, s in zip(np.atleast_1d(values), np.atleast_1d(spreads))]
-    else:
-        records = [scorer.record(v, prompt) for v in np.atleast_1d(scorer.score(texts, prompt=prompt,
-                                                                               contexts=args.context))]
-    for record in records:
+    values, spreads = scorer.score(texts, prompt=prompt, contexts=args.context, return_spread=True)
+    for value, spread in zip(values, spreads):  # a fold ensemble's records carry the spread across its models
+        record = scorer.record(value, prompt, spread=spread)
         print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
     if args.explain:  # scorelib.explain: one block per text (json: one object per text)
         from .explain import explain, render_text
@@ -218,34 +226,19 @@ def score_table(scorer, args) -> pd.DataFrame:
     frame = normalize(raw, args.input, names, labeled=False)  # empty texts, duplicate keys: refused with their rows
     if names["prompt"] is None:
         frame["prompt"] = args.prompt or scorer.table.ids[0]
-    traits = scorer.traits
-    pred = np.full((len(frame), len(traits)) if traits else len(frame), np.nan)
-    spread = np.full_like(pred, np.nan) if scorer.has_spread else None
+    pred = np.full((len(frame), scorer.table.num_traits), np.nan)
+    spread = np.full_like(pred, np.nan)
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
         ctx = frame["context"].iloc[rows].tolist() if names["context"] else args.context
         try:
-            texts = frame["text"].iloc[rows].tolist()
-            if spread is None:
-                pred[rows] = scorer.score(texts, prompt=pid, contexts=ctx)
-            else:  # a fold ensemble: the mean score and its spread across the fold models
-                pred[rows], spread[rows] = scorer.score(texts, prompt=pid, contexts=ctx, return_spread=True)
+            scores, spreads = scorer.score(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx,
+                                           return_spread=True)
         except ScorelibError as e:
             raise type(e)(f"{args.input}: rows {', '.join(map(str, frame['_row'].iloc[rows[:5]]))}"
                           f"{' ...' if len(rows) > 5 else ''}: {e}") from None
-    out = raw.drop(columns="_row").copy()
-    if traits:
-        rounded = np.concatenate([scorer.round(v, p) for v, p in zip(pred, frame["prompt"])])
-        for k, t in enumerate(traits):
-            out[f"pred_{t}"], out[f"pred_rounded_{t}"] = pred[:, k], rounded[:, k]
-    else:
-        out["pred"] = pred
-        out["pred_rounded"] = [float(scorer.round(v, p)[0]) for v, p in zip(pred, frame["prompt"])]
-    if spread is not None and traits:
-        for k, t in enumerate(traits):
-            out[f"spread_{t}"] = spread[:, k]
-    elif spread is not None:
-        out["spread"] = spread
+        pred[rows], spread[rows] = np.reshape(scores, (len(rows), -1)), np.reshape(spreads, (len(rows), -1))
+    out = raw.drop(columns="_row").assign(**scorer.output_columns(pred, spread, frame["prompt"]))
     output = Path(args.output)
     if output.suffix.lower() == ".xlsx":
         out.to_excel(output, index=False)

@@ -40,13 +40,10 @@ class ScoreMSECriterion(nn.Module):
     def compute_loss(self, net_output, sample, reduce: bool = True):
         """The loss of a batch whose ``net_output`` is already computed; returns as :meth:`forward`."""
         pred = net_output["encoder_out"].float()
-        target = sample["target"].to(pred.device, torch.float32)
-        if pred.dim() == 2:  # K traits: the mean over traits per text
-            per_text = torch.nn.functional.mse_loss(pred, target, reduction="none").mean(-1)
-            loss = per_text.sum() if reduce else per_text
-        else:
-            loss = torch.nn.functional.mse_loss(pred, target, reduction="sum" if reduce else "none")
-        sample_size = target.shape[0]
+        sample_size = pred.shape[0]  # (B,) for one score, (B, K) for K: each text's error is its scores' mean
+        target = sample["target"].to(pred.device, torch.float32).reshape(sample_size, -1)
+        per_text = torch.nn.functional.mse_loss(pred.reshape(sample_size, -1), target, reduction="none").mean(-1)
+        loss = per_text.sum() if reduce else per_text
         logging_output = {
             "loss": float(loss.detach().sum()),
             "ntokens": sample["ntokens"],

@@ -111,28 +111,29 @@ def fit_table_cutpoints(table, prompts, gold, pred) -> dict:
     return report
 
 
-def fit_all_cutpoints(table, prompts, gold, pred) -> None:
-    """:func:`fit_table_cutpoints` for one score (``gold``, ``pred`` of shape (N,)) or for each trait's own
-    thresholds (shape (N, K), column k is ``table.traits[k]``)."""
-    if not table.traits:
-        fit_table_cutpoints(table, prompts, gold, pred)
-        return
-    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
-    for k, trait in enumerate(table.traits):
-        fit_table_cutpoints(table.for_trait(trait), prompts, gold[:, k], pred[:, k])
+def fit_all_cutpoints(table, prompts, gold, pred) -> dict:
+    """:func:`fit_table_cutpoints` for each score's own thresholds (one score column: one score).
+
+    Args:
+        table (PromptTable): its :attr:`~scorelib.prompts.PromptTable.views` get their cut-points.
+        prompts (array-like, shape (N,)): prompt id per row.
+        gold, pred (array-like, shape (N,) or (N, K)): column k is score k of ``table.views``.
+
+    Returns:
+        dict: per score name, :func:`fit_table_cutpoints`'s report.
+    """
+    k = table.num_traits
+    gold, pred = (np.asarray(x, dtype=np.float64).reshape(-1, k) for x in (gold, pred))
+    return {name: fit_table_cutpoints(view, prompts, gold[:, i], pred[:, i])
+            for i, (name, view) in enumerate(table.views.items())}
 
 
 def check_can_fit(table, has_valid: bool = True, where: str = "the valid split") -> None:
     """Refuse ``--fit-cutpoints`` on a continuous target (any trait's) or without data to fit on."""
-    for trait in table.traits:
-        if table.for_trait(trait).step is None:
-            raise OptionError(f"--fit-cutpoints needs rubric points: trait {trait!r} is continuous (no --score-step "
-                              f"and no step in --score-ranges); give a step or drop --fit-cutpoints")
-    if table.traits:
-        table = table.for_trait(table.traits[0])
-    if table.step is None:
-        raise OptionError("--fit-cutpoints needs rubric points: a continuous target (no --score-step) has no "
-                          "thresholds to fit; give --score-step or drop --fit-cutpoints")
+    for name, view in zip([f"trait {t!r}" for t in table.traits] or ["the score"], table.views.values()):
+        if view.step is None:
+            raise OptionError(f"--fit-cutpoints needs rubric points: {name} is continuous (no --score-step, and no step in --score-ranges); give a step or drop "
+                              f"--fit-cutpoints")
     if not has_valid:
         raise OptionError(f"--fit-cutpoints fits on {where}, and the data has none; give a valid table or "
                           f"--valid-fraction above 0")

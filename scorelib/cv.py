@@ -27,8 +27,7 @@ from .errors import DataError, OptionError
 from .files import atomic_write
 from .prompts import PromptTable
 from .readers import read_table
-from .results import _jsonable, frame_metrics, results_frame, write_results
-from .traits import gold_column, score_matrix
+from .results import frame_metrics, jsonable, results_frame, write_results
 
 logger = logging.getLogger(__name__)
 MEAN_SD = ("qwk", "qwk_nearest", "pearson", "spearman", "rmse", "mcrmse")
@@ -42,10 +41,7 @@ def parse_cv_args(argv=None):
     g.add_argument("--folds", type=int, metavar="K", help="number of folds, numbered from 0 (default: 5)")
     g.add_argument("--fold-column", metavar="NAME", help="use this column's folds as given instead of drawing them")
     parser.set_defaults(test_fraction=None)  # every row is predicted out of fold: a test share makes no sense
-    args = parser.parse_args(argv)
-    if args.no_progress_bar and args.log_format == "tqdm":
-        args.log_format = "simple"
-    return args
+    return options.check_args(parser, parser.parse_args(argv))
 
 
 def pooled_rows(args) -> tuple[pd.DataFrame, T.Tables]:
@@ -63,15 +59,14 @@ def strata(frame: pd.DataFrame, table: PromptTable, k: int) -> np.ndarray:
     With traits, the score is the mean of the row's trait scores, binned as a continuous score.
     Score strata with fewer than ``k`` rows are merged into their prompt's largest stratum.
     """
-    scores = score_matrix(frame, table.traits)
-    scores = scores.mean(axis=1) if table.traits else scores
+    scores = table.scores.matrix(frame).mean(axis=1)  # one score: itself
     out = np.empty(len(frame), dtype=object)
     for pid, rows in frame.groupby("prompt").indices.items():
         if len(rows) < k:
             raise DataError(f"prompt {pid!r} has {len(rows)} rows, fewer than --folds {k}; lower --folds or "
                             f"leave it out with --prompts")
         score = scores[rows]
-        if table.step is not None and not table.traits:
+        if table.step is not None:  # rubric points (several traits have no common step: their mean is binned)
             label = np.round((score - table.ranges[pid][0]) / table.step).astype(np.int64)
         else:
             bins = max(1, min(5, len(rows) // k))
@@ -119,12 +114,13 @@ def given_folds(frame: pd.DataFrame, args) -> np.ndarray:
     return values.map({v: i for i, v in enumerate(ids)}).to_numpy(np.int64)
 
 
-def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame, traits: list[str]) -> None:
-    """The fold's train and valid tables in scorelib's own columns (scores written exactly; a column per trait)."""
+def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame, table: PromptTable) -> None:
+    """The fold's train and valid tables in scorelib's own columns (scores written exactly; a column per trait,
+    named by the trait)."""
     folder.mkdir(parents=True, exist_ok=True)
-    scores = [gold_column(t) for t in traits] or ["score"]
+    scores = table.scores.frame_columns
     cols = ["key", "prompt", "text", *scores] + (["context"] if train["context"].notna().all() else [])
-    names = {gold_column(t): t for t in traits}
+    names = dict(zip(scores, table.scores.user_columns()))
     for name, frame in (("train", train), ("valid", valid)):
         atomic_write(folder / f"{name}.csv", lambda tmp, f=frame: f[cols].rename(columns=names).to_csv(
             tmp, index=False, float_format=None))
@@ -132,12 +128,10 @@ def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame, trai
 
 def write_ranges(path: Path, table: PromptTable) -> None:
     """Every prompt's range (with traits: every trait's range and step per prompt), shared by all folds."""
-    if table.traits:
-        rows = [(t, p, *v.ranges[p], "" if v.step is None else v.step)
-                for t, v in ((t, table.for_trait(t)) for t in table.traits) for p in table.ids]
-        frame = pd.DataFrame(rows, columns=["trait", "prompt", "min", "max", "step"])
-    else:
-        frame = pd.DataFrame([(p, *table.ranges[p]) for p in table.ids], columns=["prompt", "min", "max"])
+    rows = [(t, p, *v.ranges[p], "" if v.step is None else v.step) for t, v in table.views.items() for p in table.ids]
+    frame = pd.DataFrame(rows, columns=["trait", "prompt", "min", "max", "step"])
+    if not table.traits:  # one score: the plain ranges file, its step given by --score-step
+        frame = frame[["prompt", "min", "max"]]
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=None))
 
 
@@ -172,7 +166,7 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
         raise OptionError(f"--valid-fraction {args.valid_fraction} {why}: each fold needs a valid part (taken from "
                           f"the other folds) to pick its checkpoint_best")
     if not (fold_dir / "data" / "train.csv").is_file():
-        write_fold_data(fold_dir / "data", split["train"], split["valid"], table.traits)
+        write_fold_data(fold_dir / "data", split["train"], split["valid"], table)
     logger.info("fold %d: train %d rows, valid %d rows (from the other folds), predicts %d held-out rows",
                 i, len(split["train"]), len(split["valid"]), int((folds == i).sum()))
     train(fold_args(args, fold_dir, save_dir / "ranges.csv", table))
@@ -182,9 +176,9 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
     pred01 = scorer.score01_dataset(ScoringDataset(held.reset_index(drop=True), scorer.tokenizer, table,
                                                    scorer.max_length, long_text=scorer.long_text,
                                                    chunk_stride=scorer.chunk_stride))
-    out = results_frame(held["key"], held["prompt"], score_matrix(held, table.traits), pred01, held["text"], table)
+    out = results_frame(held["key"], held["prompt"], table.scores.matrix(held), pred01, held["text"], table)
     out.insert(2, "fold", i)
-    for name, column in zip(pred01_columns(table), np.reshape(pred01, (len(held), -1)).T):
+    for name, column in zip(table.scores.suffixed("pred01"), np.reshape(pred01, (len(held), -1)).T):
         out[name] = column
     atomic_write(marker, lambda tmp: out.to_csv(tmp, index=False, lineterminator="\n"))
     drop_resume_state(fold_dir)
@@ -203,19 +197,11 @@ def drop_resume_state(fold_dir: Path) -> None:
                     "checkpoint_best.pt)", fold_dir.name)
 
 
-def pred01_columns(table: PromptTable) -> list[str]:
-    """Where a fold's ``oof.csv`` keeps the model outputs in [0, 1]: ``pred01`` (``pred01_{trait}`` per trait)."""
-    return [f"pred01_{t}" for t in table.traits] or ["pred01"]
-
-
 def fit_oof_cutpoints(table: PromptTable, oof: pd.DataFrame) -> None:
     """``--fit-cutpoints`` on the out-of-fold predictions (each trait's own thresholds), then re-round ``oof``."""
-    cols = {n: [f"{n}_{t}" for t in table.traits] or [n] for n in ("gold", "pred", "pred_rounded")}
-    gold, pred = (oof[cols[n]].to_numpy(np.float64) for n in ("gold", "pred"))
-    if not table.traits:
-        gold, pred = gold[:, 0], pred[:, 0]
+    gold, pred = (oof[table.scores.suffixed(n)].to_numpy(np.float64) for n in ("gold", "pred"))
     fit_all_cutpoints(table, oof["prompt"], gold, pred)
-    oof[cols["pred_rounded"]] = np.reshape(table.round(pred, oof["prompt"]), (len(oof), -1))
+    oof[table.scores.suffixed("pred_rounded")] = table.round(pred, oof["prompt"])
 
 
 def summarize(per_fold: list[dict], pooled: dict) -> dict:
@@ -273,9 +259,9 @@ def cross_validate(args) -> dict:
     atomic_write(save_dir / "cv.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
     parts = [run_fold(args, i, frame, folds, table, save_dir)
              for i in tqdm(range(k), desc="folds", disable=args.log_format != "tqdm")]
-    pred01 = pd.concat(parts).set_index("key")[pred01_columns(table)].astype(np.float64).reindex(frame["key"])
-    pred01 = pred01.to_numpy() if table.traits else pred01.to_numpy()[:, 0]
-    oof = results_frame(frame["key"], frame["prompt"], score_matrix(frame, table.traits), pred01, frame["text"], table)
+    pred01 = pd.concat(parts).set_index("key")[table.scores.suffixed("pred01")].astype(np.float64).reindex(frame["key"])
+    oof = results_frame(frame["key"], frame["prompt"], table.scores.matrix(frame), pred01.to_numpy(), frame["text"],
+                        table)
     if args.fit_cutpoints:
         fit_oof_cutpoints(table, oof)
     oof.insert(2, "fold", folds)
@@ -286,7 +272,7 @@ def cross_validate(args) -> dict:
     write_results(oof, pooled, table, results_path, "cv", "oof")
     metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,
                "per_fold": [{"fold": i, **m["overall"], "n": m["n"]} for i, m in enumerate(per_fold)]}
-    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
+    text = json.dumps(jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
     atomic_write(results_path / "metrics-cv.json", lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
     o = metrics["overall"]
     print("cross-validation, " + " | ".join(f"{n} {v['mean']:.4f} ± {v['sd'] or 0:.4f} (pooled {v['pooled']:.4f})"

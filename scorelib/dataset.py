@@ -13,7 +13,7 @@ import torch
 
 from . import windows
 from .errors import InputError, OptionError
-from .traits import score_matrix
+from .scores import seed_shape
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,9 @@ class ScoringDataset(torch.utils.data.Dataset):
         self.texts = self.frame["text"].astype(str).tolist()
         self.contexts = resolve_contexts(self.frame, table)
         self.prompt_ids = np.array([table.index(p) for p in self.prompts], dtype=np.int64)
-        # gold exactly as read (NaN: unlabeled), (N,), or (N, K) with K traits; targets in [0, 1], float64
-        self.scores = score_matrix(self.frame, table.traits)
+        # gold exactly as read (NaN: unlabeled) and targets in [0, 1], float64: (N,) for one score, (N, K) for K
+        self.scores = seed_shape(table.scores.matrix(self.frame))
         self.targets = table.scale(self.scores, self.prompts)
-        windows.check_options(long_text, max_length, chunk_stride)
         if long_text == "truncate":
             self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
             self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)

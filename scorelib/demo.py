@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .tables import COLUMNS
+from .readers import COLUMNS
 
 DEMO_RANGES: dict[str, tuple[float, float]] = {"q1": (0.0, 3.0), "q2": (1.0, 6.0), "q3": (0.0, 10.0)}
 DEMO_STEP: float = 1.0

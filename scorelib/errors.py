@@ -16,6 +16,13 @@ class DataError(ScorelibError, ValueError):
     """Bad input data; the message names the file, row and column."""
 
 
+class UnknownPromptError(DataError, KeyError):
+    """A prompt id the prompt table does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 class OptionError(ScorelibError, ValueError):
     """An option (or a combination of options) that cannot work; the message names the flag."""
 

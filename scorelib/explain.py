@@ -103,8 +103,8 @@ def explain(scorer, text: str, prompt=None, by: str = "sentence", contexts=None,
     """Explain one text's score by its sentences (occlusion) or tokens (Integrated Gradients).
 
     Args:
-        scorer (Scorer | EnsembleScorer): from :func:`scorelib.load`; a fold ensemble averages its folds'
-            token attributions.
+        scorer (Scorer): from :func:`scorelib.load`; a fold ensemble (several ``scorer.models``) averages its
+            models' token attributions.
         text (str): the text.
         prompt (str, optional): a prompt id (default: the scorer's first).
         contexts (str | list[str], optional): the text's second segment, as in ``scorer.score``.
@@ -118,9 +118,8 @@ def explain(scorer, text: str, prompt=None, by: str = "sentence", contexts=None,
         raise OptionError(f"explain: by={by!r}; choose 'sentence' or 'token'")
     _, prompt, ctx = scorer.check([text], prompt, contexts)
     context = ctx[0] if ctx else None
-    names = list(scorer.traits) or ["score"]
-    tables = [scorer.table.for_trait(t) for t in scorer.traits] or [scorer.table]
-    ranges = {n: [float(v) for v in t.ranges[prompt]] for n, t in zip(names, tables)}
+    names = list(scorer.table.views)  # the traits, or ["score"]
+    ranges = {n: [float(v) for v in view.ranges[prompt]] for n, view in scorer.table.views.items()}
     offsets, read = read_tokens(scorer, text, context)
     n_full = len(scorer.tokenizer(text, context, truncation=False, verbose=False)["input_ids"])
     note = windows.note(scorer.long_text, scorer.max_length, scorer.chunk_stride, n_full)
@@ -144,7 +143,7 @@ def _by_sentence(scorer, out: Explanation, context, offsets, read) -> Explanatio
 
 
 def _by_token(scorer, out: Explanation, ctx, offsets, read, steps: int) -> Explanation:
-    models = [s.model for s in scorer.scorers] if getattr(scorer, "scorers", None) else [scorer.model]
+    models = scorer.models  # one, or a fold ensemble's K: their attributions are averaged
     ds = scorer.dataset([out.text], out.prompt, ctx)
     batch = move_to(ds.collater([ds[0]]), scorer.device)
     positions = text_positions(scorer, batch, out.text, ctx[0] if ctx else None, offsets, read)
@@ -156,7 +155,7 @@ def _by_token(scorer, out: Explanation, ctx, offsets, read, steps: int) -> Expla
     for model in models:
         for k in range(len(out.names)):
             a, f_text, f_base, delta = integrated_gradients(model.eval(), batch, positions, len(offsets), pad, scale,
-                                                            k if scorer.traits else None, steps)
+                                                            k, steps)
             attr[k] += a / len(models)
             ends[k] += np.array([f_text, f_base, delta]) / len(models)
     out.score, out.baseline, out.delta = ({n: float(ends[k, j]) for k, n in enumerate(out.names)} for j in range(3))

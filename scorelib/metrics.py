@@ -62,8 +62,8 @@ def pair_metrics(gold, pred, gold_labels=None, pred_labels=None, label_range=Non
     return out, why
 
 
-def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
-    """Per-prompt and overall agreement between gold and predicted scores.
+def score_metrics(prompts, gold, pred, rounded, table) -> dict:
+    """Per-prompt and overall agreement of one score (a single-score table, e.g. a :attr:`PromptTable.views` entry).
 
     QWK (only when ``table.step`` is set) uses integer labels ``round((score - min) / step)``
     per prompt and ``round(score / step)`` when pooled, from ``gold`` and ``rounded``;
@@ -109,7 +109,7 @@ def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
            "step": step, "overall": overall, "per_prompt": per_prompt, "undefined": undefined}
     if table.cutpoints:  # fitted cut-points: also report QWK with nearest rounding
         plain = table.without_cutpoints()
-        near = compute_metrics(prompts, gold, pred, plain.round(pred, prompts), plain)
+        near = score_metrics(prompts, gold, pred, plain.round(pred, prompts), plain)
         for pid, m in per_prompt.items():
             m["qwk_nearest"] = near["per_prompt"][pid]["qwk"]
         overall["qwk_nearest"] = near["overall"]["qwk"]
@@ -123,23 +123,29 @@ def _mean(values) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def compute_trait_metrics(prompts, gold, pred, rounded, table) -> dict:
-    """Each trait's :func:`compute_metrics` (on its own ranges and step) and MCRMSE, the mean of their RMSEs.
+def compute_metrics(prompts, gold, pred, rounded, table) -> dict:
+    """Agreement between gold and predicted scores: :func:`score_metrics` of each score on its own ranges and step.
 
     Args:
         prompts (Sequence[str]): prompt id per row, length N.
-        gold, pred, rounded (array-like, shape (N, K)): column k is trait ``table.traits[k]``.
-        table (PromptTable): with ``traits``.
+        gold, pred, rounded (array-like, shape (N,) or (N, K)): on the prompts' own scales; column k is score k
+            of ``table.views`` (a single score column: one column).
+        table (PromptTable): ranges and step per prompt (per trait).
 
     Returns:
-        dict: ``{"n" (rows labeled in every trait), "n_rows", "traits": {trait: compute_metrics dict},
-        "mcrmse", "overall": {"mcrmse", and the means over traits of "qwk", "pearson", "spearman"}}``;
-        ``mcrmse`` is None where a trait's RMSE is undefined.
+        dict: for one score column, :func:`score_metrics`'s dict. For K traits, ``{"n" (rows labeled in every
+        trait), "n_rows", "traits": {trait: score_metrics dict}, "mcrmse", "overall": {"mcrmse", and the means over
+        traits of "qwk", "pearson", "spearman"}}``; ``mcrmse`` is None where a trait's RMSE is undefined.
     """
-    k = len(table.traits)
+    k = table.num_traits
     gold, pred, rounded = (np.asarray(x, dtype=np.float64).reshape(-1, k) for x in (gold, pred, rounded))
-    per = {t: compute_metrics(prompts, gold[:, i], pred[:, i], rounded[:, i], table.for_trait(t))
-           for i, t in enumerate(table.traits)}
+    per = [score_metrics(prompts, gold[:, i], pred[:, i], rounded[:, i], view)
+           for i, view in enumerate(table.views.values())]
+    return table.scores.pack(per, lambda each: trait_summary(each, gold))  # one score column: its metrics as they are
+
+
+def trait_summary(per: dict, gold: np.ndarray) -> dict:
+    """K traits' metrics (``{trait: score_metrics dict}``) with MCRMSE and the means over traits."""
     rmses = [m["overall"]["rmse"] for m in per.values()]
     mcrmse = float(np.mean(rmses)) if None not in rmses else None
     overall = {"mcrmse": mcrmse, **{m: _mean(v["overall"][m] for v in per.values())
@@ -152,7 +158,7 @@ def flat_metrics(metrics: dict) -> dict:
     """The scalar view the loop reads for ``--best-checkpoint-metric``.
 
     Args:
-        metrics (dict): the output of :func:`compute_metrics` (or :func:`compute_trait_metrics`).
+        metrics (dict): the output of :func:`compute_metrics`.
 
     Returns:
         dict[str, float | None]: ``qwk, qwk_pooled, pearson, spearman, rmse, n`` (and ``qwk_nearest``

@@ -113,7 +113,17 @@ class ScoringModel(nn.Module):
         )
         p = torch.as_tensor(init_score, dtype=torch.float64).expand(num_outputs).clamp(1e-3, 1 - 1e-3)
         with torch.no_grad():
-            self.head[-1].bias.copy_(torch.log(p / (1 - p)))
+            self.output_layer.bias.copy_(torch.log(p / (1 - p)))
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        """The head's last layer, one output per score (its bias starts at the mean training score's logit)."""
+        return self.head[-1]
+
+    @property
+    def output_layer_name(self) -> str:
+        """The name of :attr:`output_layer` in the state dict (``"head.3"``)."""
+        return next(name for name, m in self.named_modules() if m is self.output_layer)
 
     @staticmethod
     def add_args(parser):

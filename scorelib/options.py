@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import windows
+from .errors import OptionError
 from .registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_user_dir, lookup
 
 # SCORELIB_FAST=1 (set by the tests): the same real model, fewer rows and epochs.
@@ -94,10 +96,11 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
-def get_training_parser(argv=None) -> argparse.ArgumentParser:
+def get_training_parser(argv=None, fast: bool | None = None) -> argparse.ArgumentParser:
     """The full parser: base options, then those of the task and model named in ``argv``.
 
     ``--user-dir`` is imported before anything else, so a plugin can register the task it names.
+    ``fast`` (default: :func:`fast_mode`) applies the quick defaults of ``SCORELIB_FAST=1``.
     """
     base = _base_parser(add_help=False)  # --help waits for the full parser, which lists the task's options
     known, _ = base.parse_known_args(argv)
@@ -113,7 +116,7 @@ def get_training_parser(argv=None) -> argparse.ArgumentParser:
     crit_cls = lookup(CRITERION_REGISTRY, "criterion", known.criterion)
     if hasattr(crit_cls, "add_args"):
         crit_cls.add_args(parser)
-    if fast_mode():
+    if fast_mode() if fast is None else fast:
         parser.set_defaults(**FAST_DEFAULTS)
     return parser
 
@@ -121,13 +124,38 @@ def get_training_parser(argv=None) -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse training options (``argv=None`` reads ``sys.argv``; a list parses that list)."""
     parser = get_training_parser(argv)
-    args = parser.parse_args(argv)
-    if args.no_progress_bar and args.log_format == "tqdm":
-        args.log_format = "simple"
-    if args.fp16 and args.bf16:
+    return check_args(parser, parser.parse_args(argv))
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The one check after parsing, shared by ``scorelib-train``, ``scorelib-cv`` and ``scorelib-eval``.
+
+    Refuses, with ``parser.error`` (usage and one line, exit status 2), the combinations argparse cannot see;
+    each check applies where the parser has the option. Nothing edits the options after this step.
+
+    Returns:
+        argparse.Namespace: the options to use (``--no-progress-bar`` folded into ``--log-format simple``).
+    """
+    values = dict(vars(args))
+    if values.get("fp16") and values.get("bf16"):
         parser.error("--fp16 and --bf16 exclude each other")
     for name in ("max_tokens", "batch_size", "update_freq"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
-    return args
+        if values.get(name) is not None and values[name] <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
+    try:
+        windows.check_options(values["long_text"], values["max_length"], values["chunk_stride"])
+    except OptionError as e:
+        parser.error(str(e))
+    if values.get("no_progress_bar") and values.get("log_format") == "tqdm":
+        values["log_format"] = "simple"
+    return argparse.Namespace(**values)
+
+
+def complete_cfg(cfg: dict) -> dict:
+    """A checkpoint's options with those it lacks (saved by an older scorelib) set to today's defaults.
+
+    Called once, where a checkpoint is loaded (:func:`scorelib.checkpoint.load_checkpoint`), so that no
+    reader of ``cfg`` needs a fallback of its own.
+    """
+    parser = get_training_parser([], fast=False)
+    return {**vars(parser.parse_args([])), **cfg}

@@ -42,29 +42,6 @@ def build_adamw(param_groups, lr: float, device: torch.device) -> torch.optim.Ad
     return torch.optim.AdamW(param_groups, lr=lr)
 
 
-def compile_encoder(model: torch.nn.Module) -> bool:
-    """Compile ``model.encoder`` in place (``nn.Module.compile``: the state dict keeps its names, so checkpoints
-    load without compiling). Returns whether it did; where torch cannot compile here, logs why and stays eager.
-
-    Dynamic shapes: length-bucketed batches change shape every step, and one graph serves them all. Random ops
-    (dropout) run torch's own kernels (inductor's ``fallback_random``) instead of inductor's generated ones: on a
-    2-core CPU those made a compiled step 0.90x eager, with them 0.97x (``bench/bench_compile.py``), and dropout
-    then draws from the same random stream as eager, so a seed means the same thing with and without
-    ``--compile``. The setting is process-wide; it only matters to code that compiles."""
-    try:
-        import torch._inductor.config as inductor_config
-
-        inductor_config.fallback_random = True
-        probe = torch.compile(lambda x: x * 2 + 1, dynamic=True)
-        probe(torch.ones(3))  # the backend really builds (needs a C++ compiler on the CPU)
-        model.encoder.compile(dynamic=True)
-        return True
-    except Exception as e:  # no compiler, an unsupported platform or torch build
-        logger.warning("--compile: torch.compile is not available here (%s: %s); training eagerly",
-                       type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        return False
-
-
 class Optimizer:
     """AdamW plus, under fp16, a gradient scaler; ``backward`` checks the loss first.
 

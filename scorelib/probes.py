@@ -24,7 +24,6 @@ from .files import atomic_write
 from .perturb import NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, perturb, vocabulary_of
 from .readers import read_table
 from .tables import Columns, read_splits
-from .traits import gold_column
 
 logger = logging.getLogger(__name__)
 FLAG_TOLERANCE = 0.01  # a mean rise above this share of the prompts' ranges is flagged; below it is noise
@@ -92,7 +91,7 @@ def run_probes(scorer, frame: pd.DataFrame, probes: list[str], seed: int = 1, vo
         pd.DataFrame: one row per (key, probe): ``key, prompt, probe, gold, pred, pred_probe, delta, text_probe``
         (with traits, ``gold_{t}, pred_{t}, pred_probe_{t}, delta_{t}`` per trait).
     """
-    names = scorer.traits or ["score"]
+    columns = scorer.table.scores  # one score: gold, pred, ...; traits: gold_{t}, pred_{t}, ...
     offtopic = offtopic_paragraphs(frame)
     vocabulary = vocabulary or vocabulary_of(frame["text"])
     parts = []
@@ -112,11 +111,10 @@ def run_probes(scorer, frame: pd.DataFrame, probes: list[str], seed: int = 1, vo
             after = np.reshape(scorer.score([texts[i] for i in keep], prompt=str(prompt), contexts=sub_ctx),
                                (len(keep), -1))
             part = pd.DataFrame({"key": rows["key"].iloc[keep].to_numpy(), "prompt": str(prompt), "probe": name})
-            for k, n in enumerate(names):
-                suffix = "" if n == "score" else f"_{n}"
-                gold = rows[gold_column(n) if scorer.traits else "score"].to_numpy()[keep]
-                part[f"gold{suffix}"], part[f"pred{suffix}"] = gold, pred[keep, k]
-                part[f"pred_probe{suffix}"], part[f"delta{suffix}"] = after[:, k], after[:, k] - pred[keep, k]
+            gold = columns.matrix(rows)[keep]
+            for k, name in enumerate(zip(*(columns.suffixed(c) for c in ("gold", "pred", "pred_probe", "delta")))):
+                part[name[0]], part[name[1]] = gold[:, k], pred[keep, k]
+                part[name[2]], part[name[3]] = after[:, k], after[:, k] - pred[keep, k]
             part["text_probe"] = [texts[i] for i in keep]
             parts.append(part)
     return pd.concat(parts, ignore_index=True)
@@ -129,13 +127,12 @@ def summarize(scorer, rows: pd.DataFrame) -> dict:
     of :data:`scorelib.perturb.SHOULD_LOWER` is flagged for a name when its mean change, as a share of each row's
     prompt range, exceeds :data:`FLAG_TOLERANCE`.
     """
-    names = scorer.traits or ["score"]
     out, flags = {}, []
     for probe, group in rows.groupby("probe", sort=False):
         entry = {"should_lower": probe in SHOULD_LOWER, "n": len(group), "overall": {}, "per_prompt": {}}
-        for k, n in enumerate(names):
-            table = scorer.table.for_trait(n) if scorer.traits else scorer.table
-            delta = group["delta" if n == "score" else f"delta_{n}"].to_numpy()
+        for n, column in zip(scorer.table.views, scorer.table.scores.suffixed("delta")):
+            table = scorer.table.views[n]
+            delta = group[column].to_numpy()
             lo, hi = np.array([table.ranges[p] for p in group["prompt"]]).T
             rise = delta >= (table.step / 2 if table.step else 0.05 * (hi - lo))
             entry["overall"][n] = {"mean_delta": float(delta.mean()), "share_rising": float(rise.mean())}
@@ -183,7 +180,7 @@ def probe_dir(args) -> dict:
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)
     cv = is_cv_dir(args.save_dir)
     ckpt = Path(args.save_dir) / "cv" if cv else resolve_checkpoint(args.save_dir)
-    score = args.score_column or (",".join(scorer.traits) if scorer.traits else None)
+    score = args.score_column or ",".join(scorer.table.traits) or None
     tables = read_splits(args.data, Columns(args.key_column, args.prompt_column, args.text_column,
                                             args.context_column, score), layout=args.layout, encoding=args.encoding,
                          whole_file_as=None if args.data is None else args.split)

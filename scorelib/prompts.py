@@ -15,18 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import CheckpointError, DataError, OptionError
+from .errors import CheckpointError, DataError, OptionError, UnknownPromptError
+from .scores import SCORE, ScoreColumns
 from .tables import natural_key
-from .traits import gold_column
 
 logger = logging.getLogger(__name__)
-
-
-class UnknownPromptError(DataError, KeyError):
-    """A prompt id the table does not hold."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 @dataclass
@@ -43,11 +36,15 @@ class PromptTable:
         uses_context (bool): whether the model was trained on (text, context) pairs.
         cutpoints (dict[str, list[float]]): per prompt, increasing thresholds between its rubric points
             (``--fit-cutpoints``); a prompt listed here rounds by them instead of to the nearest step.
-        traits (list[str]): the traits of ``--score-column a,b,c``; ``[]`` (one score column) leaves everything
-            else as above. With traits, ``ranges`` span every trait's range (for plots) and ``step`` is None;
-            each trait's own table is :meth:`for_trait`, and scale/unscale/round take (N, K) arrays.
+        traits (list[str]): the traits of ``--score-column a,b,c``; ``[]`` for one score column. With traits,
+            ``ranges`` span every trait's range (for plots) and ``step`` is None; each trait's own table is
+            :meth:`for_trait`.
         trait_ranges, trait_steps, trait_cutpoints (dict[str, ...]): per trait, its ``ranges``, ``step`` and
             ``cutpoints`` as above.
+
+    One score is one trait: :attr:`views` holds a single-score table per score (the table itself for one
+    score column), and :meth:`scale`, :meth:`unscale`, :meth:`round` take (N,) or (N, K) arrays and give
+    the same shape back, column k on score k's own ranges and step.
     """
 
     ids: list[str]
@@ -74,27 +71,40 @@ class PromptTable:
         for pid, cuts in self.cutpoints.items():
             lo, hi = self.ranges[pid]
             if self.step is None or len(cuts) != self.num_points(pid) - 1 or np.any(np.diff(cuts) <= 0):
-                raise OptionError(f"prompt {pid!r}: cut-points must be {self.num_points(pid) - 1} increasing "
+                raise OptionError(f"prompt {pid!r}: cut-points must be {self.num_points(pid) - 1} strictly increasing "
                                   f"thresholds between the rubric points of {lo:g} .. {hi:g}, got {cuts}")
         self.traits = [str(t) for t in self.traits or []]
-        self._views = {t: PromptTable(self.ids, self.trait_ranges[t], self.trait_steps.get(t), self.contexts,
-                                      self.uses_context, (self.trait_cutpoints or {}).get(t, {})) for t in self.traits}
+        self.scores = ScoreColumns(tuple(self.traits))
+        views = {t: PromptTable(self.ids, self.trait_ranges[t], self.trait_steps.get(t), self.contexts,
+                                self.uses_context, (self.trait_cutpoints or {}).get(t, {})) for t in self.traits}
+        self.views: dict[str, PromptTable] = views or {SCORE: self}
+
+    @classmethod
+    def from_scales(cls, ids, ranges: dict, steps: dict, traits=(), **contexts) -> "PromptTable":
+        """The table of K scores given each score's ``{prompt: (min, max)}`` and step, keyed by score name."""
+        if not traits:  # one score column: the table is its own view
+            return cls(ids=ids, ranges=ranges[SCORE], step=steps[SCORE], **contexts)
+        span = {p: (min(r[p][0] for r in ranges.values()), max(r[p][1] for r in ranges.values())) for p in ids}
+        return cls(ids=ids, ranges=span, step=None, traits=list(traits), trait_ranges=ranges, trait_steps=steps,
+                   **contexts)
 
     @property
     def num_traits(self) -> int:
-        """Outputs of the model: 1 for one score column, else the number of traits."""
-        return max(1, len(self.traits))
+        """Outputs of the model: K, the number of scores (1 for one score column)."""
+        return len(self.views)
 
     def for_trait(self, trait: str) -> "PromptTable":
-        """The single-score table of one trait (its ranges and step), for its metrics and rounding."""
-        if trait not in self._views:
+        """The single-score table of one score (``"score"`` for one score column): its ranges and step."""
+        if trait not in self.views:
             raise OptionError(f"unknown trait {trait!r}; this model scores {', '.join(self.traits) or 'one score'}")
-        return self._views[trait]
+        return self.views[trait]
 
-    def _per_trait(self, method: str, values, prompts) -> np.ndarray:
-        """Apply a view's ``method`` to each column k of ``values`` (N, K) with trait k's table."""
-        values = np.asarray(values, dtype=np.float64).reshape(-1, len(self.traits))
-        return np.stack([getattr(v, method)(values[:, k], prompts) for k, v in enumerate(self._views.values())], 1)
+    def _each(self, method: str, values, prompts) -> np.ndarray:
+        """Apply a view's 1-D ``method`` to column k of ``values`` ((N,) or (N, K)); the result has their shape."""
+        values = np.asarray(values, dtype=np.float64)
+        matrix = values.reshape(-1, len(self.views))
+        out = [getattr(view, method)(matrix[:, k], prompts) for k, view in enumerate(self.views.values())]
+        return np.stack(out, axis=1).reshape(values.shape)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -118,17 +128,19 @@ class PromptTable:
 
     def scale(self, scores, prompts) -> np.ndarray:
         """Scores on each prompt's scale -> [0, 1]: ``(score - min) / (max - min)``."""
-        if self.traits:
-            return self._per_trait("scale", scores, prompts)
-        lo, hi = self.bounds(prompts)
-        return (np.asarray(scores, dtype=np.float64) - lo) / (hi - lo)
+        return self._each("_scale1", scores, prompts)
 
     def unscale(self, values, prompts) -> np.ndarray:
         """[0, 1] -> each prompt's scale, the seed's ``pred * (max - min) + min``."""
-        if self.traits:
-            return self._per_trait("unscale", values, prompts)
+        return self._each("_unscale1", values, prompts)
+
+    def _scale1(self, scores, prompts) -> np.ndarray:
         lo, hi = self.bounds(prompts)
-        return np.asarray(values, dtype=np.float64) * (hi - lo) + lo
+        return (scores - lo) / (hi - lo)
+
+    def _unscale1(self, values, prompts) -> np.ndarray:
+        lo, hi = self.bounds(prompts)
+        return values * (hi - lo) + lo
 
     def num_points(self, pid: str) -> int:
         """How many rubric points prompt ``pid`` has: ``(max - min) / step + 1`` (needs a step)."""
@@ -137,12 +149,13 @@ class PromptTable:
 
     def round(self, scores, prompts) -> np.ndarray:
         """Round to the rubric points: by the prompt's cut-points where fitted, else as :meth:`round_nearest`."""
-        if self.traits:
-            return self._per_trait("round", scores, prompts)
-        out = self.round_nearest(scores, prompts)
+        return self._each("_round1", scores, prompts)
+
+    def _round1(self, scores, prompts) -> np.ndarray:
+        out = self._round_nearest1(scores, prompts)
         if not self.cutpoints:
             return out
-        scores, prompts = np.asarray(scores, dtype=np.float64), np.asarray([str(p) for p in prompts], dtype=object)
+        prompts = np.asarray([str(p) for p in prompts], dtype=object)
         for pid, cuts in self.cutpoints.items():
             rows = (prompts == pid) & np.isfinite(scores)
             out[rows] = self.ranges[pid][0] + np.searchsorted(cuts, scores[rows], side="right") * self.step
@@ -154,7 +167,9 @@ class PromptTable:
 
     def round_nearest(self, scores, prompts) -> np.ndarray:
         """Round to the nearest ``step`` above each prompt's min, clipped to its range."""
-        scores = np.asarray(scores, dtype=np.float64)
+        return self._each("_round_nearest1", scores, prompts)
+
+    def _round_nearest1(self, scores, prompts) -> np.ndarray:
         lo, hi = self.bounds(prompts)
         if self.step is None:
             return np.clip(scores, lo, hi)
@@ -171,9 +186,9 @@ class PromptTable:
             "uses_context": bool(self.uses_context),
             **({"cutpoints": {p: list(map(float, c)) for p, c in self.cutpoints.items()}} if self.cutpoints else {}),
             **({"traits": list(self.traits),
-                "trait_ranges": {t: self._views[t].to_dict()["ranges"] for t in self.traits},
-                "trait_steps": {t: self._views[t].to_dict()["step"] for t in self.traits},
-                "trait_cutpoints": {t: v.to_dict()["cutpoints"] for t, v in self._views.items() if v.cutpoints}}
+                "trait_ranges": {t: self.views[t].to_dict()["ranges"] for t in self.traits},
+                "trait_steps": {t: self.views[t].to_dict()["step"] for t in self.traits},
+                "trait_cutpoints": {t: v.to_dict()["cutpoints"] for t, v in self.views.items() if v.cutpoints}}
                if self.traits else {}),
         }
 
@@ -213,8 +228,8 @@ class PromptTable:
 
         A prompt's range is ``score_range`` (``--score-range``) if given, else the one the layout or
         ``--score-ranges`` declares, else its training scores' min and max (with a warning). Scores
-        outside their prompt's range are refused in train and kept, with a warning, elsewhere.
-        With traits (``tables.traits``) each trait gets its own table this way (:func:`_trait_tables`).
+        outside their prompt's range are refused in train and kept, with a warning, elsewhere. Each of
+        the K scores gets its ranges this way; a trait's own rows in a ranges file come before the others.
         """
         frames = tables.frames
         ids = sorted(frames["train"]["prompt"].unique(), key=natural_key)
@@ -227,25 +242,26 @@ class PromptTable:
                                 f"with --prompts")
         if score_range is not None and not score_range[0] < score_range[1]:
             raise OptionError(f"--score-range {score_range[0]:g} {score_range[1]:g}: MIN must be below MAX")
-        if tables.traits:
-            table = _trait_tables(cls, ids, tables, score_range, step)
-        else:
-            declared = {p: tuple(score_range) for p in ids} if score_range is not None else tables.ranges
-            ranges = {pid: _range_of(pid, declared, frames["train"]) for pid in ids}
-            table = cls(ids=ids, ranges=ranges, step=step if step is not None else tables.step,
-                        **_contexts(frames))
+        ranges, steps = {}, {}
+        for name, column in zip(tables.scores.names, tables.scores.frame_columns):
+            rows = tables.trait_ranges.get(name, {})  # a ranges file's rows for this trait: a prompt's own, or "*"
+            own = {p: rows[p] if p in rows else rows["*"] for p in ids if p in rows or "*" in rows}
+            declared = {p: tuple(score_range) for p in ids} if score_range is not None else {**tables.ranges, **own}
+            ranges[name] = {p: _range_of(p, declared, frames["train"], column) for p in ids}
+            steps[name] = step if step is not None else tables.trait_steps.get(name, tables.step)
+        table = cls.from_scales(ids, ranges, steps, tables.scores.traits, **_contexts(frames))
         for split, frame in frames.items():
             table.check_scores(frame, split, tables.score_column, strict=(split == "train"))
         return table
 
     def check_scores(self, frame, split: str, score_column: str = "score", strict: bool = True) -> None:
         """Refuse (``strict``) or warn about scores outside their prompt's range, naming file, row and column."""
-        for trait in self.traits:  # each trait's column against its own ranges
-            self._views[trait].check_scores(frame.assign(score=frame[gold_column(trait)]), split, trait, strict)
-        if self.traits:
-            return
+        for view, column, user in zip(self.views.values(), self.scores.frame_columns,
+                                      self.scores.user_columns(score_column)):
+            view._check_column(frame, frame[column].to_numpy(np.float64), split, user, strict)
+
+    def _check_column(self, frame, score, split: str, score_column: str, strict: bool) -> None:
         lo, hi = self.bounds(frame["prompt"])
-        score = frame["score"].to_numpy(np.float64)
         outside = (score < lo) | (score > hi)
         if not outside.any():
             return
@@ -269,21 +285,6 @@ def _range_of(pid: str, declared: dict, train: pd.DataFrame, column: str = "scor
                         f"--score-range MIN MAX or --score-ranges FILE")
     logger.warning("prompt %r%s: no declared range; using the training split's %g .. %g", pid, what, lo, hi)
     return lo, hi
-
-
-def _trait_tables(cls, ids: list[str], tables, score_range, step) -> "PromptTable":
-    """Several traits: each trait's ranges from ``--score-range``, else the ranges file's rows for it (a prompt's
-    own, else ``"*"``), else those declared without a trait, else its training scores; its step likewise."""
-    trait_ranges, trait_steps = {}, {}
-    for t in tables.traits:
-        rows = tables.trait_ranges.get(t, {})
-        own = {p: rows[p] if p in rows else rows["*"] for p in ids if p in rows or "*" in rows}
-        declared = {p: tuple(score_range) for p in ids} if score_range is not None else {**tables.ranges, **own}
-        trait_ranges[t] = {p: _range_of(p, declared, tables.frames["train"], gold_column(t)) for p in ids}
-        trait_steps[t] = step if step is not None else tables.trait_steps.get(t, tables.step)
-    ranges = {p: (min(r[p][0] for r in trait_ranges.values()), max(r[p][1] for r in trait_ranges.values())) for p in ids}
-    return cls(ids=ids, ranges=ranges, step=None, traits=list(tables.traits), trait_ranges=trait_ranges,
-               trait_steps=trait_steps, **_contexts(tables.frames))
 
 
 def _contexts(frames: dict) -> dict:

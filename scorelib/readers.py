@@ -16,6 +16,7 @@ from .errors import DataError, MissingFileError, OptionError
 
 logger = logging.getLogger(__name__)
 
+COLUMNS = ["key", "prompt", "text", "context", "score"]  # scorelib's own column names, in this order
 SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": "\t", ".xlsx": None}
 
 

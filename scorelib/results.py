@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import OptionError
 from .files import atomic_write
-from .metrics import compute_metrics, compute_trait_metrics
+from .metrics import compute_metrics
 
 COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
 TEXT_COLUMNS = ("key", "prompt", "text")
@@ -33,66 +33,42 @@ def results_frame(keys, prompts, gold, pred01, texts, table) -> pd.DataFrame:
     Args:
         keys (Sequence[str]): row keys, length N.
         prompts (Sequence[str]): prompt id per row, length N; each must be in ``table``.
-        gold (array-like, shape (N,)): gold scores exactly as read (NaN: unlabeled), kept as given.
-        pred01 (array-like, shape (N,)): model outputs (``encoder_out``) in [0, 1].
+        gold (array-like, shape (N,) or (N, K)): gold scores exactly as read (NaN: unlabeled), kept as given.
+        pred01 (array-like, shape (N,) or (N, K)): model outputs (``encoder_out``) in [0, 1].
         texts (Sequence[str]): the scored texts, length N.
-        table (PromptTable): ranges and rounding step per prompt.
+        table (PromptTable): ranges and rounding step per prompt (and per trait).
 
     Returns:
-        pd.DataFrame: columns ``key, prompt, gold, pred, pred_rounded, text`` in input order;
-        ``pred`` is ``pred01 * (max - min) + min`` per prompt and ``pred_rounded`` is ``pred``
-        rounded to ``table.step`` and clipped to the range. With traits (``table.traits``), ``gold`` and
-        ``pred01`` are (N, K) and the columns are ``key, prompt``, then ``gold_{t}, pred_{t}, pred_rounded_{t}``
-        for each trait t, then ``text``.
+        pd.DataFrame: columns ``key, prompt``, then per score ``gold, pred, pred_rounded`` (named
+        ``gold_{t}, pred_{t}, pred_rounded_{t}`` for each trait t of a model of several traits), then ``text``,
+        in input order; ``pred`` is ``pred01 * (max - min) + min`` per prompt and ``pred_rounded`` is ``pred``
+        rounded to the step (or by fitted cut-points) and clipped to the range.
     """
-    if table.traits:
-        return _trait_results_frame(keys, prompts, gold, pred01, texts, table)
-    keys, prompts, texts = ([str(v) for v in col] for col in (keys, prompts, texts))
-    gold, pred01 = (np.asarray(x, dtype=np.float64).reshape(-1) for x in (gold, pred01))
-    sizes = [len(keys), len(prompts), len(gold), len(pred01), len(texts)]
-    if len(set(sizes)) != 1:
-        raise ValueError(f"keys, prompts, gold, pred01, texts must have one length, got {sizes}")
-    table.bounds(sorted(set(prompts)))  # an unknown prompt: an error listing the known ones
-    pred = table.unscale(pred01, prompts)
-    return pd.DataFrame({
-        "key": pd.Series(keys, dtype=object), "prompt": pd.Series(prompts, dtype=object), "gold": gold,
-        "pred": pred, "pred_rounded": table.round(pred, prompts), "text": pd.Series(texts, dtype=object),
-    }, columns=COLUMNS)
-
-
-def trait_columns(trait: str) -> list[str]:
-    """A trait's columns in a results frame: ``gold_{trait}, pred_{trait}, pred_rounded_{trait}``."""
-    return [f"gold_{trait}", f"pred_{trait}", f"pred_rounded_{trait}"]
-
-
-def _trait_results_frame(keys, prompts, gold, pred01, texts, table) -> pd.DataFrame:
-    k = len(table.traits)
+    k = table.num_traits
     keys, prompts, texts = ([str(v) for v in col] for col in (keys, prompts, texts))
     gold, pred01 = (np.asarray(x, dtype=np.float64).reshape(-1, k) for x in (gold, pred01))
     sizes = [len(keys), len(prompts), len(gold), len(pred01), len(texts)]
     if len(set(sizes)) != 1:
         raise ValueError(f"keys, prompts, gold, pred01, texts must have one length, got {sizes}")
-    table.bounds(sorted(set(prompts)))
+    table.bounds(sorted(set(prompts)))  # an unknown prompt: an error listing the known ones
     pred = table.unscale(pred01, prompts)
     rounded = table.round(pred, prompts)
     cols = {"key": pd.Series(keys, dtype=object), "prompt": pd.Series(prompts, dtype=object)}
-    for i, t in enumerate(table.traits):
-        cols.update(zip(trait_columns(t), (gold[:, i], pred[:, i], rounded[:, i])))
+    for i, names in enumerate(zip(*(table.scores.suffixed(c) for c in ("gold", "pred", "pred_rounded")))):
+        cols.update(zip(names, (gold[:, i], pred[:, i], rounded[:, i])))
     return pd.DataFrame({**cols, "text": pd.Series(texts, dtype=object)})
 
 
-def trait_view(frame: pd.DataFrame, trait: str) -> pd.DataFrame:
-    """One trait's rows of a results frame with the single-score columns ``key, prompt, gold, pred, pred_rounded``."""
-    return frame.rename(columns=dict(zip(trait_columns(trait), ("gold", "pred", "pred_rounded"))))
+def score_view(frame: pd.DataFrame, table, name: str) -> pd.DataFrame:
+    """One score's columns of a results frame under the single-score names ``gold, pred, pred_rounded``."""
+    i = list(table.views).index(name)
+    return frame.rename(columns={table.scores.suffixed(c)[i]: c for c in ("gold", "pred", "pred_rounded")})
 
 
 def frame_metrics(frame: pd.DataFrame, table) -> dict:
-    """:func:`scorelib.metrics.compute_metrics` of a :func:`results_frame` (per trait: ``compute_trait_metrics``)."""
-    if table.traits:
-        gold, pred, rounded = ([c for t in table.traits for c in trait_columns(t)][i::3] for i in range(3))
-        return compute_trait_metrics(frame["prompt"], frame[gold].to_numpy(np.float64),
-                                     frame[pred].to_numpy(np.float64), frame[rounded].to_numpy(np.float64), table)
-    return compute_metrics(frame["prompt"], frame["gold"], frame["pred"], frame["pred_rounded"], table)
+    """:func:`scorelib.metrics.compute_metrics` of a :func:`results_frame`."""
+    gold, pred, rounded = (frame[table.scores.suffixed(c)].to_numpy(np.float64) for c in ("gold", "pred", "pred_rounded"))
+    return compute_metrics(frame["prompt"], gold, pred, rounded, table)
 
 
 def plot_gold_vs_pred(frame, table, metrics=None, ax=None, title=None, prompts=None, new_score=None, trait=None):
@@ -106,18 +82,18 @@ def plot_gold_vs_pred(frame, table, metrics=None, ax=None, title=None, prompts=N
         title (str, optional): the title's first line.
         prompts (list[str], optional): only these prompts (default: all in ``frame``).
         new_score (float, optional): a newly scored text, drawn as a horizontal line.
-        trait (str, optional): with traits, the one to draw (default: the first).
+        trait (str, optional): with traits, the one to draw (default: the first); its name ends the title.
 
     Returns:
         matplotlib.figure.Figure: the figure holding the plot (not registered with pyplot).
     """
     import matplotlib
     from matplotlib.figure import Figure
-    if table.traits:  # one trait's columns, ranges and metrics
-        trait = trait or table.traits[0]
-        frame, table = trait_view(frame, trait), table.for_trait(trait)
-        metrics = None if metrics is None else metrics["traits"][trait]
-        title = f"{title} · {trait}" if title else trait
+    trait = trait or next(iter(table.views))
+    frame = score_view(frame, table, trait)
+    metrics = None if metrics is None else metrics.get("traits", {trait: metrics})[trait]
+    title = " · ".join(t for t in (title, trait if table.traits else None) if t) or None  # a trait's name ends it
+    table = table.for_trait(trait)
     if ax is None:
         ax = Figure(figsize=(6, 6)).add_subplot()
     present = set(frame["prompt"].astype(str))
@@ -148,12 +124,12 @@ def plot_gold_vs_pred(frame, table, metrics=None, ax=None, title=None, prompts=N
     return ax.figure
 
 
-def _jsonable(obj):
+def jsonable(obj):
     """Numpy scalars -> Python numbers, NaN/inf -> None, recursively."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.integer, np.bool_)):
         return obj.item()
     if isinstance(obj, (float, np.floating)):
@@ -222,15 +198,12 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
         ("xlsx_replaced_control_chars", "xlsx_truncated_texts"), write_xlsx(frame, tmp))))
     metrics.update(counts)
     atomic_write(paths["csv"], lambda tmp: frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\n"))
-    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
+    text = json.dumps(jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
     atomic_write(paths["metrics"], lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
-    if table.traits:  # one panel per trait, side by side
-        from matplotlib.figure import Figure
-        fig = Figure(figsize=(6 * len(table.traits), 6))
-        for ax, trait in zip(fig.subplots(1, len(table.traits), squeeze=False)[0], table.traits):
-            plot_gold_vs_pred(frame, table, metrics, ax=ax, title=f"{ckpt} · {split}", trait=trait)
-    else:
-        fig = plot_gold_vs_pred(frame, table, metrics, title=f"{ckpt} · {split}")
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6 * table.num_traits, 6))  # one panel per score, side by side
+    for ax, name in zip(fig.subplots(1, table.num_traits, squeeze=False)[0], table.views):
+        plot_gold_vs_pred(frame, table, metrics, ax=ax, title=f"{ckpt} · {split}", trait=name)
     atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     return paths
 
@@ -272,7 +245,7 @@ def evaluate(result_triples, ckpt_name, table, results_path, split) -> tuple[pd.
     for _, sample, result in result_triples:
         out = result["encoder_out"].detach().double().cpu()  # (B,), or (B, K) with traits
         batch = {"key": _list(sample["key"]), "prompt": _list(sample["prompt"]), "gold": _list(sample["score"]),
-                 "pred01": _list(out.reshape(len(out), -1) if table.traits else out.reshape(-1)),
+                 "pred01": _list(out.reshape(len(out), -1)),
                  "text": _list(sample["text"]) if sample.get("text") is not None else [""] * len(sample["key"])}
         if len({len(v) for v in batch.values()}) != 1:
             raise ValueError(f"batch sizes disagree: { {k: len(v) for k, v in batch.items()} }")

@@ -3,7 +3,10 @@
 Mirrors fairseq's hub interface (``fairseq/hub_utils.py``: ``from_pretrained`` returning an
 object with ``predict``), reading only the save dir: checkpoint, tokenizer, encoder config.
 Every text goes through one check (:meth:`Scorer.check`) and one predict loop
-(:func:`scorelib.inference.predict`).
+(:func:`scorelib.inference.predict`). A fold ensemble of ``scorelib-cv`` is a :class:`Scorer` of
+several models (fairseq averages checkpoints the same way with ``--path a.pt:b.pt``): the same
+methods and return shapes, their outputs in [0, 1] averaged, and their spread an extra that
+every scorer can return (zero for one model).
 """
 from __future__ import annotations
 
@@ -17,14 +20,16 @@ import torch
 from . import checkpoint as C
 from .dataset import ScoringDataset, batch_by_size
 from .errors import CheckpointError, InputError, MissingFileError
+from .ensemble import fold_dirs, is_cv_dir
 from .inference import predict
 from .model import ScoringModel, pick_device
 from .prompts import PromptTable
+from .scores import seed_shape
 
 MAX_CHARS = 50_000  # longer inputs are refused (about 12,000 tokens, far beyond any essay)
 
 
-def _num(x) -> str:
+def fmt_num(x) -> str:
     """A range end or a rounded score without trailing zeros: 1.0 -> '1', 0.5 -> '0.5'."""
     return f"{float(x):g}"
 
@@ -38,36 +43,44 @@ def describe(record: dict) -> str:
         return "\n".join(f"{t}: {describe({'prompt': record['prompt'], **r})}" for t, r in record["traits"].items())
     digits = 1 if record["max"] - record["min"] >= 2 else 2
     spread = f" ± {record['spread']:.{digits}f}" if record.get("spread") is not None else ""
-    line = (f"{record['score']:.{digits}f}{spread} on {record['prompt']}'s {_num(record['min'])}–{_num(record['max'])}"
-            f" scale")
+    line = (f"{record['score']:.{digits}f}{spread} on {record['prompt']}'s {fmt_num(record['min'])}–"
+            f"{fmt_num(record['max'])} scale")
     if record["score_rounded"] is not None:
-        line += f" (rounded: {_num(record['score_rounded'])})"
+        line += f" (rounded: {fmt_num(record['score_rounded'])})"
     return line
 
 
 class Scorer:
-    """Scores texts on a prompt's scale with a trained :class:`ScoringModel`.
+    """Scores texts on a prompt's scale with one trained :class:`ScoringModel`, or the mean of several.
 
     Args:
-        model (ScoringModel): in eval mode.
+        model (ScoringModel | list[ScoringModel]): in eval mode; a list of fold models scores as their mean.
         tokenizer: its tokenizer.
-        prompts (PromptTable): ids, ranges, step and stored contexts.
+        prompts (PromptTable): ids, ranges, step and stored contexts (a fold ensemble: the CV dir's table).
         max_length (int): the encoder's window used in training.
         device (torch.device): where the model lives.
         long_text (str): ``--long-text`` of training (``truncate``, ``head-tail`` or ``chunks``).
         chunk_stride (int | None): ``--chunk-stride`` of training.
     """
 
-    has_spread = False  # a fold ensemble (scorelib.ensemble.EnsembleScorer) also gives a spread
-
     def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None,
                  long_text: str = "truncate", chunk_stride: int | None = None):
         self.device = device or torch.device("cpu")
-        self.model = model.to(self.device).eval()
+        self.models = [m.to(self.device).eval() for m in (model if isinstance(model, (list, tuple)) else [model])]
         self.tokenizer = tokenizer
         self.table = prompts
         self.max_length = max_length
         self.long_text, self.chunk_stride = long_text, chunk_stride
+
+    @property
+    def model(self):
+        """The model of a single-model scorer (``None`` for a fold ensemble: see :attr:`models`)."""
+        return self.models[0] if len(self.models) == 1 else None
+
+    @property
+    def num_models(self) -> int:
+        """How many models are averaged: 1, or K for the fold ensemble of a ``scorelib-cv`` dir."""
+        return len(self.models)
 
     @property
     def traits(self) -> list[str]:
@@ -84,7 +97,7 @@ class Scorer:
         """The one check of texts to score: returns ``(texts, prompt, contexts)`` or raises :class:`InputError`."""
         prompt = self.table.ids[0] if prompt is None else str(prompt)
         if prompt not in self.table:
-            labels = ", ".join(f"{p} ({_num(lo)}–{_num(hi)})" for p, (lo, hi) in
+            labels = ", ".join(f"{p} ({fmt_num(lo)}–{fmt_num(hi)})" for p, (lo, hi) in
                                ((p, self.table.ranges[p]) for p in self.table.ids))
             raise InputError(f"unknown prompt {prompt!r}: this model knows {labels}")
         for i, text in enumerate(texts):
@@ -116,18 +129,30 @@ class Scorer:
                               chunk_stride=self.chunk_stride)
 
     @torch.inference_mode()
-    def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
-        """Scores in [0, 1] (the model's sigmoid output) for every row of a dataset, in its order."""
+    def models_scores01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
+        """Each model's scores in [0, 1] (its sigmoid output) for every row of a dataset, in its order.
+
+        Returns:
+            np.ndarray: (M, N), or (M, N, K) for K traits; M is :attr:`num_models`.
+        """
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens, 256)
 
-        def forward(sample):
-            with amp:
-                return 0.0, self.model(**sample["net_input"])["encoder_out"]
+        def run(model):
+            def forward(sample):
+                with amp:
+                    return 0.0, model(**sample["net_input"])["encoder_out"]
+            return predict(forward, ds, batches, self.device)[1]
 
-        return predict(forward, ds, batches, self.device)[1]
+        return np.stack([run(m) for m in self.models])
 
-    def score(self, texts, prompt=None, contexts=None):
+    fold_scores01 = models_scores01  # the name bench/bench_cv.py knows
+
+    def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
+        """Scores in [0, 1] for every row of a dataset (the models' mean): (N,), or (N, K) for K traits."""
+        return self.models_scores01(ds, bf16, max_tokens).mean(axis=0)
+
+    def score(self, texts, prompt=None, contexts=None, return_spread: bool = False):
         """Score texts on ``prompt``'s scale (``pred * (max - min) + min``).
 
         Args:
@@ -135,43 +160,65 @@ class Scorer:
             prompt (str, optional): a prompt id as in the data (default: the first, sorted).
             contexts (str | list[str], optional): second segments, for models trained on pairs
                 whose prompt has no stored context.
+            return_spread (bool): also return the spread: the standard deviation (``ddof=0``) of the models'
+                scores on the prompt's scale (0 for a single model).
 
         Returns:
-            float | np.ndarray: the score(s), unrounded, within the prompt's range. With traits
-            (:attr:`traits`): for one text a dict ``{trait: score}``, for a list an (N, K) array.
+            float | np.ndarray, or a tuple ``(score, spread)``: the score(s), unrounded, within the prompt's range.
+            With traits (:attr:`traits`): for one text a dict ``{trait: score}``, for a list an (N, K) array.
         """
         single = isinstance(texts, str)
         texts, prompt, contexts = self.check([texts] if single else list(texts), prompt, contexts)
-        scores = self.table.unscale(self.score01_dataset(self.dataset(texts, prompt, contexts)), [prompt] * len(texts))
-        if self.traits and single:
-            return dict(zip(self.traits, map(float, scores[0])))
-        return float(scores[0]) if single else scores
+        each = self.models_scores01(self.dataset(texts, prompt, contexts))  # (M, N) or (M, N, K)
+        prompts = [prompt] * len(texts)
+        scores = self.table.unscale(each.mean(axis=0), prompts)
+        spread = self.table.unscale(each.std(axis=0), prompts) - self.table.unscale(np.zeros_like(each[0]), prompts)
+        if single:
+            scores, spread = (self.table.scores.pack(map(float, np.ravel(x[0]))) for x in (scores, spread))
+        return (scores, spread) if return_spread else scores
 
     def round(self, scores, prompt) -> np.ndarray:
-        """Round scores to the prompt's step, clipped to its range (with traits: (N, K) or (K,) -> (N, K))."""
-        if self.traits:
-            scores = np.reshape(np.asarray(scores, dtype=np.float64), (-1, len(self.traits)))
-            return self.table.round(scores, [str(prompt)] * len(scores))
-        return self.table.round(np.atleast_1d(scores), [str(prompt)] * np.size(scores))
+        """Round scores to the prompt's step (or fitted cut-points), clipped to its range: (N,), or (N, K) with traits."""
+        matrix = np.reshape(np.asarray(scores, dtype=np.float64), (-1, self.table.num_traits))
+        return seed_shape(self.table.round(matrix, [str(prompt)] * len(matrix)))
 
-    def record(self, score, prompt) -> dict:
-        """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``.
+    def record(self, score, prompt, spread=None) -> dict:
+        """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``,
+        plus ``"spread"`` for a scorer of several models.
 
-        With traits, ``score`` is a dict ``{trait: score}`` or K values, and the record is
-        ``{"prompt", "traits": {trait: {"score", "score_rounded", "min", "max"}}}``.
+        With traits, ``score`` (and ``spread``) is a dict ``{trait: value}`` or K values, and the record is
+        ``{"prompt", "traits": {trait: {"prompt", "score", "score_rounded", "min", "max"}}}``.
         """
-        if self.traits:
-            values = [score[t] for t in self.traits] if isinstance(score, dict) else list(np.ravel(score))
-            return {"prompt": str(prompt), "traits": {t: score_record(self.table.for_trait(t), v, prompt)
-                                                      for t, v in zip(self.traits, values)}}
-        return score_record(self.table, score, prompt)
+        values = self.table.scores.unpack(score)
+        spreads = self.table.scores.unpack(spread) if spread is not None else [None] * len(values)
+        extra = [{"spread": None if s is None else float(s)} if self.num_models > 1 else {} for s in spreads]
+        records = [score_record(view, v, prompt, **x) for view, v, x in zip(self.table.views.values(), values, extra)]
+        return self.table.scores.pack(records, lambda each: {"prompt": str(prompt), "traits": each})
+
+    def output_columns(self, pred, spread, prompts) -> dict[str, np.ndarray]:
+        """The columns ``scorelib-score --input`` adds to a table: ``pred``, ``pred_rounded`` (per trait:
+        ``pred_{t}``, ``pred_rounded_{t}``), and for a scorer of several models ``spread`` (``spread_{t}``).
+
+        Args:
+            pred, spread (array-like, shape (N,) or (N, K)): scores and spreads on the prompts' scales.
+            prompts (Sequence[str]): prompt id per row.
+        """
+        k, names = self.table.num_traits, self.table.scores
+        pred, spread = (np.reshape(np.asarray(x, dtype=np.float64), (-1, k)) for x in (pred, spread))
+        rounded = self.table.round(pred, list(prompts))
+        cols = {}
+        for i, (p, r) in enumerate(zip(names.suffixed("pred"), names.suffixed("pred_rounded"))):
+            cols[p], cols[r] = pred[:, i], rounded[:, i]
+        if self.num_models > 1:
+            cols.update(zip(names.suffixed("spread"), spread.T))
+        return cols
 
 
-def score_record(table: PromptTable, score: float, prompt) -> dict:
+def score_record(table: PromptTable, score: float, prompt, **extra) -> dict:
     """One score with its prompt's range and rounded value (see :meth:`Scorer.record`)."""
     lo, hi = table.ranges[str(prompt)]
     rounded = None if table.step is None else float(table.round(np.atleast_1d(score), [str(prompt)])[0])
-    return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi}
+    return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi, **extra}
 
 
 def resolve_checkpoint(path) -> Path:
@@ -187,22 +234,8 @@ def resolve_checkpoint(path) -> Path:
     return path
 
 
-def load(path, device=None) -> Scorer:
-    """Load a trained scorer from a save dir (or one checkpoint file inside it).
-
-    Args:
-        path (str | Path): ``--save-dir`` of ``scorelib-train``, or a ``.pt`` file in it, or the ``--save-dir``
-            of ``scorelib-cv`` (an :class:`scorelib.ensemble.EnsembleScorer` of its fold models).
-        device (str | torch.device, optional): default cuda > mps > cpu.
-
-    Returns:
-        Scorer: with ``.score(texts, prompt=..., contexts=None)`` and ``.prompts``.
-    """
-    from .ensemble import is_cv_dir, load_ensemble
-
-    if is_cv_dir(path):  # a scorelib-cv dir: its K fold models, averaged
-        return load_ensemble(path, device=device)
-    ckpt = resolve_checkpoint(path)
+def load_model(ckpt: Path):
+    """A checkpoint's model, tokenizer, prompt table and options (missing ones filled by :func:`C.load_checkpoint`)."""
     tokenizer, config, _ = C.load_assets(ckpt.parent)
     state = C.load_checkpoint(ckpt)
     if state["encoder"]["signature"] != C.encoder_signature(config):
@@ -211,6 +244,35 @@ def load(path, device=None) -> Scorer:
     table = PromptTable.from_dict(state["prompts"])
     model = ScoringModel.from_config(config, num_prompts=len(table), pooling=cfg.pooling, num_outputs=table.num_traits)
     model.load_state_dict(state["model"])
+    return model, tokenizer, table, cfg
+
+
+def load(path, device=None) -> Scorer:
+    """Load a trained scorer from a save dir (or one checkpoint file inside it), or a fold ensemble.
+
+    Args:
+        path (str | Path): ``--save-dir`` of ``scorelib-train``, or a ``.pt`` file in it, or the ``--save-dir``
+            of ``scorelib-cv`` (its K fold models, averaged; the CV dir's prompt table and cut-points).
+        device (str | torch.device, optional): default cuda > mps > cpu.
+
+    Returns:
+        Scorer: with ``.score(texts, prompt=..., contexts=None, return_spread=False)`` and ``.prompts``.
+    """
     device = torch.device(device) if device is not None else pick_device()
-    return Scorer(model, tokenizer, table, max_length=int(cfg.max_length), device=device,
-                  long_text=getattr(cfg, "long_text", "truncate"), chunk_stride=getattr(cfg, "chunk_stride", None))
+    ckpts = [resolve_fold(f) for f in fold_dirs(path)] if is_cv_dir(path) else [resolve_checkpoint(path)]
+    loaded = [load_model(c) for c in ckpts]
+    model, tokenizer, table, cfg = loaded[0]
+    if is_cv_dir(path):
+        table = PromptTable.load(Path(path) / "prompts.json") if (Path(path) / "prompts.json").is_file() else table
+        if any(t.ids != table.ids for _, _, t, _ in loaded):
+            raise CheckpointError(f"{path}: the folds' prompts differ; they are not one cross-validation run")
+    return Scorer([m for m, *_ in loaded], tokenizer, table, max_length=int(cfg.max_length), device=device,
+                  long_text=cfg.long_text, chunk_stride=cfg.chunk_stride)
+
+
+def resolve_fold(fold: Path) -> Path:
+    """A fold's checkpoint; a clear error for a cross-validation that has not finished."""
+    if not ((fold / "checkpoint_best.pt").is_file() or (fold / "checkpoint_last.pt").is_file()):
+        raise CheckpointError(f"{fold}: no checkpoint; this cross-validation has not finished "
+                              f"(re-run scorelib-cv with the same options to finish it)")
+    return resolve_checkpoint(fold)

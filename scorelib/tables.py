@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import demo
 from .errors import DataError, MissingFileError, OptionError
 from .layouts import LAYOUTS
-from .readers import SUFFIXES, read_table
-from .traits import gold_column, has_trait_column, parse_traits, read_trait_ranges
+from .readers import COLUMNS, SUFFIXES, read_table
+from .scores import ScoreColumns, has_trait_column, read_trait_ranges
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["key", "prompt", "text", "context", "score"]  # scorelib's own column names, in this order
 SPLITS = ("train", "valid", "test")
 
 
@@ -52,13 +52,20 @@ def _rows(frame, mask, limit=5) -> str:
 
 @dataclass
 class Columns:
-    """The user's column names (``--key-column`` ...); ``None`` takes the layout's or scorelib's own name."""
+    """The user's column names (``--key-column`` ...); ``None`` takes the layout's or scorelib's own name.
+
+    ``score`` is ``--score-column`` as given; :attr:`scores` is it parsed, once, into one score or K traits.
+    """
 
     key: str | None = None
     prompt: str | None = None
     text: str | None = None
     context: str | None = None
     score: str | None = None
+    scores: ScoreColumns = field(init=False)
+
+    def __post_init__(self):
+        self.scores = ScoreColumns.parse(self.score)
 
     @classmethod
     def from_args(cls, args) -> "Columns":
@@ -73,7 +80,7 @@ class Columns:
                 "score": self.score or layout.get("score") or "score"}
 
 
-def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
+def normalize(frame, path, names: dict, labeled: bool = True, scores: ScoreColumns | None = None) -> pd.DataFrame:
     """Map a raw table onto scorelib's columns and refuse bad rows with a clear error.
 
     Args:
@@ -81,14 +88,14 @@ def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
         path: the file, named in errors.
         names (dict): the user's name for each of ``key, prompt, text, context, score`` (:meth:`Columns.resolve`);
             without a key column keys are ``"{file stem}:{row}"``; without a prompt column all rows share prompt "0".
-        labeled (bool): whether the score column is required.
+        labeled (bool): whether the score column(s) are required.
+        scores (ScoreColumns, optional): the parsed ``--score-column`` (default: one column, ``names["score"]``).
 
     Returns:
-        pd.DataFrame: columns ``key, prompt, text, context, score, _row`` (``context`` None without a context
-        column; ``score`` float64 exactly as parsed, NaN for unlabeled tables). A comma list of score columns
-        (traits, :func:`scorelib.traits.parse_traits`) gives ``score_{trait}`` columns in place of ``score``.
+        pd.DataFrame: columns ``key, prompt, text, context``, the gold columns ``scores.frame_columns``
+        (``score``, or ``score_{trait}`` per trait; float64 exactly as parsed, NaN for unlabeled tables), ``_row``.
     """
-    traits = parse_traits(names["score"]) if labeled else []
+    scores = scores or ScoreColumns()
     out = pd.DataFrame({"_row": frame["_row"].to_numpy()})
     out["key"] = (_column(frame, names["key"], path, "--key-column").str.strip().to_numpy() if names["key"]
                   else [f"{Path(path).stem}:{r}" for r in out["_row"]])
@@ -96,10 +103,8 @@ def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
                      if names["prompt"] else "0")
     out["text"] = _column(frame, names["text"], path, "--text-column").to_numpy()
     out["context"] = _column(frame, names["context"], path, "--context-column").to_numpy() if names["context"] else None
-    for trait in traits:
-        out[gold_column(trait)] = _scores(frame, path, trait, out)
-    if not traits:
-        out["score"] = _scores(frame, path, names["score"], out) if labeled else np.nan
+    for column, user in zip(scores.frame_columns, scores.user_columns(names["score"])):
+        out[column] = _scores(frame, path, user, out) if labeled else np.nan
     for col, flag in (("key", "--key-column"), ("prompt", "--prompt-column")):
         empty = out[col].str.len().to_numpy() == 0
         if empty.any():
@@ -114,7 +119,7 @@ def normalize(frame, path, names: dict, labeled: bool = True) -> pd.DataFrame:
         first = out["key"][dup].iloc[0]
         raise DataError(f"{path}: duplicate key {first!r} at rows {_rows(out, (out['key'] == first).to_numpy())}"
                         f" ({int(dup.sum())} rows share a key; keys must be unique)")
-    return out[COLUMNS[:-1] + [gold_column(t) for t in traits] + ["_row"] if traits else COLUMNS + ["_row"]]
+    return out[COLUMNS[:-1] + scores.frame_columns + ["_row"]]
 
 
 def _scores(frame, path, column, out) -> np.ndarray:
@@ -190,19 +195,19 @@ class Tables:
 
     Args:
         frames (dict[str, pd.DataFrame]): per split, the columns of :func:`normalize` plus ``_file``.
-        score_column (str): the user's name of the score column (for messages).
+        scores (ScoreColumns): the score columns, parsed once from ``--score-column``.
+        score_column (str): the user's name of the score column(s) (for messages).
         ranges (dict[str, tuple[float, float]]): ranges declared by the layout and ``--score-ranges``.
         step (float | None): the layout's rounding step.
-        traits (list[str]): the traits of ``--score-column a,b,c`` (``[]``: one score column).
         trait_ranges (dict): ``{trait: {prompt or "*": (min, max)}}`` from a ranges file's ``trait`` column.
         trait_steps (dict): ``{trait: step}`` from that file's ``step`` column.
     """
 
     frames: dict[str, pd.DataFrame]
+    scores: ScoreColumns = ScoreColumns()
     score_column: str = "score"
     ranges: dict = field(default_factory=dict)
     step: float | None = None
-    traits: list = field(default_factory=list)
     trait_ranges: dict = field(default_factory=dict)
     trait_steps: dict = field(default_factory=dict)
 
@@ -222,12 +227,10 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
     spec = LAYOUTS.get(layout)
     if spec is None:
         raise OptionError(f"--layout {layout!r}: unknown; choose one of {', '.join(LAYOUTS)}")
-    if data is None and parse_traits(columns.score):
+    if data is None and columns.scores.traits:
         raise OptionError(f"--score-column {columns.score}: the embedded demo data has one score; for a demo with "
                           f"traits, write one with scorelib.demo.write_demo_traits(folder) and train on that folder")
     if data is None:
-        from . import demo
-
         frames = {s: f.assign(_row=np.arange(2, len(f) + 2), _file=f"demo {s}")[COLUMNS + ["_row", "_file"]]
                   for s, f in demo.load_demo().items()}
         tables = Tables(frames, ranges=dict(demo.DEMO_RANGES), step=demo.DEMO_STEP)
@@ -239,7 +242,7 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
         _keep_prompts(tables.frames, keep_prompts, need_train=whole_file_as is None)
     check_unique_keys(tables.frames)
     if ranges_file and has_trait_column(ranges_file):
-        tables.trait_ranges, tables.trait_steps = read_trait_ranges(ranges_file, tables.traits)
+        tables.trait_ranges, tables.trait_steps = read_trait_ranges(ranges_file, tables.scores.traits)
     elif ranges_file:
         tables.ranges.update(read_ranges(ranges_file))
     return tables
@@ -253,10 +256,10 @@ def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_a
     for split, file in files.items():
         raw = read_table(file, encoding, spec.get("encoding_fallback"))
         names = columns.resolve(raw.columns, spec)
-        frames[split] = normalize(raw, file, names).assign(_file=str(file))
+        frames[split] = normalize(raw, file, names, scores=columns.scores).assign(_file=str(file))
         score_column = names["score"]
-    return Tables(frames, score_column=score_column, ranges=dict(spec.get("ranges", {})), step=spec.get("step"),
-                  traits=parse_traits(score_column))
+    return Tables(frames, scores=columns.scores, score_column=score_column, ranges=dict(spec.get("ranges", {})),
+                  step=spec.get("step"))
 
 
 def _keep_prompts(frames: dict, keep: str, need_train: bool) -> None:

@@ -20,7 +20,7 @@ from .errors import DataError
 from .model import load_tokenizer
 from .prompts import PromptTable
 from .registry import CRITERION_REGISTRY, MODEL_REGISTRY, lookup, register_task
-from .traits import score_matrix
+from .scores import seed_shape
 
 logger = logging.getLogger(__name__)
 
@@ -108,17 +108,15 @@ class TextScoringTask:
 
         Every check runs here, before anything is written, so bad data leaves no save dir behind.
         """
-        windows.check_options(args.long_text, args.max_length, args.chunk_stride)
         tables = read_tables(args)
         prompts = PromptTable.from_tables(tables, score_range=args.score_range, step=args.score_step)
         if tokenizer is None:
             tokenizer = load_tokenizer(args.model_name_or_path)
-        seed = getattr(args, "seed", 1)
         frames = dict(tables.frames)
-        frames["train"] = subset(frames["train"], args.max_train_rows, seed)
+        frames["train"] = subset(frames["train"], args.max_train_rows, args.seed)
         for split in ("valid", "test"):
             if split in frames:
-                frames[split] = subset(frames[split], args.max_eval_rows, seed)
+                frames[split] = subset(frames[split], args.max_eval_rows, args.seed)
         return cls(args, tokenizer, frames, prompts)
 
     @classmethod
@@ -127,7 +125,6 @@ class TextScoringTask:
 
         A folder gives its ``{split}`` table; a single file is read whole as ``split``.
         """
-        windows.check_options(args.long_text, args.max_length, args.chunk_stride)
         tables = read_tables(args, whole_file_as=split)
         if split not in tables.frames:
             raise DataError(f"{args.data}: no {split} table to evaluate on (have: {', '.join(tables.frames)})")
@@ -136,11 +133,11 @@ class TextScoringTask:
         if unknown:
             raise DataError(f"{split}: prompt(s) {', '.join(map(repr, unknown))} are unknown to this model; "
                             f"it knows {', '.join(prompts.ids)}")
-        if tables.traits != prompts.traits:
+        if tables.scores.names != prompts.scores.names:
             raise DataError(f"{split}: the data's score column(s) {tables.score_column!r} differ from the model's "
                             f"traits {','.join(prompts.traits) or '(one score)'}; pass --score-column to match")
         prompts.check_scores(frame, split, tables.score_column, strict=False)
-        return cls(args, tokenizer, {split: subset(frame, args.max_eval_rows, getattr(args, "seed", 1))}, prompts)
+        return cls(args, tokenizer, {split: subset(frame, args.max_eval_rows, args.seed)}, prompts)
 
     def load_dataset(self, split: str, **kwargs) -> ScoringDataset:
         """Tokenize one split into ``self.datasets[split]`` and log its rows per prompt."""
@@ -160,10 +157,10 @@ class TextScoringTask:
         return self.datasets[split] if split in self.datasets else self.load_dataset(split)
 
     def mean_train_target(self):
-        """The mean scaled training score: a float, or one per trait (K,)."""
+        """The mean scaled training score: a float for one score, (K,) for K traits (as ``sample["target"]``)."""
         frame = self.frames["train"]
-        scaled = self.prompts.scale(score_matrix(frame, self.prompts.traits), frame["prompt"])
-        return np.mean(scaled, axis=0) if self.prompts.traits else float(np.mean(scaled))
+        means = np.mean(self.prompts.scale(self.prompts.scores.matrix(frame), frame["prompt"]), axis=0)  # (K,)
+        return seed_shape(means[None])[0]
 
     def build_model(self, args):
         return lookup(MODEL_REGISTRY, "model", args.arch).build_model(args, self)

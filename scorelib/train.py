@@ -95,7 +95,7 @@ def train(args) -> dict:
     results_path = results_dir(args.results_path, args.save_dir)
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
     check_trait_options(args, task.prompts)
-    if getattr(args, "fit_cutpoints", False):
+    if args.fit_cutpoints:
         check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
     task.load_dataset("train")
     if "valid" in task.frames:
@@ -126,7 +126,7 @@ def train(args) -> dict:
     while not should_stop(args, trainer, progress):
         if not train_epoch(args, trainer, progress):
             break
-    if getattr(args, "fit_cutpoints", False) and world.is_main:
+    if args.fit_cutpoints and world.is_main:
         fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
     return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}

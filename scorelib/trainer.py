@@ -35,6 +35,29 @@ def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
 
 
+def compile_encoder(model: torch.nn.Module) -> bool:
+    """Compile ``model.encoder`` in place (``nn.Module.compile``: the state dict keeps its names, so checkpoints
+    load without compiling). Returns whether it did; where torch cannot compile here, logs why and stays eager.
+
+    Dynamic shapes: length-bucketed batches change shape every step, and one graph serves them all. Random ops
+    (dropout) run torch's own kernels (inductor's ``fallback_random``) instead of inductor's generated ones: on a
+    2-core CPU those made a compiled step 0.90x eager, with them 0.97x (``bench/bench_compile.py``), and dropout
+    then draws from the same random stream as eager, so a seed means the same thing with and without
+    ``--compile``. The setting is process-wide; it only matters to code that compiles."""
+    try:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fallback_random = True
+        probe = torch.compile(lambda x: x * 2 + 1, dynamic=True)
+        probe(torch.ones(3))  # the backend really builds (needs a C++ compiler on the CPU)
+        model.encoder.compile(dynamic=True)
+        return True
+    except Exception as e:  # no compiler, an unsupported platform or torch build
+        logger.warning("--compile: torch.compile is not available here (%s: %s); training eagerly",
+                       type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return False
+
+
 class Trainer:
     """Train ``model`` on ``task``'s data with ``criterion``.
 
@@ -53,14 +76,14 @@ class Trainer:
         self.amp_dtype = precision.amp_dtype(args.fp16, args.bf16, self.device)
         self.world = dist.World.from_env()
         self.model = model.to(self.device)
-        self.compiled = args.compile and precision.compile_encoder(self.model)
+        self.compiled = args.compile and compile_encoder(self.model)
         self.ddp = dist.wrap(self.model, self.world, self.device)
         self.train_data = task.dataset("train")
         self.valid_data = task.dataset("valid") if "valid" in task.frames else None
         self.num_updates, self.dummy_batch = 0, None
         self.updates_per_epoch = math.ceil(len(self.epoch_batches(1)) / self.world.size / args.update_freq)
-        total = args.max_update or self.updates_per_epoch * max(args.max_epoch, 1)
-        self.total_updates = min(total, args.max_update or total)
+        epochs = self.updates_per_epoch * max(args.max_epoch, 1)  # --max-epoch 0 (no limit): one epoch's schedule
+        self.total_updates = min(args.max_update, epochs) if args.max_update else epochs  # whichever stops first
         warmup = args.warmup_updates if args.warmup_updates is not None else int(0.06 * self.total_updates)
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():

@@ -17,7 +17,7 @@ import pandas as pd
 from . import windows
 from .errors import InputError, ScorelibError
 from .results import plot_gold_vs_pred
-from .scorer import _num, describe
+from .scorer import describe, fmt_num
 
 logger = logging.getLogger(__name__)
 NON_LATIN_SHARE = 0.5  # above this share of non-Latin letters, the score gets a warning
@@ -27,7 +27,7 @@ ScoreInputError = InputError  # the name the widget's callers know
 def prompt_label(scorer, prompt) -> str:
     """``"q2 (1–6)"``: a prompt id with its score range, for menus and messages."""
     lo, hi = scorer.table.ranges[prompt]
-    return f"{prompt} ({_num(lo)}–{_num(hi)})"
+    return f"{prompt} ({fmt_num(lo)}–{fmt_num(hi)})"
 
 
 def non_latin_share(text: str) -> float:
@@ -67,12 +67,8 @@ def check_and_score(scorer, prompt, text) -> dict:
     note = windows.note(scorer.long_text, scorer.max_length, scorer.chunk_stride, n_tokens)
     if note is not None:
         warnings.append(note)
-    if scorer.has_spread:  # a fold ensemble: "3.2 ± 0.3"
-        score, spread = scorer.score(text, prompt=prompt, contexts=contexts, return_spread=True)
-        return {**scorer.record(score, prompt, spread=spread), "step": scorer.table.step, "warnings": warnings}
-    score = scorer.score(text, prompt=prompt, contexts=contexts)  # a dict {trait: score} with traits
-    score = score if scorer.traits else float(score)
-    return {**scorer.record(score, prompt), "step": scorer.table.step, "warnings": warnings}
+    score, spread = scorer.score(text, prompt=prompt, contexts=contexts, return_spread=True)  # {trait: score} for traits
+    return {**scorer.record(score, prompt, spread=spread), "step": scorer.table.step, "warnings": warnings}
 
 
 def plot_with_score(results, table, prompt, score, ax=None, trait=None):
@@ -123,7 +119,7 @@ class ScoringWidget:
         self.explain = W.ToggleButton(description="Explain", icon="search", tooltip="shade each sentence by its "
                                       "effect on the score (green raises it, red lowers it)")
         self.explained = W.HTML()  # scorelib.explain.render_html of the last text, while Explain is on
-        self.trait = W.Dropdown(options=scorer.traits, description="Plot trait") if len(scorer.traits) > 1 else None
+        self.trait = W.Dropdown(options=scorer.traits, description="Plot trait") if scorer.table.num_traits > 1 else None
         if self.trait is not None:
             self.trait.observe(lambda _: self.on_click() if self.last and "error" not in self.last else None, "value")
         menus = [self.prompt] + ([self.trait] if self.trait is not None else [])
@@ -159,7 +155,7 @@ class ScoringWidget:
 
     def _show_explanation(self, result):
         from .explain import explain, render_html
-        trait = (self.trait.value if self.trait is not None else self.scorer.traits[0]) if self.scorer.traits else None
+        trait = self.trait.value if self.trait is not None else next(iter(self.scorer.table.views))
         try:
             self.explained.value = render_html(explain(self.scorer, self.text.value, prompt=result["prompt"]), trait)
         except Exception as e:  # never a traceback in the widget; the log keeps it
@@ -168,8 +164,8 @@ class ScoringWidget:
 
     def _show_plot(self, result):
         from IPython.display import Image
-        trait = (self.trait.value if self.trait is not None else self.scorer.traits[0]) if self.scorer.traits else None
-        score = result["traits"][trait]["score"] if trait else result["score"]
+        trait = self.trait.value if self.trait is not None else next(iter(self.scorer.table.views))
+        score = result.get("traits", {trait: result})[trait]["score"]
         fig = plot_with_score(self.results, self.scorer.table, result["prompt"], score, trait=trait)
         try:
             self.output.append_display_data(Image(data=_png(fig), format="png"))

@@ -61,6 +61,8 @@ def encode(tokenizer, texts, contexts, max_length: int, mode: str, stride: int |
         tuple: ``(encodings, num_long)``. ``head-tail``: ``{name: [ids per text]}`` as :func:`scorelib.dataset.tokenize`.
         ``chunks``: ``{name: [[ids per window] per text]}``. ``num_long``: texts longer than ``max_length``.
     """
+    if mode not in LONG_TEXT_MODES[1:]:
+        raise OptionError(f"--long-text {mode!r}: choose one of {', '.join(LONG_TEXT_MODES)}")
     full = tokenizer(texts, contexts, truncation=False, padding=False, verbose=False)
     lengths = [len(ids) for ids in full["input_ids"]]
     long_rows = [i for i, n in enumerate(lengths) if n > max_length]

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import scorelib
-from scorelib.ensemble import EnsembleScorer
 from scorelib.errors import OptionError
 from scorelib.explain import explain, leave_out, render_html, render_text, split_sentences
 
@@ -139,7 +138,8 @@ def test_truncate_reads_the_start_and_chunks_read_everything(windowed):
 @pytest.mark.slow
 def test_an_ensemble_averages_its_folds(scorer):
     pytest.importorskip("captum")
-    ensemble = EnsembleScorer([scorer, scorer], scorer.table)
+    ensemble = scorelib.Scorer([scorer.model, scorer.model], scorer.tokenizer, scorer.table, device=scorer.device)
+    assert ensemble.num_models == 2
     one, two = (explain(s, TEXT, prompt="q3", by="token", steps=8) for s in (scorer, ensemble))
     assert np.allclose(one.effects(), two.effects(), atol=1e-6)
     s1, s2 = (explain(s, TEXT, prompt="q3") for s in (scorer, ensemble))
@@ -225,7 +225,7 @@ def test_token_attributions_per_trait(scorer):
             return {"encoder_out": torch.stack([out, out / 2], dim=-1)}
 
     two = TwoTraits(scorer)
-    two.model = TwoOutputs(scorer.model)
+    two.models = [TwoOutputs(scorer.model)]
     e = explain(two, TEXT, prompt="q1", by="token", steps=8)
     lo, hi = scorer.table.ranges["q1"]
     assert e.score["double"] == pytest.approx((e.score["content"] - lo) / 2 + lo, abs=1e-5)

@@ -9,7 +9,7 @@ import scorelib
 from conftest import module_scratch, train_args
 from scorelib import demo
 from scorelib.cli import score_cli
-from scorelib.metrics import compute_trait_metrics, flat_metrics
+from scorelib.metrics import compute_metrics, flat_metrics
 from scorelib.options import parse_args
 from scorelib.prompts import PromptTable
 from scorelib.results import frame_metrics, results_frame
@@ -87,7 +87,7 @@ def test_mcrmse_by_hand():
     assert metrics["mcrmse"] == pytest.approx((rmse[0] + rmse[1]) / 2)
     flat = flat_metrics(metrics)
     assert flat["mcrmse"] == flat["rmse"] == pytest.approx(np.mean(rmse)) and flat["rmse_accuracy"] == rmse[1]
-    same = compute_trait_metrics(["a"] * 3, gold, pred, table.round(pred, ["a"] * 3), table)
+    same = compute_metrics(["a"] * 3, gold, pred, table.round(pred, ["a"] * 3), table)
     assert same["mcrmse"] == metrics["mcrmse"]
 
 
@@ -211,7 +211,7 @@ def test_fit_cutpoints_per_trait(trait_data, tmp_path):
 
 def test_trait_ranges_per_prompt_with_fallbacks(tmp_path):
     from scorelib.tables import Tables
-    from scorelib.traits import read_trait_ranges
+    from scorelib.scores import ScoreColumns, read_trait_ranges
 
     path = tmp_path / "ranges.csv"
     path.write_text("trait,prompt,min,max,step\nx,a,0,4,0.5\ny,,0,2,\n")
@@ -219,7 +219,8 @@ def test_trait_ranges_per_prompt_with_fallbacks(tmp_path):
     assert trait_ranges == {"x": {"a": (0.0, 4.0)}, "y": {"*": (0.0, 2.0)}} and trait_steps == {"x": 0.5}
     frame = pd.DataFrame({"key": list("1234"), "prompt": list("aabb"), "text": list("wxyz"), "context": None,
                           "score_x": [1.0, 2.0, 3.0, 4.0], "score_y": [0.0, 1.0, 0.0, 1.0], "_row": [2, 3, 4, 5]})
-    tables = Tables({"train": frame}, step=1.0, traits=["x", "y"], trait_ranges=trait_ranges, trait_steps=trait_steps)
+    tables = Tables({"train": frame}, scores=ScoreColumns(("x", "y")), step=1.0, trait_ranges=trait_ranges,
+                    trait_steps=trait_steps)
     table = PromptTable.from_tables(tables)
     assert table.for_trait("x").ranges == {"a": (0.0, 4.0), "b": (3.0, 4.0)}  # b: its training scores
     assert table.for_trait("y").ranges == {"a": (0.0, 2.0), "b": (0.0, 2.0)}
