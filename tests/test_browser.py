@@ -220,12 +220,11 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, trained_dir):
     assert alone.stat().st_size > 0
 
 
-def test_widget_explain_toggle_shades_sentences_in_jupyterlab(page, lab, request):
+def test_widget_explain_toggle_shades_sentences_in_jupyterlab(page, lab, trained_dir):
     """Score a text, switch Explain on: each sentence is shaded, with its number on hover and a text legend."""
     import nbformat
 
-    save_dir = os.environ.get("SCORELIB_WIDGET_SAVE_DIR") or request.getfixturevalue("trained_dir")
-    source = WIDGET_NOTEBOOK.format(save_dir=str(Path(save_dir).resolve()))
+    source = WIDGET_NOTEBOOK.format(save_dir=str(Path(trained_dir).resolve()))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, lab["root"] / "explain_check.ipynb")
