@@ -249,6 +249,8 @@ def score_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
     p.add_argument("--cpu", action="store_true")
+    p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
+                   "(score minus the score without it; scorelib.explain)")
     return p
 
 
@@ -259,6 +261,8 @@ def score_cli(argv=None) -> int:
     args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")
+    if args.explain and args.input:
+        p.error("--explain takes texts, not --input")
     return run("scorelib-score", score_texts, args)
 
 
@@ -278,6 +282,11 @@ def score_texts(args) -> None:
     for value, spread in zip(values, spreads):  # a fold ensemble's records carry the spread across its models
         record = scorer.record(value, prompt, spread=spread)
         print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
+    if args.explain:  # scorelib.explain: one block per text (json: one object per text)
+        from .explain import explain, render_text
+        for text in texts:
+            e = explain(scorer, text, prompt=prompt, contexts=args.context)
+            print(json.dumps(e.to_dict()) if args.format == "json" else render_text(e), flush=True)
 
 
 def score_table(scorer, args) -> pd.DataFrame:

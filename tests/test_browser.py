@@ -219,6 +219,20 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, trained_dir):
     widget.screenshot(path=str(alone))
     assert alone.stat().st_size > 0
 
+    # the Explain toggle: each sentence shaded, its number on hover, and a text legend for static rendering
+    widget.locator("textarea").fill(ANSWER + " It is used for undo. Queues are different.")
+    widget.locator(".scorelib-score").click()
+    widget.locator(".widget-output img").first.wait_for(timeout=60_000)
+    widget.locator(".scorelib-explain-toggle").click()
+    spans = widget.locator(".scorelib-explain span[title]")
+    spans.first.wait_for(timeout=60_000)
+    assert spans.count() == 3
+    assert all(re.match(r"score: [+-]\d\.\d{3}$", spans.nth(i).get_attribute("title")) for i in range(3))
+    assert "Green: raises the score; red: lowers it" in widget.locator(".scorelib-explain").inner_text()
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(ARTIFACTS / "widget-explain.png"))
+    shutil.copy(ARTIFACTS / "widget-explain.png", Path(tempfile.gettempdir()) / "widget-explain.png")
+
 
 def test_report_flags_table_renders_in_chromium(sync_playwright, trained_dir, tmp_path):
     """A report of the tests' small save dir, opened from disk in headless Chromium: no kernel, no network, no

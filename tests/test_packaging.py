@@ -36,7 +36,8 @@ def test_console_scripts_point_at_functions():
     import importlib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"scorelib-train", "scorelib-eval", "scorelib-score", "scorelib-cv", "scorelib-report"}
+    assert set(scripts) == {"scorelib-train", "scorelib-eval", "scorelib-score", "scorelib-cv", "scorelib-report",
+                            "scorelib-probe"}
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
