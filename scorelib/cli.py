@@ -20,10 +20,10 @@ from . import checkpoint as C
 from . import distributed as dist
 from . import options
 from .errors import OptionError, PluginError, ScorelibError
-from .registry import plugin_traceback
-from .metrics import flat_metrics
-from .results import evaluate_dataset
 from .inputs import prompt_to_use, read_input, texts_to_score
+from .metrics import flat_metrics
+from .registry import plugin_traceback
+from .results import evaluate_dataset
 from .train import results_dir, train
 
 logger = logging.getLogger("scorelib")
@@ -122,9 +122,10 @@ def next_steps(result: dict) -> list[str]:
             shown = ", ".join(f"{k.upper() if k != 'pearson' else 'Pearson'} {v:.3f}" for k, v in means.items())
             lines.append(f"  {split}{' ' + trait if trait else ''}: mean of per-prompt {shown or 'metrics undefined'}"
                          f" (n={m['n']}; metrics-checkpoint_best-{split}.json has each prompt's)")
-    prompt = PromptTable.load(save_dir / "prompts.json").ids[0] if (save_dir / "prompts.json").is_file() else "ID"
-    lines += [f"next: score a text:  {tool('scorelib-score')} {shlex.quote(str(save_dir))} --prompt "
-              f"{shlex.quote(prompt)} \"Type an answer here.\"",
+    ids = PromptTable.load(save_dir / "prompts.json").ids if (save_dir / "prompts.json").is_file() else ["ID", "?"]
+    prompt = f"--prompt {shlex.quote(ids[0])} " if len(ids) > 1 else ""  # one prompt: scorelib-score takes it
+    lines += [f"next: score a text:  {tool('scorelib-score')} {shlex.quote(str(save_dir))} {prompt}"
+              f"\"Type an answer here.\"",
               "      look at the results, the errors and a scoring widget: notebooks/04_train_eval.ipynb "
               f"({tool('jupyter')} lab notebooks/)"]
     return lines
