@@ -42,8 +42,8 @@ def prompt_to_use(table, given, where: str = "") -> str:
     if len(table.ids) == 1:
         return table.ids[0]
     known = ", ".join(f"{p} ({lo:g}–{hi:g})" for p, (lo, hi) in ((p, table.ranges[p]) for p in table.ids))
-    raise OptionError(f"this model scores {len(table.ids)} prompts, each on its own scale: {known}; say which "
-                      f"with --prompt ID{where}")
+    raise InputError(f"this model scores {len(table.ids)} prompts, each on its own scale: {known}; say which "
+                     f"with --prompt ID (prompt=... in Python){where}")
 
 
 def input_columns(args, cfg: dict, header) -> dict:
