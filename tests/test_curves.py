@@ -5,7 +5,6 @@ training run's column names without being told them."""
 import json
 import logging
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
