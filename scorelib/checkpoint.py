@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError, MissingFileError, OptionError
-from .files import PAUSE_ENV, atomic_write, remove_stale_temporaries  # noqa: F401  (PAUSE_ENV: for tests)
+from .files import PAUSE_ENV, atomic_write, check_writable, remove_stale_temporaries  # noqa: F401 (PAUSE_ENV: tests)
 from .options import complete_cfg
 from .prompts import PromptTable
 
@@ -55,7 +55,12 @@ def prepare_save_dir(save_dir) -> Path:
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
             raise OptionError(f"--save-dir {save_dir}: {parent} is a file, not a folder")
-    path.mkdir(parents=True, exist_ok=True)
+    check_writable(path, f"--save-dir {save_dir}", "; choose a folder you can write to")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OptionError(f"--save-dir {save_dir}: cannot create it ({e.strerror}); choose a folder you can write "
+                          f"to") from None
     for stale in remove_stale_temporaries(path):
         logger.warning("removed %s, left by a save that was interrupted", stale)
     return path

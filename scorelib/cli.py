@@ -19,10 +19,11 @@ import pandas as pd
 from . import checkpoint as C
 from . import distributed as dist
 from . import options
-from .errors import OptionError, ScorelibError
+from .errors import OptionError, PluginError, ScorelibError
+from .inputs import prompt_to_use, read_input, texts_to_score
 from .metrics import flat_metrics
+from .registry import plugin_traceback
 from .results import evaluate_dataset
-from .tables import Columns, normalize, read_table
 from .train import results_dir, train
 
 logger = logging.getLogger("scorelib")
@@ -61,11 +62,16 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def run(prog: str, job, *args) -> int:
-    """Run ``job(*args)``; a :class:`ScorelibError` becomes one line on stderr and exit status 2."""
+    """Run ``job(*args)``; a :class:`ScorelibError` becomes one line on stderr and exit status 2.
+
+    Parsing belongs inside ``job`` (a bad ``--task`` is found while the parser is built). A :class:`PluginError`
+    adds the user's own traceback after its line."""
     try:
         job(*args)
     except ScorelibError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
+        if isinstance(e, PluginError) and e.__cause__ is not None:
+            print(plugin_traceback(e.__cause__), end="", file=sys.stderr)
         return 2
     return 0
 
@@ -73,9 +79,8 @@ def run(prog: str, job, *args) -> int:
 def train_cli(argv=None) -> int:
     """``scorelib-train``: the fairseq-train analog (no arguments: the demo data and default encoder)."""
     setup_logging()
-    args = options.parse_args(argv)
     try:
-        return run("scorelib-train", train_and_report, args)
+        return run("scorelib-train", lambda: train_and_report(options.parse_args(argv)))
     finally:  # under torchrun: leave the process group cleanly
         dist.close()
 
@@ -117,9 +122,10 @@ def next_steps(result: dict) -> list[str]:
             shown = ", ".join(f"{k.upper() if k != 'pearson' else 'Pearson'} {v:.3f}" for k, v in means.items())
             lines.append(f"  {split}{' ' + trait if trait else ''}: mean of per-prompt {shown or 'metrics undefined'}"
                          f" (n={m['n']}; metrics-checkpoint_best-{split}.json has each prompt's)")
-    prompt = PromptTable.load(save_dir / "prompts.json").ids[0] if (save_dir / "prompts.json").is_file() else "ID"
-    lines += [f"next: score a text:  {tool('scorelib-score')} {shlex.quote(str(save_dir))} --prompt "
-              f"{shlex.quote(prompt)} \"Type an answer here.\"",
+    ids = PromptTable.load(save_dir / "prompts.json").ids if (save_dir / "prompts.json").is_file() else ["ID", "?"]
+    prompt = f"--prompt {shlex.quote(ids[0])} " if len(ids) > 1 else ""  # one prompt: scorelib-score takes it
+    lines += [f"next: score a text:  {tool('scorelib-score')} {shlex.quote(str(save_dir))} {prompt}"
+              f"\"Type an answer here.\"",
               "      look at the results, the errors and a scoring widget: notebooks/04_train_eval.ipynb "
               f"({tool('jupyter')} lab notebooks/)"]
     return lines
@@ -130,8 +136,7 @@ def cv_cli(argv=None) -> int:
     from .cv import cross_validate, parse_cv_args
 
     setup_logging()
-    args = parse_cv_args(argv)
-    return run("scorelib-cv", cross_validate, args)
+    return run("scorelib-cv", lambda: cross_validate(parse_cv_args(argv)))
 
 
 EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")  # scorelib-eval's own options, never taken from the checkpoint
@@ -160,9 +165,13 @@ def eval_parser() -> argparse.ArgumentParser:
 def eval_cli(argv=None) -> int:
     """``scorelib-eval SAVE_DIR_OR_CHECKPOINT [--split S] [data arguments]``."""
     setup_logging()
-    parser = eval_parser()
-    args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
-    return run("scorelib-eval", evaluate_checkpoint, args, parser)
+
+    def job():
+        parser = eval_parser()
+        args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
+        evaluate_checkpoint(args, parser)
+
+    return run("scorelib-eval", job)
 
 
 def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
@@ -187,6 +196,7 @@ def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
 def evaluate_checkpoint(args, parser) -> dict:
     """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
     from .ensemble import is_cv_dir
+    from .model import check_window
     from .scorer import load, resolve_checkpoint
     from .tasks import TextScoringTask
 
@@ -201,6 +211,7 @@ def evaluate_checkpoint(args, parser) -> dict:
         cfg = C.load_checkpoint(ckpt)["cfg"]
     scorer = load(source, device="cpu" if args.cpu else None)
     args = eval_options(args, parser, cfg, scorer.traits)
+    check_window(args.max_length, scorer.models[0].encoder.config, source)
     results_path = results_dir(args.results_path, ckpt.parent)
     out = {}
     for split in args.split or ["valid", "test"]:
@@ -235,7 +246,8 @@ def score_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scorelib-score", description="Score texts with a trained model.")
     p.add_argument("save_dir", help="save dir of scorelib-train (or a checkpoint file)")
     p.add_argument("texts", nargs="*", help="texts to score (default: one per line from stdin)")
-    p.add_argument("--prompt", help="prompt id as in the data (default: the first, sorted)")
+    p.add_argument("--prompt", help="prompt id as in the data (needed for a model of several prompts, unless "
+                                    "--input has a prompt column)")
     p.add_argument("--context", help="second segment for models trained on (text, context) pairs")
     p.add_argument("--format", choices=["text", "json"], default="text",
                    help="text: one line per text (per trait, for a model of several traits) with the prompt's "
@@ -246,7 +258,8 @@ def score_parser() -> argparse.ArgumentParser:
                                     "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
                                     "adds spread (spread_{trait}), the fold models' standard deviation)")
     for name in ("key", "text", "prompt", "context"):
-        p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
+        p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: the training "
+                                                f"run's, where --input has it, else {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
@@ -273,11 +286,8 @@ def score_texts(args) -> None:
     if args.input:
         score_table(scorer, args)
         return
-    if args.prompt is None:
-        print(f"scorelib-score: no --prompt given; using {scorer.table.ids[0]!r} "
-              f"(known: {', '.join(scorer.table.ids)})", file=sys.stderr)
-    prompt = args.prompt or scorer.table.ids[0]
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    prompt = prompt_to_use(scorer.table, args.prompt)  # several prompts: --prompt says which; one: that one
+    texts = texts_to_score(args)
     values, spreads = scorer.score(texts, prompt=prompt, contexts=args.context, return_spread=True)
     for value, spread in zip(values, spreads):  # a fold ensemble's records carry the spread across its models
         record = scorer.record(value, prompt, spread=spread)
@@ -291,16 +301,12 @@ def score_texts(args) -> None:
 
 def score_table(scorer, args) -> pd.DataFrame:
     """Score every row of ``--input`` into ``--output`` (same rows and order, plus pred columns)."""
-    raw = read_table(args.input, args.encoding)
-    names = Columns(args.key_column, args.prompt_column, args.text_column, args.context_column).resolve(raw.columns, {})
-    frame = normalize(raw, args.input, names, labeled=False)  # empty texts, duplicate keys: refused with their rows
-    if names["prompt"] is None:
-        frame["prompt"] = args.prompt or scorer.table.ids[0]
+    raw, frame = read_input(scorer, args)  # the training run's column names unless flags name others
     pred = np.full((len(frame), scorer.table.num_traits), np.nan)
     spread = np.full_like(pred, np.nan)
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
-        ctx = frame["context"].iloc[rows].tolist() if names["context"] else args.context
+        ctx = frame["context"].iloc[rows].tolist() if frame["context"].notna().all() else args.context
         try:
             scores, spreads = scorer.score(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx,
                                            return_spread=True)

@@ -26,7 +26,7 @@ from . import options
 from . import tables as T
 from .cutpoints import check_can_fit, cross_fit_round, fit_all_cutpoints
 from .errors import OptionError
-from .files import atomic_write
+from .files import atomic_write, check_writable
 from .folds import assign_folds, given_folds
 from .prompts import PromptTable
 from .results import frame_metrics, jsonable, results_frame, write_results
@@ -84,6 +84,8 @@ def fold_args(args, fold_dir: Path, ranges_file: Path, table: PromptTable):
     a.key_column = a.prompt_column = a.text_column = a.context_column = None
     a.score_column = ",".join(table.traits) or None  # the fold tables name each trait's column by the trait
     a.score_ranges, a.score_step, a.test_fraction, a.fit_cutpoints = str(ranges_file), table.step, 0.0, False
+    if args.tensorboard_logdir:  # DIR/{cv save dir's name}/fold{i}: one run per fold, grouped by the CV run
+        a.tensorboard_logdir = str(Path(args.tensorboard_logdir) / Path(args.save_dir).name)
     return a
 
 
@@ -213,10 +215,14 @@ def cross_validate(args) -> dict:
     """
     from tqdm.auto import tqdm
 
+    from .model import check_encoder
+
+    check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
     if args.test_fraction is not None:
         raise OptionError("--test-fraction does not apply to scorelib-cv: every row is predicted out of fold; "
                           "keep a held-out table apart and score it with scorelib-eval DIR --split test DATA")
     frame, tables = pooled_rows(args)
+    check_encoder(args.model_name_or_path, args.max_length)  # before any file of the run is written
     table = PromptTable.from_tables(tables, score_range=args.score_range, step=args.score_step)
     if args.fit_cutpoints:
         check_can_fit(table)

@@ -45,3 +45,8 @@ class BatchOutOfMemory(ScorelibError, RuntimeError):
 
 class InvalidLossError(ScorelibError, FloatingPointError):
     """A loss or gradient that is NaN or inf: training diverged (lower --lr, or --skip-invalid-loss)."""
+
+
+class PluginError(ScorelibError, ImportError):
+    """A ``--user-dir`` file that fails to import; the command-line tools print this one line, then the plugin's
+    own traceback (its ``__cause__``)."""

@@ -106,7 +106,7 @@ def explain(scorer, text: str, prompt=None, by: str = "sentence", contexts=None,
         scorer (Scorer): from :func:`scorelib.load`; a fold ensemble (several ``scorer.models``) averages its
             models' token attributions.
         text (str): the text.
-        prompt (str, optional): a prompt id (default: the scorer's first).
+        prompt (str, optional): a prompt id (needed where the model knows several).
         contexts (str | list[str], optional): the text's second segment, as in ``scorer.score``.
         by (str): ``"sentence"`` or ``"token"``.
         steps (int): Integrated Gradients' steps (token view).

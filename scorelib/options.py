@@ -7,6 +7,7 @@ task and model add their own arguments, then everything is parsed.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 
 from . import windows
@@ -93,6 +94,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     h.add_argument("--log-format", choices=["tqdm", "simple", "json"], default="tqdm")
     h.add_argument("--log-interval", type=int, default=20, metavar="N", help="updates between simple/json log lines")
     h.add_argument("--no-progress-bar", action="store_true", help="no tqdm bar (same as --log-format simple)")
+    h.add_argument("--tensorboard-logdir", metavar="DIR",
+                   help="write TensorBoard curves (train loss and lr every --log-interval updates and per epoch, every "
+                        "valid metric) to DIR/{the --save-dir folder's name}; needs pip install 'scorelib[tensorboard]'")
     return p
 
 
@@ -127,6 +131,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return check_args(parser, parser.parse_args(argv))
 
 
+# (option, lowest allowed, first value above the range or None, the rule in words) for check_args
+RANGES = [("lr", 0, None, ">= 0"), ("head_dropout", 0, 1, "in [0, 1)"), ("encoder_dropout", 0, 1, "in [0, 1)"),
+          ("max_epoch", 0, None, ">= 0 (0: no limit)"), ("max_update", 0, None, ">= 0 (0: no limit)"),
+          ("folds", 2, None, "at least 2")]
+
+
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """The one check after parsing, shared by ``scorelib-train``, ``scorelib-cv`` and ``scorelib-eval``.
 
@@ -142,6 +152,13 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
     for name in ("max_tokens", "batch_size", "update_freq"):
         if values.get(name) is not None and values[name] <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
+    for name, low, high, what in RANGES:  # None: not given (0 is given: --folds 0 is refused, not the default)
+        value = values.get(name)
+        if value is not None and not (low <= value and (high is None or value < high)):
+            parser.error(f"--{name.replace('_', '-')} must be {what}, got {value:g}")
+    if values.get("tensorboard_logdir") and importlib.util.find_spec("tensorboard") is None:
+        parser.error(f"--tensorboard-logdir {values['tensorboard_logdir']}: the tensorboard package is not installed; "
+                     f"pip install 'scorelib[tensorboard]' (or pip install tensorboard)")
     try:
         windows.check_options(values["long_text"], values["max_length"], values["chunk_stride"])
     except OptionError as e:

@@ -41,6 +41,8 @@ class PromptTable:
             :meth:`for_trait`.
         trait_ranges, trait_steps, trait_cutpoints (dict[str, ...]): per trait, its ``ranges``, ``step`` and
             ``cutpoints`` as above.
+        implicit_prompt (bool): the data had no prompt column, so its one prompt (id ``"0"``) is no one's name:
+            user-facing lines leave it out ("on the 1–5 scale").
 
     One score is one trait: :attr:`views` holds a single-score table per score (the table itself for one
     score column), and :meth:`scale`, :meth:`unscale`, :meth:`round` take (N,) or (N, K) arrays and give
@@ -57,6 +59,7 @@ class PromptTable:
     trait_ranges: dict = field(default_factory=dict)
     trait_steps: dict = field(default_factory=dict)
     trait_cutpoints: dict = field(default_factory=dict)
+    implicit_prompt: bool = False
 
     def __post_init__(self):
         self.ids = [str(i) for i in self.ids]
@@ -76,7 +79,8 @@ class PromptTable:
         self.traits = [str(t) for t in self.traits or []]
         self.scores = ScoreColumns(tuple(self.traits))
         views = {t: PromptTable(self.ids, self.trait_ranges[t], self.trait_steps.get(t), self.contexts,
-                                self.uses_context, (self.trait_cutpoints or {}).get(t, {})) for t in self.traits}
+                                self.uses_context, (self.trait_cutpoints or {}).get(t, {}),
+                                implicit_prompt=self.implicit_prompt) for t in self.traits}
         self.views: dict[str, PromptTable] = views or {SCORE: self}
 
     @classmethod
@@ -190,23 +194,19 @@ class PromptTable:
                 "trait_steps": {t: self.views[t].to_dict()["step"] for t in self.traits},
                 "trait_cutpoints": {t: v.to_dict()["cutpoints"] for t, v in self.views.items() if v.cutpoints}}
                if self.traits else {}),
+            **({"implicit_prompt": True} if self.implicit_prompt else {}),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "PromptTable":
         return cls(
-            ids=list(d["ids"]),
-            ranges={p: (float(a), float(b)) for p, (a, b) in d["ranges"].items()},
-            step=d.get("step"),
-            contexts=dict(d.get("contexts") or {}),
-            uses_context=bool(d.get("uses_context", False)),
-            cutpoints=dict(d.get("cutpoints") or {}),
-            traits=list(d.get("traits") or []),
+            ids=list(d["ids"]), ranges={p: (float(a), float(b)) for p, (a, b) in d["ranges"].items()},
+            step=d.get("step"), contexts=dict(d.get("contexts") or {}), uses_context=bool(d.get("uses_context", False)),
+            cutpoints=dict(d.get("cutpoints") or {}), traits=list(d.get("traits") or []),
             trait_ranges={t: {p: (float(a), float(b)) for p, (a, b) in r.items()}
                           for t, r in (d.get("trait_ranges") or {}).items()},
-            trait_steps=dict(d.get("trait_steps") or {}),
-            trait_cutpoints=dict(d.get("trait_cutpoints") or {}),
-        )
+            trait_steps=dict(d.get("trait_steps") or {}), trait_cutpoints=dict(d.get("trait_cutpoints") or {}),
+            implicit_prompt=bool(d.get("implicit_prompt", False)))
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -247,9 +247,10 @@ class PromptTable:
             rows = tables.trait_ranges.get(name, {})  # a ranges file's rows for this trait: a prompt's own, or "*"
             own = {p: rows[p] if p in rows else rows["*"] for p in ids if p in rows or "*" in rows}
             declared = {p: tuple(score_range) for p in ids} if score_range is not None else {**tables.ranges, **own}
-            ranges[name] = {p: _range_of(p, declared, frames["train"], column) for p in ids}
+            ranges[name] = {p: _range_of(p, declared, frames["train"], column, tables.implicit_prompt) for p in ids}
             steps[name] = step if step is not None else tables.trait_steps.get(name, tables.step)
-        table = cls.from_scales(ids, ranges, steps, tables.scores.traits, **_contexts(frames))
+        implicit = tables.implicit_prompt and ids == ["0"]
+        table = cls.from_scales(ids, ranges, steps, tables.scores.traits, implicit_prompt=implicit, **_contexts(frames))
         for split, frame in frames.items():
             table.check_scores(frame, split, tables.score_column, strict=(split == "train"))
         return table
@@ -274,16 +275,16 @@ class PromptTable:
         logger.warning("%s: %s; these rows are kept", split, msg)
 
 
-def _range_of(pid: str, declared: dict, train: pd.DataFrame, column: str = "score") -> tuple[float, float]:
+def _range_of(pid: str, declared: dict, train: pd.DataFrame, column="score", implicit=False) -> tuple[float, float]:
     if pid in declared:
         return tuple(map(float, declared[pid]))
     scores = train.loc[train["prompt"] == pid, column]
     lo, hi = float(scores.min()), float(scores.max())
-    what = "" if column == "score" else f", trait {column[len('score_'):]!r}"
+    what = ("the scores" if implicit else f"prompt {pid!r}") + ("" if column == "score" else f", trait {column[6:]!r}")
     if lo == hi:
-        raise DataError(f"prompt {pid!r}{what}: every training score is {lo:g}; declare its range with "
+        raise DataError(f"{what}: every training score is {lo:g}; declare its range with "
                         f"--score-range MIN MAX or --score-ranges FILE")
-    logger.warning("prompt %r%s: no declared range; using the training split's %g .. %g", pid, what, lo, hi)
+    logger.warning("%s: no declared range; using the training split's %g .. %g", what, lo, hi)
     return lo, hi
 
 

@@ -5,6 +5,7 @@ The first half of ``load_dataset``'s input side (fairseq reads binarized files i
 """
 from __future__ import annotations
 
+import csv
 import io
 import logging
 from pathlib import Path
@@ -59,10 +60,14 @@ def read_table(path, encoding: str | None = None, fallback: str | None = None) -
     if suffix == ".xlsx":
         try:
             frame = pd.read_excel(path, dtype=str, keep_default_na=False, na_filter=False, engine="openpyxl")
+            header = pd.read_excel(path, header=None, nrows=1, dtype=str, engine="openpyxl").iloc[0].tolist() \
+                if frame.shape[1] else []
         except (ValueError, OSError, KeyError) as e:
             raise DataError(f"{path}: cannot read the spreadsheet ({e})") from None
         if frame.shape[1] == 0:
             raise DataError(f"{path}: the file is empty")
+        if (frame == "").to_numpy().any():
+            check_formulas(path)
     else:
         raw = path.read_bytes()
         if not raw.strip():
@@ -73,8 +78,41 @@ def read_table(path, encoding: str | None = None, fallback: str | None = None) -
                                 na_filter=False, quoting=0 if suffix == ".csv" else 3)
         except pd.errors.ParserError as e:
             raise DataError(f"{path}: cannot parse as {'CSV' if suffix == '.csv' else 'TSV'} ({e})") from None
+        header = next(csv.reader(io.StringIO(text), delimiter=SUFFIXES[suffix],
+                                 quoting=csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE), [])
+    check_header(path, header)
     frame.columns = [str(c).strip() for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{path}: has a header ({', '.join(frame.columns)}) but no rows")
     frame["_row"] = np.arange(2, len(frame) + 2)
     return frame
+
+
+def check_header(path, header: list) -> None:
+    """Refuse a header that names a column twice (pandas would read the second as ``name.1``), naming it."""
+    names = [str(h).strip() for h in header]
+    twice = sorted({n for n in names if names.count(n) > 1 and n not in ("", "nan")})
+    if twice:
+        where = "; ".join(f"{n!r} in columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)}"
+                          for n in twice)
+        raise DataError(f"{path}: the header names a column more than once ({where}); give each column its own "
+                        f"name")
+
+
+def check_formulas(path) -> None:
+    """Refuse xlsx cells that hold a formula whose value was never computed (read as empty otherwise).
+
+    A workbook written by a program (openpyxl, a script) keeps formulas without their values until a
+    spreadsheet program opens and saves it.
+    """
+    import openpyxl
+
+    formulas = openpyxl.load_workbook(path, read_only=True).worksheets[0]
+    values = openpyxl.load_workbook(path, read_only=True, data_only=True).worksheets[0]
+    found = [(cell.coordinate, cell.value) for row_f, row_v in zip(formulas.iter_rows(), values.iter_rows())
+             for cell, value in zip(row_f, row_v) if cell.data_type == "f" and value.value is None]
+    if found:
+        cell, formula = found[0]
+        raise DataError(f"{path}: cell {cell} holds a formula ({formula}) whose value was never computed "
+                        f"({len(found)} such cells); open the file in a spreadsheet program and save it (which "
+                        f"computes the values), or export it as CSV")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
+
+from .errors import MissingFileError, OptionError, PluginError
 
 TASK_REGISTRY: dict[str, type] = {}
 MODEL_REGISTRY: dict[str, type] = {}
@@ -45,15 +48,18 @@ register_criterion = _registrar(CRITERION_REGISTRY, "criterion")
 
 
 def lookup(registry: dict, kind: str, name: str):
-    """Return ``registry[name]`` or raise a ``ValueError`` that lists the known names."""
+    """Return ``registry[name]`` or raise an :class:`~scorelib.errors.OptionError` that names the flag and lists
+    the known names."""
     try:
         return registry[name]
     except KeyError:
         known = ", ".join(sorted(registry)) or "(none)"
-        raise ValueError(f"unknown {kind} {name!r}; registered {kind}s: {known} (a --user-dir may add more)") from None
+        flag = {"model": "--arch"}.get(kind, f"--{kind}")
+        raise OptionError(f"unknown {kind} {name!r} ({flag}); registered {kind}s: {known} (a --user-dir may "
+                          f"add more)") from None
 
 
-def _import_file(module_name: str, path: Path, package_dir: Path | None = None):
+def _import_file(module_name: str, path: Path, package_dir: Path | None = None, user_dir=None):
     spec = importlib.util.spec_from_file_location(
         module_name, path, submodule_search_locations=[str(package_dir)] if package_dir else None
     )
@@ -61,6 +67,10 @@ def _import_file(module_name: str, path: Path, package_dir: Path | None = None):
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as e:  # the user's own code failed: say where first, keep its traceback as the cause
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"--user-dir {user_dir}: importing your file {path} raised {type(e).__name__} (its "
+                          f"traceback follows)") from e
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
@@ -83,28 +93,31 @@ def import_user_dir(path) -> str:
         str: the package name the folder was imported under.
     """
     folder = Path(path).expanduser().resolve()
+    if not folder.exists():
+        raise MissingFileError(f"--user-dir {path}: not a folder (nothing exists at that path)")
     if not folder.is_dir():
-        raise FileNotFoundError(f"--user-dir {path}: not a folder")
+        raise MissingFileError(f"--user-dir {path}: not a folder but a file; --user-dir takes the plugin folder "
+                               f"(with its __init__.py, or tasks/, models/, criterions/)")
     name = folder.name
     if not name.isidentifier():
-        raise ValueError(f"--user-dir {path}: the folder name {name!r} must be a valid Python identifier")
+        raise OptionError(f"--user-dir {path}: the folder name {name!r} must be a valid Python identifier")
     existing = sys.modules.get(name)
     if existing is not None:
         origin = Path(getattr(existing, "__file__", "") or "").resolve().parent
         if origin != folder:
-            raise ValueError(
+            raise OptionError(
                 f"--user-dir {path}: the module name {name!r} is already taken by {existing!r}; rename the folder"
             )
     init = folder / "__init__.py"
     if init.is_file():
-        _import_file(name, init, folder)
+        _import_file(name, init, folder, user_dir=path)
     else:
         module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None, is_package=True))
         module.__path__ = [str(folder)]
         module.__file__ = str(init)
         sys.modules[name] = module
         for file in sorted(folder.glob("*.py")):
-            _import_file(f"{name}.{file.stem}", file)
+            _import_file(f"{name}.{file.stem}", file, user_dir=path)
     for sub in PLUGIN_SUBFOLDERS:
         subdir = folder / sub
         if not subdir.is_dir():
@@ -112,5 +125,15 @@ def import_user_dir(path) -> str:
         for file in sorted(subdir.glob("*.py")):
             if file.name == "__init__.py":
                 continue
-            _import_file(f"{name}.{sub}.{file.stem}", file)
+            _import_file(f"{name}.{sub}.{file.stem}", file, user_dir=path)
     return name
+
+
+def plugin_traceback(error: BaseException) -> str:
+    """The traceback of an error raised by a ``--user-dir`` file, without scorelib's and importlib's frames."""
+    tb = error.__traceback__
+    here = Path(__file__).resolve().parent
+    while tb is not None and (tb.tb_frame.f_code.co_filename.startswith("<frozen")
+                              or Path(tb.tb_frame.f_code.co_filename).resolve().parent == here):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))

@@ -11,6 +11,7 @@ every scorer can return (zero for one model).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .dataset import ScoringDataset, batch_by_size
 from .errors import CheckpointError, InputError, MissingFileError
 from .ensemble import fold_dirs, is_cv_dir
 from .inference import predict
+from .inputs import prompt_to_use
 from .model import ScoringModel, pick_device
 from .prompts import PromptTable
 from .scores import seed_shape
@@ -35,7 +37,8 @@ def fmt_num(x) -> str:
 
 
 def describe(record: dict) -> str:
-    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"`` (``"3.7 ± 0.3 ..."`` with a spread).
+    """One line for a :meth:`Scorer.record`: ``"3.7 on q2's 1–6 scale (rounded: 4)"`` (``"3.7 ± 0.3 ..."`` with a spread;
+    ``"on the 1–6 scale"`` for a model trained without a prompt column; ``"(rounded by the fitted cut-points: 4)"``).
 
     A record of several traits gives one such line per trait, each starting with ``"{trait}: "``.
     """
@@ -43,10 +46,11 @@ def describe(record: dict) -> str:
         return "\n".join(f"{t}: {describe({'prompt': record['prompt'], **r})}" for t, r in record["traits"].items())
     digits = 1 if record["max"] - record["min"] >= 2 else 2
     spread = f" ± {record['spread']:.{digits}f}" if record.get("spread") is not None else ""
-    line = (f"{record['score']:.{digits}f}{spread} on {record['prompt']}'s {fmt_num(record['min'])}–"
-            f"{fmt_num(record['max'])} scale")
+    scale = "the" if record.get("implicit_prompt") else f"{record['prompt']}'s"  # no prompt column: no name
+    line = f"{record['score']:.{digits}f}{spread} on {scale} {fmt_num(record['min'])}–{fmt_num(record['max'])} scale"
     if record["score_rounded"] is not None:
-        line += f" (rounded: {fmt_num(record['score_rounded'])})"
+        by = " by the fitted cut-points" if record.get("rounded_by_cutpoints") else ""
+        line += f" (rounded{by}: {fmt_num(record['score_rounded'])})"
     return line
 
 
@@ -71,6 +75,7 @@ class Scorer:
         self.table = prompts
         self.max_length = max_length
         self.long_text, self.chunk_stride = long_text, chunk_stride
+        self.cfg: dict = {}  # the training run's options (load() fills them; a CV dir: those of scorelib-cv)
 
     @property
     def model(self):
@@ -95,7 +100,7 @@ class Scorer:
 
     def check(self, texts, prompt, contexts) -> tuple[list[str], str, list[str] | None]:
         """The one check of texts to score: returns ``(texts, prompt, contexts)`` or raises :class:`InputError`."""
-        prompt = self.table.ids[0] if prompt is None else str(prompt)
+        prompt = prompt_to_use(self.table, prompt)  # None: the model's one prompt; of several, none is guessed
         if prompt not in self.table:
             labels = ", ".join(f"{p} ({fmt_num(lo)}–{fmt_num(hi)})" for p, (lo, hi) in
                                ((p, self.table.ranges[p]) for p in self.table.ids))
@@ -157,7 +162,7 @@ class Scorer:
 
         Args:
             texts (str | list[str]): one text or many.
-            prompt (str, optional): a prompt id as in the data (default: the first, sorted).
+            prompt (str, optional): a prompt id as in the data (needed where the model knows several).
             contexts (str | list[str], optional): second segments, for models trained on pairs
                 whose prompt has no stored context.
             return_spread (bool): also return the spread: the standard deviation (``ddof=0``) of the models'
@@ -184,7 +189,8 @@ class Scorer:
 
     def record(self, score, prompt, spread=None) -> dict:
         """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``,
-        plus ``"spread"`` for a scorer of several models.
+        plus ``"spread"`` for a scorer of several models, ``"rounded_by_cutpoints": True`` where the prompt rounds by
+        fitted cut-points and ``"implicit_prompt": True`` for a model trained on a table without a prompt column.
 
         With traits, ``score`` (and ``spread``) is a dict ``{trait: value}`` or K values, and the record is
         ``{"prompt", "traits": {trait: {"prompt", "score", "score_rounded", "min", "max"}}}``.
@@ -218,7 +224,10 @@ def score_record(table: PromptTable, score: float, prompt, **extra) -> dict:
     """One score with its prompt's range and rounded value (see :meth:`Scorer.record`)."""
     lo, hi = table.ranges[str(prompt)]
     rounded = None if table.step is None else float(table.round(np.atleast_1d(score), [str(prompt)])[0])
-    return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi, **extra}
+    flags = {"rounded_by_cutpoints": True} if rounded is not None and str(prompt) in table.cutpoints else {}
+    flags.update({"implicit_prompt": True} if table.implicit_prompt else {})
+    return {"prompt": str(prompt), "score": float(score), "score_rounded": rounded, "min": lo, "max": hi, **flags,
+            **extra}
 
 
 def resolve_checkpoint(path) -> Path:
@@ -266,8 +275,12 @@ def load(path, device=None) -> Scorer:
         table = PromptTable.load(Path(path) / "prompts.json") if (Path(path) / "prompts.json").is_file() else table
         if any(t.ids != table.ids for _, _, t, _ in loaded):
             raise CheckpointError(f"{path}: the folds' prompts differ; they are not one cross-validation run")
-    return Scorer([m for m, *_ in loaded], tokenizer, table, max_length=int(cfg.max_length), device=device,
-                  long_text=cfg.long_text, chunk_stride=cfg.chunk_stride)
+    scorer = Scorer([m for m, *_ in loaded], tokenizer, table, max_length=int(cfg.max_length), device=device,
+                    long_text=cfg.long_text, chunk_stride=cfg.chunk_stride)
+    info = Path(path) / "cv.json"
+    scorer.cfg = json.loads(info.read_text(encoding="utf-8"))["args"] if is_cv_dir(path) and info.is_file() \
+        else vars(cfg)
+    return scorer
 
 
 def resolve_fold(fold: Path) -> Path:

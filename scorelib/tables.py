@@ -185,6 +185,7 @@ class Tables:
         trait_ranges (dict): ``{trait: {prompt or "*": (min, max)}}`` from a ranges file's ``trait`` column.
         trait_steps (dict): ``{trait: step}`` from that file's ``step`` column.
         prompt_candidates (dict): without a prompt column, the columns whose values repeat like prompt ids.
+        implicit_prompt (bool): a file had no prompt column, so its rows share the prompt ``"0"`` that no one named.
     """
 
     frames: dict[str, pd.DataFrame]
@@ -195,6 +196,7 @@ class Tables:
     trait_ranges: dict = field(default_factory=dict)
     trait_steps: dict = field(default_factory=dict)
     prompt_candidates: dict = field(default_factory=dict)
+    implicit_prompt: bool = False
 
 
 def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str | None = None,
@@ -247,12 +249,12 @@ def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_a
     if not path.exists():
         raise MissingFileError(f"data {path}: no such file or folder")
     files = find_split_files(path, need_train=whole_file_as is None) if path.is_dir() else {whole_file_as or "all": path}
-    frames, score_column, candidates = {}, "score", {}
+    frames, score_column, candidates, implicit = {}, "score", {}, False
     for split, file in files.items():
         raw = read_table(file, encoding, spec.get("encoding_fallback"))
         names = columns.resolve(raw.columns, spec)
         frames[split] = normalize(raw, file, names, scores=columns.scores).assign(_file=str(file))
-        score_column = names["score"]
+        score_column, implicit = names["score"], implicit or names["prompt"] is None
         if names["prompt"] is None and not candidates:  # one prompt: say which column might hold prompt ids
             used = [*names.values(), *columns.scores.user_columns(score_column)]
             candidates = prompt_column_candidates(raw, [c for c in used if c])
@@ -260,7 +262,7 @@ def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_a
                 logger.warning("%s: no prompt column (--prompt-column), so every row is prompt '0'%s", file,
                                candidates_hint(candidates))
     return Tables(frames, scores=columns.scores, score_column=score_column, ranges=dict(spec.get("ranges", {})),
-                  step=spec.get("step"), prompt_candidates=candidates)
+                  step=spec.get("step"), prompt_candidates=candidates, implicit_prompt=implicit)
 
 
 def _keep_prompts(frames: dict, keep: str, need_train: bool) -> None:

@@ -148,8 +148,9 @@ class TextScoringTask:
                             long_text=args.long_text, chunk_stride=args.chunk_stride)
         self.datasets[split] = ds
         counts = pd.Series(ds.prompts).value_counts()
-        per_prompt = ", ".join(f"{p}: {counts[p]}" for p in sorted(counts.index, key=T.natural_key))
-        logger.info("%s: %d rows (%s); %s", split, len(ds), per_prompt,
+        per_prompt = "" if self.prompts.implicit_prompt else \
+            f" ({', '.join(f'{p}: {counts[p]}' for p in sorted(counts.index, key=T.natural_key))})"
+        logger.info("%s: %d rows%s; %s", split, len(ds), per_prompt,
                     windows.describe(args.long_text, args.max_length, args.chunk_stride, ds.num_long, ds.num_windows))
         return ds
 

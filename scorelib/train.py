@@ -20,9 +20,10 @@ import torch
 
 from . import checkpoint as C
 from . import distributed as dist
+from .curves import Curves
 from .cutpoints import check_can_fit, fit_all_cutpoints
 from .errors import OptionError
-from .files import atomic_write
+from .files import atomic_write, check_writable
 from .metrics import MAXIMIZE, flat_metrics
 from .registry import TASK_REGISTRY, lookup
 from .results import evaluate_dataset, frame_metrics, results_frame
@@ -74,10 +75,12 @@ def fresh_meters() -> dict:
 
 
 def results_dir(results_path, save_dir) -> Path:
-    """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file."""
+    """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file or read-only."""
     path = Path(results_path) if results_path else Path(save_dir) / "results"
     if path.exists() and not path.is_dir():
         raise OptionError(f"--results-path {path}: is a file, not a folder")
+    check_writable(path, f"{'--results-path ' if results_path else ''}{path}",
+                   "; write the result files elsewhere with --results-path DIR")
     return path
 
 
@@ -93,6 +96,7 @@ def train(args) -> dict:
     """
     world = dist.init(args.cpu)
     set_seed(args.seed)
+    check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
     results_path = results_dir(args.results_path, args.save_dir)
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
     check_trait_options(args, task.prompts)
@@ -124,9 +128,13 @@ def train(args) -> dict:
         progress.resume(extra)
         logger.info("resumed from %s: epoch %d, %d updates done, %d batches into the epoch",
                     restore, progress.epoch, trainer.num_updates, progress.iterations_in_epoch)
-    while not should_stop(args, trainer, progress):
-        if not train_epoch(args, trainer, progress):
-            break
+    curves = Curves(args.tensorboard_logdir if world.is_main else None, save_dir)
+    try:
+        while not should_stop(args, trainer, progress):
+            if not train_epoch(args, trainer, progress, curves):
+                break
+    finally:
+        curves.close()
     if args.fit_cutpoints and world.is_main:
         fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
@@ -149,15 +157,17 @@ def should_stop(args, trainer: Trainer, progress: Progress) -> bool:
     return bool(over_updates or over_epochs or patience)
 
 
-def train_epoch(args, trainer: Trainer, progress: Progress) -> bool:
+def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | None = None) -> bool:
     """Train (the rest of) one epoch, validating and saving as due; returns whether the epoch finished.
 
-    Only training counts towards the epoch's ``seconds`` and ``tokens_per_s``; validation time is
+    ``curves`` (``--tensorboard-logdir``) receives the train loss and lr every ``--log-interval`` updates and at the
+    end of the epoch, and the valid metrics of every validation. Only training counts towards the epoch's ``seconds`` and ``tokens_per_s``; validation time is
     logged on its own as ``valid_seconds``.
     """
     from tqdm.auto import tqdm
 
     ds, main = trainer.train_data, trainer.world.is_main
+    curves = curves or Curves()
     batches = trainer.rank_batches(progress.epoch)
     groups = [batches[i:i + args.update_freq] for i in range(0, len(batches), args.update_freq)]
     start = progress.iterations_in_epoch // args.update_freq
@@ -173,14 +183,17 @@ def train_epoch(args, trainer: Trainer, progress: Progress) -> bool:
             m[k] += log[k]
         bar.update(1)
         bar.set_postfix(loss=f"{log['loss'] / max(log['sample_size'], 1):.4f}", lr=f"{trainer.get_lr():.1e}")
-        if main and args.log_format != "tqdm" and trainer.num_updates % args.log_interval == 0:
-            emit(args, {"epoch": progress.epoch, "update": trainer.num_updates,
-                        "loss": round(log["loss"] / max(log["sample_size"], 1), 5), "lr": trainer.get_lr(),
-                        "gnorm": round(log["grad_norm"], 3)}, digits=None)
+        if main and trainer.num_updates % args.log_interval == 0:
+            inner = {"loss": log["loss"] / max(log["sample_size"], 1), "lr": trainer.get_lr(),
+                     "gnorm": log["grad_norm"]}
+            curves.log("train_inner", inner, trainer.num_updates)
+            if args.log_format != "tqdm":
+                emit(args, {"epoch": progress.epoch, "update": trainer.num_updates, "loss": round(inner["loss"], 5),
+                            "lr": inner["lr"], "gnorm": round(inner["gnorm"], 3)}, digits=None)
         if args.save_interval_updates and trainer.num_updates % args.save_interval_updates == 0 \
                 and g + 1 < len(groups):
             m["seconds"] += time.perf_counter() - t0
-            validate_and_save(args, trainer, progress, end_of_epoch=False)
+            validate_and_save(args, trainer, progress, end_of_epoch=False, curves=curves)
             t0 = time.perf_counter()  # the clock restarts after validation: it is not training time
         if args.max_update and trainer.num_updates >= args.max_update:
             break
@@ -189,9 +202,10 @@ def train_epoch(args, trainer: Trainer, progress: Progress) -> bool:
     finished = progress.iterations_in_epoch >= len(batches)
     row = {"epoch": progress.epoch, "updates": trainer.num_updates,
            "train_loss": m["loss"] / max(m["sample_size"], 1)}
-    validate_and_save(args, trainer, progress, end_of_epoch=finished, row=row)
+    validate_and_save(args, trainer, progress, end_of_epoch=finished, row=row, curves=curves)
     if main:
         emit(args, progress.history[-1])
+        curves.log("train", {"loss": row["train_loss"], "lr": trainer.get_lr()}, trainer.num_updates)
     if finished:
         progress.epoch, progress.iterations_in_epoch = progress.epoch + 1, 0
     if main:
@@ -207,10 +221,13 @@ def validate(trainer: Trainer) -> dict:
     return {**flat_metrics(frame_metrics(frame, trainer.task.prompts)), "loss": loss / max(len(ds), 1)}
 
 
-def validate_and_save(args, trainer: Trainer, progress: Progress, end_of_epoch: bool, row: dict | None = None):
+def validate_and_save(args, trainer: Trainer, progress: Progress, end_of_epoch: bool, row: dict | None = None,
+                      curves: Curves | None = None):
     """Validate, track the best value and save; ``row`` (the epoch's history row) goes into that checkpoint."""
     t0 = time.perf_counter()
     metrics = validate(trainer) if trainer.valid_data is not None else {}
+    if trainer.world.is_main and curves is not None:
+        curves.log("valid", metrics, trainer.num_updates)
     progress.meters["valid_seconds"] += time.perf_counter() - t0
     value = metrics.get(progress.metric)
     is_best = progress.is_better(value)

@@ -14,6 +14,7 @@ import pytest
 
 import scorelib
 from conftest import train_args
+from scorelib.errors import ScorelibError
 from scorelib.options import parse_args
 from scorelib.tasks import TextScoringTask
 
@@ -264,7 +265,31 @@ CASES = [
         lambda tmp, ctx: ctx.trained_dir() / "checkpoint_best.pt"),
          Refuse(("checkpoint_best.pt", "1 output(s)", "needs 2", "--score-column"))),
     Case("nonexistent save dir", lambda tmp, ctx: (("load", tmp / "gone"), None), Refuse(("no such save dir", "gone"))),
+    Case("a header naming a column twice", single([r + "," + r.split(",")[-1] for r in good()], header=HEADER + ",score"),
+         Refuse(("all.csv", "'score' in columns 4, 5", "more than once"))),
+    Case("xlsx formula without a computed value", lambda tmp, ctx: (setup(formula_xlsx(tmp)), None),
+         Refuse(("all.xlsx", "cell D3", "formula (=D2*2)", "never computed", "export it as CSV"))),
+    Case("unknown --task", lambda tmp, ctx: (("parse", ["--task", "nosuch"]), None),
+         Refuse(("unknown task 'nosuch'", "--task", "text_scoring"))),
+    Case("unknown --arch", lambda tmp, ctx: (("parse", ["--arch", "nosuch"]), None),
+         Refuse(("unknown model 'nosuch'", "--arch", "text_scorer"))),
+    Case("--user-dir that does not exist", lambda tmp, ctx: (("parse", ["--user-dir", str(tmp / "nowhere")]), None),
+         Refuse(("--user-dir", "nowhere", "not a folder"))),
+    Case("--lr below 0", lambda tmp, ctx: (("parse", ["--lr", "-1"]), None), Refuse(("--lr must be >= 0, got -1",))),
 ]
+
+
+def formula_xlsx(tmp, name="all.xlsx", prompts=("a", "b")):
+    """A workbook whose score cell D3 holds a formula that no spreadsheet program ever computed (openpyxl writes
+    formulas without their values)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(HEADER.split(","))
+    for i in range(8):
+        book.active.append([f"f{i}", prompts[i % len(prompts)], f"answer number {i}", "=D2*2" if i == 1 else i % 4])
+    book.save(tmp / name)
+    return tmp / name
 
 
 def _write(path, data: bytes) -> Path:
@@ -303,8 +328,10 @@ def test_bad_input(case, tmp_path, request, tokenizer, caplog, capsys):
     try:
         action, keys = case.build(tmp_path, Context(request, tokenizer))
         if isinstance(case.expect, Refuse):
-            with pytest.raises((Exception, SystemExit)) as error:
+            with pytest.raises((ScorelibError, SystemExit)) as error:  # the project's own class, or argparse's exit
                 run(action, Context(request, tokenizer))
+            if isinstance(error.value, SystemExit):
+                assert error.value.code == 2, error.value
             message = str(error.value) if not isinstance(error.value, SystemExit) else capsys.readouterr().err
             for needle in case.expect.needles:
                 assert needle in message, f"{needle!r} not in error: {message}"
@@ -346,3 +373,188 @@ def test_counts():
     assert TALLY["tried"] == TALLY["accepted"] + TALLY["refused"]
     assert TALLY["rows_lost"] == 0
     assert TALLY["refused"] >= 25 and TALLY["accepted"] >= 5
+
+
+# ---------------------------------------------------------------- the command-line tools themselves
+# Each case runs scorelib-train, scorelib-cv, scorelib-eval or scorelib-score (where the option exists) as a user
+# would: exit status 2, one error line naming the option or file (argparse may print its usage first), no
+# traceback, and nothing written: the watched folders (the test's own, and the trained save dir an evaluation
+# reads) are the same, file by file and byte for byte, before and after.
+class Cli(NamedTuple):
+    id: str
+    tools: tuple  # of "train", "cv", "eval", "score"
+    extra: object  # the flags after the tool's usual ones: a list, or extra(tmp, ctx, tool) -> list
+    needles: tuple  # substrings the error line must contain
+    target: object = None  # target(tmp, ctx, request) -> the save dir that eval/score read (default: trained_dir)
+    stdin: str | None = None
+
+
+def entry(tool):
+    from scorelib import cli
+
+    return getattr(cli, f"{tool}_cli")
+
+
+def snapshot(*roots) -> dict:
+    """Every path under ``roots``: its size, mtime and (up to 1 MB) its bytes' digest; links as links."""
+    import hashlib
+
+    out = {}
+    for root in roots:
+        for path in sorted(Path(root).rglob("*")):
+            st = path.lstat()
+            small = path.is_file() and not path.is_symlink() and st.st_size < 2 ** 20
+            out[str(path)] = ("dir" if path.is_dir() and not path.is_symlink() else st.st_size, st.st_mtime_ns,
+                              hashlib.sha256(path.read_bytes()).hexdigest() if small else None)
+    return out
+
+
+def read_only(path: Path, request) -> Path:
+    """``path`` as a folder no one can write to: mode 555, and for root (whom modes do not stop) immutable."""
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    request.addfinalizer(lambda: path.chmod(0o755))  # runs last: after chattr -i below
+    path.chmod(0o555)
+    if os.access(path, os.W_OK):
+        subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+        request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(path)], capture_output=True))
+    if os.access(path, os.W_OK):
+        pytest.skip("cannot make a read-only folder here (root without chattr)")
+    return path
+
+
+def data_arg(tool, path, tmp):
+    """How each tool is given a data table: DATA (train, cv), --split test DATA (eval), --input/--output (score)."""
+    return {"train": [str(path)], "cv": [str(path)], "eval": ["--split", "test", str(path)],
+            "score": ["--input", str(path), "--output", str(tmp / "scored.csv")]}[tool]
+
+
+def dup_header(tmp, ctx, tool):
+    path, _ = csv(tmp, [r + "," + r.split(",")[-1] for r in good(prompts=("q1", "q2"))], header=HEADER + ",score")
+    return data_arg(tool, path, tmp)
+
+
+def empty_model_dir(tmp, ctx, tool):
+    (tmp / "empty_model").mkdir()
+    return ["--model-name-or-path", str(tmp / "empty_model")]
+
+
+def linked_output(tmp, ctx, tool):
+    src = csv(tmp, ["k1,q1,an answer", "k2,q2,another"], name="in.csv", header="key,prompt,text")[0]
+    os.symlink(src, tmp / "out.csv")
+    return ["--input", str(src), "--output", str(tmp / "out.csv")]
+
+
+def results_read_only(tmp, ctx, request):
+    src, dst = ctx.trained_dir(), tmp / "copy"
+    dst.mkdir()
+    for name in ("tokenizer", "encoder", "prompts.json", "checkpoint_best.pt"):
+        os.symlink(src / name, dst / name)
+    read_only(dst / "results", request)
+    return dst
+
+
+TRAIN_CV = ("train", "cv")
+CLI_CASES = [
+    Cli("unknown --task", TRAIN_CV, ["--task", "nosuch"], ("unknown task 'nosuch' (--task)", "text_scoring")),
+    Cli("unknown --arch", TRAIN_CV, ["--arch", "nosuch"], ("unknown model 'nosuch' (--arch)", "text_scorer")),
+    Cli("unknown --criterion", TRAIN_CV, ["--criterion", "nosuch"], ("unknown criterion 'nosuch'", "score_mse")),
+    Cli("--user-dir that does not exist", TRAIN_CV, lambda tmp, ctx, tool: ["--user-dir", str(tmp / "nowhere")],
+        ("--user-dir", "nowhere", "not a folder")),
+    Cli("--user-dir that is a file", TRAIN_CV, lambda tmp, ctx, tool: ["--user-dir", str(_write(tmp / "p.py", b""))],
+        ("--user-dir", "p.py", "not a folder but a file")),
+    Cli("--model-name-or-path on an empty folder", TRAIN_CV, empty_model_dir,
+        ("--model-name-or-path", "empty_model", "lacks config.json", "the tokenizer files")),
+    Cli("--lr below 0", TRAIN_CV, ["--lr", "-1"], ("--lr must be >= 0, got -1",)),
+    Cli("--head-dropout 1.5", TRAIN_CV, ["--head-dropout", "1.5"], ("--head-dropout must be in [0, 1), got 1.5",)),
+    Cli("--encoder-dropout 1", TRAIN_CV, ["--encoder-dropout", "1"], ("--encoder-dropout must be in [0, 1), got 1",)),
+    Cli("--encoder-dropout below 0", TRAIN_CV, ["--encoder-dropout", "-0.1"], ("--encoder-dropout", "got -0.1")),
+    Cli("--max-epoch below 0", TRAIN_CV, ["--max-epoch", "-2"], ("--max-epoch must be >= 0", "got -2")),
+    Cli("--update-freq 0", TRAIN_CV, ["--update-freq", "0"], ("--update-freq must be positive, got 0",)),
+    Cli("--fp16 with --bf16", TRAIN_CV, ["--fp16", "--bf16"], ("--fp16 and --bf16 exclude each other",)),
+    Cli("--folds 0", ("cv",), ["--folds", "0"], ("--folds must be at least 2, got 0",)),
+    Cli("--folds 1", ("cv",), ["--folds", "1"], ("--folds must be at least 2, got 1",)),
+    Cli("--folds below 0", ("cv",), ["--folds", "-3"], ("--folds must be at least 2, got -3",)),
+    Cli("--max-length beyond the encoder's positions", ("train", "cv", "eval"), ["--max-length", "100000"],
+        ("--max-length 100000", "max_position_embeddings 512")),
+    Cli("read-only --save-dir", TRAIN_CV,
+        lambda tmp, ctx, tool: ["--save-dir", str(read_only(tmp / "ro", ctx.request))],
+        ("--save-dir", "ro", "read-only")),
+    Cli("read-only results/ of a save dir", ("eval",), ["--split", "valid"],
+        ("copy/results", "read-only", "--results-path"), target=results_read_only),
+    Cli("a header naming a column twice", ("train", "cv", "eval", "score"), dup_header,
+        ("all.csv", "'score' in columns 4, 5", "more than once")),
+    Cli("xlsx formula without a computed value", ("train", "cv", "eval", "score"),
+        lambda tmp, ctx, tool: data_arg(tool, formula_xlsx(tmp, prompts=("q1", "q2")), tmp),
+        ("all.xlsx", "cell D3", "never computed")),
+    Cli("no --prompt for a model of several prompts", ("score",), ["an answer"],
+        ("3 prompts", "q1 (0–3), q2 (1–6), q3 (0–10)", "--prompt")),
+    Cli("--input without a prompt column, several prompts", ("score",), lambda tmp, ctx, tool: data_arg(
+        tool, csv(tmp, ["k1,one answer", "k2,another"], name="in.csv", header="key,text")[0], tmp),
+        ("3 prompts", "q1 (0–3)", "--prompt", "in.csv a prompt column")),
+    Cli("--output is --input", ("score",), lambda tmp, ctx, tool: ["--input", str(tmp / "in.csv"), "--output", str(
+        csv(tmp, ["k1,q1,an answer"], name="in.csv", header="key,prompt,text")[0])], ("--output", "in.csv", "--input")),
+    Cli("--output is a link to --input", ("score",), linked_output, ("--output", "out.csv", "--input", "in.csv")),
+    Cli("empty standard input", ("score",), ["--prompt", "q1"], ("no text given",), stdin=""),
+]
+CLI_PAIRS = [(case, tool) for case in CLI_CASES for tool in case.tools]
+
+
+@pytest.mark.parametrize("case, tool", CLI_PAIRS, ids=[f"{t}: {c.id}" for c, t in CLI_PAIRS])
+def test_the_tools_refuse_in_one_line_and_write_nothing(case, tool, tmp_path, request, tokenizer, capsys,
+                                                        monkeypatch):
+    import io
+    import sys
+
+    ctx = Context(request, tokenizer)
+    target = case.target(tmp_path, ctx, request) if case.target else ctx.trained_dir()
+    extra = case.extra(tmp_path, ctx, tool) if callable(case.extra) else list(case.extra)
+    head = ["--save-dir", str(tmp_path / "save")] if tool in TRAIN_CV else [str(target)]
+    if case.stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(case.stdin))
+    watched = [tmp_path] + ([ctx.trained_dir()] if tool in ("eval", "score") else [])
+    before = snapshot(*watched)
+    capsys.readouterr()
+    try:
+        status = entry(tool)(head + ["--cpu"] + extra)
+    except SystemExit as e:  # argparse's parser.error
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+    assert len(lines) == 1 and lines[0].startswith(f"scorelib-{tool}: error: "), err
+    for needle in case.needles:
+        assert needle in lines[0], f"{needle!r} not in: {lines[0]}"
+    assert snapshot(*watched) == before, "a refused run changed a file"
+    assert not (tmp_path / "save").exists()
+
+
+@pytest.mark.parametrize("tool", TRAIN_CV)
+def test_a_plugin_with_a_syntax_error_says_so_then_shows_its_own_traceback(tool, tmp_path, capsys):
+    plugin = tmp_path / f"sl_broken_{tool}"
+    (plugin / "tasks").mkdir(parents=True)
+    (plugin / "tasks" / "broken.py").write_text("from scorelib import register_task\n\ndef oops(:\n    pass\n")
+    status = entry(tool)(["--user-dir", str(plugin), "--save-dir", str(tmp_path / "save")])
+    err = capsys.readouterr().err.splitlines()
+    assert status == 2
+    assert err[0].startswith(f"scorelib-{tool}: error: --user-dir {plugin}: importing your file "), err
+    assert "broken.py raised SyntaxError" in err[0] and "traceback follows" in err[0]
+    rest = "\n".join(err[1:])
+    assert "broken.py\", line 3" in rest and "def oops(:" in rest and "SyntaxError" in rest
+    assert "registry.py" not in rest and "importlib" not in rest  # the user's traceback, not scorelib's
+    assert not (tmp_path / "save").exists()
+
+
+@pytest.mark.parametrize("tool", TRAIN_CV)
+def test_tensorboard_logdir_without_tensorboard_is_one_line(tool, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    with pytest.raises(SystemExit) as e:
+        entry(tool)(["--save-dir", str(tmp_path / "save"), "--tensorboard-logdir", str(tmp_path / "tb")])
+    assert e.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--tensorboard-logdir" in line and "pip install 'scorelib[tensorboard]'" in line
+    assert not (tmp_path / "save").exists() and not (tmp_path / "tb").exists()

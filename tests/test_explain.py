@@ -183,7 +183,7 @@ def test_scorelib_score_explain_prints_signed_sentences(trained_dir, capsys):
     effects = [line.split()[0] for line in lines[3:6]]
     assert all(x[0] in "+-" and float(x) == float(x) for x in effects), lines
     assert lines[5].endswith("Seasons feel different in different places.")
-    assert score_cli([str(trained_dir), "--cpu", "--format", "json", "--explain", "One. Two."]) == 0
+    assert score_cli([str(trained_dir), "--cpu", "--prompt", "q1", "--format", "json", "--explain", "One. Two."]) == 0
     record = json.loads(capsys.readouterr().out.splitlines()[1])
     assert record["by"] == "sentence" and [u["text"] for u in record["units"]] == ["One.", "Two."]
 
