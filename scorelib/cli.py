@@ -154,11 +154,21 @@ def evaluate_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
-        preds = scorer.score01_dataset(ds, bf16=args.bf16)
-        _, metrics = evaluate_dataset(ds, preds, scorer.table, results_path, ckpt.name, split)
+        metrics = evaluate_scored(scorer, ds, args.bf16, results_path, ckpt.name, split)
         print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
     return out
+
+
+def evaluate_scored(scorer, ds, bf16, results_path, ckpt_name, split) -> dict:
+    """Result files of one split scored by ``scorer`` (``--stack tfidf``: the blend, and both parts); its metrics."""
+    if scorer.stack is None:
+        return evaluate_dataset(ds, scorer.score01_dataset(ds, bf16=bf16), scorer.table, results_path, ckpt_name,
+                                split)[1]
+    from .stack import evaluate_parts
+
+    parts = {k: v.mean(axis=0) for k, v in scorer.models_parts01(ds, bf16).items()}
+    return evaluate_parts(ds, parts, scorer.table, results_path, ckpt_name, split, scorer.stack.weight)[1]
 
 
 def score_parser() -> argparse.ArgumentParser:
