@@ -44,8 +44,7 @@ def vectorizer(settings: dict, vocabulary=None):
     return TfidfVectorizer(**kwargs, vocabulary=vocabulary, dtype=np.float64)
 
 
-def as_matrix(values, n: int) -> np.ndarray:
-    """(N,) or (N, K) -> (N, K) float64."""
+def as_matrix(values, n: int) -> np.ndarray:  # (N,) or (N, K) -> (N, K) float64
     return np.asarray(values, dtype=np.float64).reshape(n, -1)
 
 
@@ -90,14 +89,12 @@ class TfidfStack:
             v.idf_ = self.idf[kind]
             self.vectorizers[kind] = v
 
-    def features(self, texts):
-        """Sparse (N, F) TF-IDF features of ``texts``."""
+    def features(self, texts):  # sparse (N, F)
         from scipy.sparse import hstack
 
         return hstack([self.vectorizers[k].transform(texts) for k in VECTORIZERS], format="csr")
 
-    def predict01(self, texts) -> np.ndarray:
-        """(N, K) predictions in [0, 1]."""
+    def predict01(self, texts) -> np.ndarray:  # (N, K) in [0, 1]
         return np.clip(np.asarray(self.features(texts) @ self.coef.T) + self.intercept, 0.0, 1.0)
 
     @classmethod
@@ -149,6 +146,10 @@ class TfidfStack:
             raise CheckpointError(f"{folder / 'stack.json'}: not a TF-IDF stack of this scorelib (format "
                                   f"{info.get('format')!r}, kind {info.get('kind')!r})")
         arrays = read_npz(folder / "arrays.npz")
+        sizes = [len(info["vocabularies"][k]) for k in VECTORIZERS]
+        if arrays["coef"].shape != (len(info["weight"]), sum(sizes)) or \
+                sizes != [len(arrays[f"idf_{k}"]) for k in VECTORIZERS]:
+            raise CheckpointError(f"{folder}: its vocabularies, idf and coefficients do not fit together")
         return cls(info["vocabularies"], {k: arrays[f"idf_{k}"] for k in VECTORIZERS}, arrays["coef"],
                    arrays["intercept"], info["alphas"], info["weight"])
 
@@ -167,9 +168,7 @@ def read_json(path: Path) -> dict:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: not a JSON stack file ({type(e).__name__}: {e})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: not a JSON object")
-    return value
+    return value if isinstance(value, dict) else {}
 
 
 def read_npz(path: Path) -> dict:
@@ -189,12 +188,8 @@ def read_npz(path: Path) -> dict:
 
 
 class Blend:
-    """The stacks of a scorer's models (one per fold model) and the blend weight per score.
-
-    Args:
-        stacks (list[TfidfStack]): aligned with the scorer's models.
-        weight (np.ndarray): (K,) the encoder's share.
-    """
+    """The stacks of a scorer's models (``stacks``: one :class:`TfidfStack` per model, in their order) and the
+    encoder's share in the blend per score (``weight``, (K,))."""
 
     def __init__(self, stacks: list, weight):
         self.stacks, self.weight = stacks, np.asarray(weight, dtype=np.float64)
@@ -211,18 +206,20 @@ def load_blend(path, model_dirs: list, cross_validated: bool) -> Blend:
     stacks = [TfidfStack.load(Path(d) / STACK_DIR) for d in model_dirs]
     if not cross_validated:
         return Blend(stacks, stacks[0].weight)
-    info = read_json(Path(path) / STACK_DIR / "blend.json")
-    return Blend(stacks, np.asarray(info["weight"], dtype=np.float64))
+    weight = np.asarray(read_json(Path(path) / STACK_DIR / "blend.json").get("weight", []), dtype=np.float64)
+    if weight.shape != stacks[0].weight.shape:
+        raise CheckpointError(f"{Path(path) / STACK_DIR / 'blend.json'}: no blend weight for each of the "
+                              f"{len(stacks[0].weight)} score(s)")
+    return Blend(stacks, weight)
 
 
 def fit_for_run(save_dir, train_ds, valid_ds, valid_encoder01, table) -> TfidfStack:
     """``scorelib-train --stack tfidf``: fit on train, pick alpha and the blend weight on valid, save it.
 
     Args:
-        save_dir (Path): the run's save dir (the stack goes to ``save_dir/stack``).
-        train_ds, valid_ds (ScoringDataset): texts and targets in [0, 1].
+        save_dir (Path): the stack goes to ``save_dir/stack``; train_ds, valid_ds (ScoringDataset): texts, targets.
         valid_encoder01 (np.ndarray): checkpoint_best's valid predictions in [0, 1], (N,) or (N, K).
-        table (PromptTable): to weigh errors on the prompts' scales.
+        table (PromptTable): errors are weighed on the prompts' scales.
     """
     stack = TfidfStack.fit(train_ds.texts, train_ds.targets, valid_ds.texts, valid_ds.targets)
     n = len(valid_ds)
