@@ -25,9 +25,9 @@ logger = logging.getLogger(__name__)
 STACK_DIR = "stack"
 FORMAT = 1
 ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0)
-VECTORIZERS = {  # word 1-2 and character 2-5 n-grams (within word boundaries), sublinear tf
+VECTORIZERS = {  # word 1-2 and character 2-5 n-grams, sublinear tf
     "word": {"analyzer": "word", "ngram_range": [1, 2], "sublinear_tf": True, "min_df": 2, "max_features": 100_000},
-    "char": {"analyzer": "char_wb", "ngram_range": [2, 5], "sublinear_tf": True, "min_df": 2,
+    "char": {"analyzer": "char", "ngram_range": [2, 5], "sublinear_tf": True, "min_df": 2,
              "max_features": 200_000},
 }
 PARTS = ("encoder", "stack")
