@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from . import distributed as dist
 from . import options
 from .errors import OptionError, ScorelibError
 from .metrics import flat_metrics
-from .results import evaluate_dataset
 from .tables import Columns, normalize, read_table
 from .train import results_dir, train
 
@@ -74,9 +74,54 @@ def train_cli(argv=None) -> int:
     setup_logging()
     args = options.parse_args(argv)
     try:
-        return run("scorelib-train", train, args)
+        return run("scorelib-train", train_and_report, args)
     finally:  # under torchrun: leave the process group cleanly
         dist.close()
+
+
+def train_and_report(args) -> dict:
+    """:func:`scorelib.train` and, on the main process, :func:`next_steps`' lines."""
+    result = train(args)
+    if dist.World.from_env().is_main:
+        print("\n".join(next_steps(result)), flush=True)
+    return result
+
+
+def tool(name: str) -> str:
+    """How to call another scorelib tool: beside the running one (``.venv/bin/scorelib-score``), else by name."""
+    here = Path(sys.argv[0]).with_name(name)
+    return str(here) if here.is_file() else name
+
+
+def next_steps(result: dict) -> list[str]:
+    """The last lines of ``scorelib-train`` (``make demo``): where the files went and what to run next.
+
+    Args:
+        result (dict): what :func:`scorelib.train` returned (``save_dir``, ``results_path``, ``metrics``).
+
+    Returns:
+        list[str]: the save dir, its result files, the held-out figure, and the next commands.
+    """
+    from .prompts import PromptTable
+
+    save_dir, results = Path(result["save_dir"]), Path(result["results_path"])
+    files = sorted(p.name for p in results.glob("*checkpoint_best-*")) if results.is_dir() else []
+    lines = [f"done: the model is in {save_dir}/ (checkpoint_best.pt; history.csv per epoch; prompts.json)",
+             f"  result files in {results}/: " + (", ".join(files) if files else "none (no valid or test split)")]
+    split = next((s for s in ("test", "valid") if s in result["metrics"]), None)
+    for trait, m in result["metrics"].get(split, {}).get("traits", {"": result["metrics"].get(split)}).items():
+        if m:  # each prompt's own figures, averaged: a figure pooled over prompts of other scales misleads
+            means = {k: np.mean(v) for k in ("qwk", "pearson", "rmse")
+                     if (v := [p[k] for p in m["per_prompt"].values() if p[k] is not None])}
+            shown = ", ".join(f"{k.upper() if k != 'pearson' else 'Pearson'} {v:.3f}" for k, v in means.items())
+            lines.append(f"  {split}{' ' + trait if trait else ''}: mean of per-prompt {shown or 'metrics undefined'}"
+                         f" (n={m['n']}; metrics-checkpoint_best-{split}.json has each prompt's)")
+    prompt = PromptTable.load(save_dir / "prompts.json").ids[0] if (save_dir / "prompts.json").is_file() else "ID"
+    lines += [f"next: score a text:  {tool('scorelib-score')} {shlex.quote(str(save_dir))} --prompt "
+              f"{shlex.quote(prompt)} \"Type an answer here.\"",
+              "      look at the results, the errors and a scoring widget: notebooks/04_train_eval.ipynb "
+              f"({tool('jupyter')} lab notebooks/)"]
+    return lines
 
 
 def cv_cli(argv=None) -> int:
@@ -88,7 +133,7 @@ def cv_cli(argv=None) -> int:
     return run("scorelib-cv", cross_validate, args)
 
 
-EVAL_OWN = ("split", "results_path", "cpu", "bf16")  # scorelib-eval's own options, never taken from the checkpoint
+EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")  # scorelib-eval's own options, never taken from the checkpoint
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -101,6 +146,12 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-path", help="default: the checkpoint's folder/results")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--bf16", action="store_true")
+    r = p.add_argument_group("evaluation report (scorelib-report)")
+    r.add_argument("--report", action="store_true",
+                   help="also write results/report-{ckpt}-{split}.html and .json, as scorelib-report does")
+    r.add_argument("--group-column", metavar="COL[,COL...]", help="--report: groups of writers (DSM, fairness)")
+    r.add_argument("--second-score-column", metavar="COL[,COL...]", help="--report: a second human score per trait")
+    r.add_argument("--bootstrap", type=int, default=1000, help="--report: resamples for the 95%% intervals")
     TextScoringTask.add_args(p)
     return p
 
@@ -136,6 +187,7 @@ def evaluate_checkpoint(args, parser) -> dict:
     """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
     from .ensemble import is_cv_dir
     from .scorer import load, resolve_checkpoint
+    from .stack import evaluate_scorer
     from .tasks import TextScoringTask
 
     if is_cv_dir(args.checkpoint):  # a scorelib-cv dir: the fold ensemble, with the options of the CV run
@@ -154,21 +206,28 @@ def evaluate_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
-        metrics = evaluate_scored(scorer, ds, args.bf16, results_path, ckpt.name, split)
+        metrics = evaluate_scorer(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
         print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
+        if args.report:
+            write_report(args, source, ckpt, split, results_path)
     return out
 
 
-def evaluate_scored(scorer, ds, bf16, results_path, ckpt_name, split) -> dict:
-    """Result files of one split scored by ``scorer`` (``--stack tfidf``: the blend, and both parts); its metrics."""
-    if scorer.stack is None:
-        return evaluate_dataset(ds, scorer.score01_dataset(ds, bf16=bf16), scorer.table, results_path, ckpt_name,
-                                split)[1]
-    from .stack import evaluate_parts
+def write_report(args, source, ckpt, split, results_path) -> None:
+    """``scorelib-eval --report``: :func:`scorelib.report.make_report` on the result file just written."""
+    from .report import make_report
 
-    parts = {k: v.mean(axis=0) for k, v in scorer.models_parts01(ds, bf16).items()}
-    return evaluate_parts(ds, parts, scorer.table, results_path, ckpt_name, split, scorer.stack.weight)[1]
+    if ckpt.name not in ("checkpoint_best.pt", "ensemble"):
+        raise OptionError(f"--report reads checkpoint_best's result files; {ckpt.name} is another checkpoint: "
+                          f"evaluate the save dir itself, or run scorelib-report on it")
+    names = {flag: [c.strip() for c in value.split(",") if c.strip()] if value else []
+             for flag, value in (("group", args.group_column), ("second", args.second_score_column))}
+    done = make_report(Path(source).parent if Path(source).is_file() else source, args.data, split=split,
+                       group_columns=names["group"], second_score_columns=names["second"],
+                       key_column=args.key_column or "key", bootstrap=args.bootstrap, seed=args.seed,
+                       results_path=results_path)
+    print(f"report: {done['html']} ({len(done['report']['flags'])} flag(s))")
 
 
 def score_parser() -> argparse.ArgumentParser:
@@ -189,6 +248,8 @@ def score_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
     p.add_argument("--cpu", action="store_true")
+    p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
+                   "(score minus the score without it; scorelib.explain)")
     return p
 
 
@@ -199,6 +260,8 @@ def score_cli(argv=None) -> int:
     args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")
+    if args.explain and args.input:
+        p.error("--explain takes texts, not --input")
     return run("scorelib-score", score_texts, args)
 
 
@@ -218,6 +281,11 @@ def score_texts(args) -> None:
     for value, spread in zip(values, spreads):  # a fold ensemble's records carry the spread across its models
         record = scorer.record(value, prompt, spread=spread)
         print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
+    if args.explain:  # scorelib.explain: one block per text (json: one object per text)
+        from .explain import explain, render_text
+        for text in texts:
+            e = explain(scorer, text, prompt=prompt, contexts=args.context)
+            print(json.dumps(e.to_dict()) if args.format == "json" else render_text(e), flush=True)
 
 
 def score_table(scorer, args) -> pd.DataFrame:

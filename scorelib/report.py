@@ -22,6 +22,7 @@ from .files import atomic_write
 from .prompts import PromptTable
 from .readers import SUFFIXES, read_table
 from .report_html import render_html
+from .results import jsonable
 from .rsmeval_export import write_rsmeval
 
 
@@ -185,6 +186,27 @@ def evaluate_frame(frame: pd.DataFrame, table: PromptTable, groups=(), second=()
     return out
 
 
+def report_of(frame: pd.DataFrame, table: PromptTable, group_columns=(), second_score_columns=(), bootstrap=1000,
+              seed=1, source=None) -> dict:
+    """The report of a result frame already in memory (what :func:`make_report` writes, before JSON).
+
+    Args:
+        frame (pd.DataFrame): a result file's columns (``key, prompt``, ``gold, pred, pred_rounded`` or per trait
+            ``gold_{t}, pred_{t}, pred_rounded_{t}``) plus the group and second-score columns named below.
+        table (PromptTable): ranges, step and cut-points. Others as :func:`make_report`.
+
+    Returns:
+        dict: ``source``, ``thresholds``, ``traits`` (per trait: ``overall`` and ``per_prompt`` sections) and ``flags``.
+    """
+    report = {"source": dict(source or {}, group_columns=list(group_columns),
+                             second_score_columns=list(second_score_columns), bootstrap=bootstrap, seed=seed),
+              "thresholds": dict(S.THRESHOLDS),
+              "traits": evaluate_frame(frame, table, list(group_columns), list(second_score_columns), bootstrap, seed,
+                                       (source or {}).get("results_file", "results"))}
+    report["flags"] = S.flags(report)
+    return report
+
+
 def make_report(directory, data=None, split=None, group_columns=(), second_score_columns=(), key_column="key",
                 bootstrap=1000, seed=1, results_path=None, rsmeval_dir=None) -> dict:
     """Write ``report-{ckpt}-{split}.html`` and ``.json`` beside the result files of a save dir or CV dir.
@@ -210,13 +232,9 @@ def make_report(directory, data=None, split=None, group_columns=(), second_score
         raise OptionError(f"--second-score-column {','.join(second)}: give one column per trait "
                           f"({', '.join(trait_names(table))}), in that order")
     frame = join_columns(frame, list(group_columns) + second, data, key_column, where["file"])
-    report = {"source": {"dir": str(where["dir"]), "results_file": str(where["file"]), "split": where["split"],
-                         "checkpoint": where["ckpt"], "cross_validation": where["cv"], "data": data and str(data),
-                         "group_columns": list(group_columns), "second_score_columns": second,
-                         "bootstrap": bootstrap, "seed": seed},
-              "thresholds": dict(S.THRESHOLDS),
-              "traits": evaluate_frame(frame, table, list(group_columns), second, bootstrap, seed, where["file"])}
-    report["flags"] = S.flags(report)
+    report = report_of(frame, table, group_columns, second, bootstrap, seed,
+                       {"dir": str(where["dir"]), "results_file": str(where["file"]), "split": where["split"],
+                        "checkpoint": where["ckpt"], "cross_validation": where["cv"], "data": data and str(data)})
     tag = f"{where['ckpt']}-{where['split']}"
     where["results"].mkdir(parents=True, exist_ok=True)
     paths = {"json": where["results"] / f"report-{tag}.json", "html": where["results"] / f"report-{tag}.html"}
@@ -226,19 +244,6 @@ def make_report(directory, data=None, split=None, group_columns=(), second_score
     atomic_write(paths["html"], lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
     written = write_rsmeval(frame, table, rsmeval_dir, list(group_columns), second, tag) if rsmeval_dir else []
     return {"report": report, **paths, "rsmeval": written}
-
-
-def jsonable(obj):
-    """A copy with numpy scalars as Python numbers and NaN or inf as None (JSON's null)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
 
 
 if __name__ == "__main__":

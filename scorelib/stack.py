@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import CheckpointError
 from .files import atomic_write
-from .results import frame_metrics, results_frame, write_results
+from .results import evaluate_dataset, frame_metrics, results_frame, write_results
 
 logger = logging.getLogger(__name__)
 STACK_DIR = "stack"
@@ -36,7 +36,6 @@ PARTS = ("encoder", "stack")
 def vectorizer(settings: dict, vocabulary=None):
     """A ``TfidfVectorizer`` of ``settings`` (a :data:`VECTORIZERS` entry), over a fixed ``vocabulary`` if given."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-
     kwargs = {k: settings[k] for k in ("analyzer", "sublinear_tf")}
     kwargs["ngram_range"] = tuple(settings["ngram_range"])
     if vocabulary is None:
@@ -106,7 +105,6 @@ class TfidfStack:
         """
         from scipy.sparse import hstack
         from sklearn.linear_model import Ridge
-
         fitted = {k: vectorizer(s) for k, s in VECTORIZERS.items()}
         x_train = hstack([fitted[k].fit_transform(train_texts) for k in VECTORIZERS], format="csr")
         x_valid = hstack([fitted[k].transform(valid_texts) for k in VECTORIZERS], format="csr")
@@ -156,8 +154,7 @@ class TfidfStack:
 
 def npz_bytes(arrays: dict) -> bytes:
     import io
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer := io.BytesIO(), **arrays)
     return buffer.getvalue()
 
 
@@ -237,7 +234,6 @@ def fit_for_trainer(trainer, best: Path) -> None:
     predicts; rank 0 fits and saves)."""
     from . import checkpoint as C
     from . import distributed as dist
-
     if not best.is_file():
         return
     trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
@@ -255,9 +251,13 @@ def run_parts(save_dir, ds, encoder01) -> dict:
             "weight": blend.weight}
 
 
-def evaluate_run_split(save_dir, ds, encoder01, table, results_path, ckpt_name, split):
-    parts = run_parts(save_dir, ds, encoder01)
-    return evaluate_parts(ds, parts, table, results_path, ckpt_name, split, parts["weight"])
+def evaluate_scorer(scorer, ds, bf16, results_path, ckpt_name, split) -> dict:
+    """``scorelib-eval``: result files of one split scored by ``scorer`` (a stacked one: the blend and its parts)."""
+    if scorer.stack is None:
+        return evaluate_dataset(ds, scorer.score01_dataset(ds, bf16=bf16), scorer.table, results_path, ckpt_name,
+                                split)[1]
+    parts = {k: v.mean(axis=0) for k, v in scorer.models_parts01(ds, bf16).items()}
+    return evaluate_parts(ds, parts, scorer.table, results_path, ckpt_name, split, scorer.stack.weight)[1]
 
 
 def add_parts(frame, metrics: dict, parts01: dict, table, weight=None) -> None:

@@ -88,7 +88,8 @@ def train(args) -> dict:
         args (argparse.Namespace): from :func:`scorelib.options.parse_args`.
 
     Returns:
-        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``.
+        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
+        ``metric``, the valid metric that picked ``checkpoint_best`` (``history``'s ``valid_{metric}``).
     """
     world = dist.init(args.cpu)
     set_seed(args.seed)
@@ -134,7 +135,8 @@ def train(args) -> dict:
     if args.fit_cutpoints and world.is_main:
         fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
-    return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}
+    return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path,
+            "metric": progress.metric}
 
 
 def check_trait_options(args, table) -> None:
@@ -276,9 +278,10 @@ def write_split(args, best: Path, ds, preds, table, results_path, split) -> dict
     """Result files of one split (with ``--stack tfidf``: the blend, and both parts' columns and metrics)."""
     if not args.stack:
         return evaluate_dataset(ds, preds, table, results_path, best.name, split)[1]
-    from .stack import evaluate_run_split
+    from .stack import evaluate_parts, run_parts
 
-    return evaluate_run_split(best.parent, ds, preds, table, results_path, best.name, split)[1]
+    parts = run_parts(best.parent, ds, preds)
+    return evaluate_parts(ds, parts, table, results_path, best.name, split, parts["weight"])[1]
 
 
 def emit(args, record: dict, digits: int | None = 4) -> None:

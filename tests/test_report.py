@@ -311,6 +311,19 @@ def test_end_to_end_on_a_trained_save_dir(tmp_path):
         config = json.loads(cfg.read_text(encoding="utf-8"))
         assert (cfg.parent / config["predictions_file"]).is_file() and config["subgroups"] == ["gender"]
 
+    # scorelib-eval --report: the same report, from the result file the evaluation has just written
+    from scorelib.cli import eval_cli
+
+    again = tmp_path / "again"
+    assert eval_cli([str(save_dir), "--split", "test", str(tmp_path / "data"), "--cpu", "--results-path", str(again),
+                     "--max-eval-rows", "24",  # the rows training evaluated (the same seed picks them)
+                     "--report", "--group-column", "gender", "--second-score-column", "rater2",
+                     "--bootstrap", "100"]) == 0
+    rep2 = json.loads((again / "report-checkpoint_best-test.json").read_text(encoding="utf-8"))
+    assert (again / "report-checkpoint_best-test.html").is_file()
+    o2 = rep2["traits"]["score"]["overall"]
+    assert o2["n"] == o["n"] and o2["metrics"] == o["metrics"] and rep2["flags"] == rep["flags"]
+
 
 def test_cutpoints_give_qwk_nearest_and_undefined_figures_are_null(tmp_path):
     """With fitted cut-points the report gives QWK both ways; a constant machine score makes r and SMD's
