@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import module_scratch, train_args
-from scorelib.layerwise import encoder_layers, param_groups
+from scorelib.layerwise import encoder_layers
 from scorelib.model import AttentionPool, ScoringModel, default_model_path, load_encoder, pool
 
 LR, HEAD_LR, DECAY = 1e-4, 1e-3, 0.5
