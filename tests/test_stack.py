@@ -99,7 +99,8 @@ def stacked_run(request, tmp_path_factory):
 
     with module_scratch(request, tmp_path_factory, "stacked") as base:
         out = train(train_args(base / "ckpt", "--no-epoch-checkpoints", "--no-save-optimizer-state",
-                               "--score-step", "1", "--stack", "tfidf", "--max-train-rows", "96"))
+                               "--score-step", "1", "--stack", "tfidf", "--max-train-rows", "96",
+                               "--fit-cutpoints"))
         yield out
 
 
@@ -121,6 +122,19 @@ def test_run_writes_all_three_predictions_and_metrics(stacked_run):
     assert fit_weight(frame[["pred_encoder"]], frame[["pred_stack"]], frame[["gold"]]) == pytest.approx(weight)
     assert rmse["blend"] <= min(rmse["encoder"], rmse["stack"]) + 1e-9
     assert on_file["overall"]["rmse"] == pytest.approx(rmse["blend"])
+
+
+def test_fit_cutpoints_fits_the_blend(stacked_run):
+    from scorelib.cutpoints import fit_all_cutpoints
+    from scorelib.prompts import PromptTable
+
+    save_dir = stacked_run["save_dir"]
+    saved = PromptTable.load(save_dir / "prompts.json")
+    frame = pd.read_csv(save_dir / "results" / "result-checkpoint_best-valid.csv", dtype={"key": str, "prompt": str})
+    fresh = PromptTable.load(save_dir / "prompts.json")
+    fit_all_cutpoints(fresh, frame["prompt"].tolist(), frame["gold"].to_numpy(), frame["pred"].to_numpy())
+    assert saved.cutpoints and fresh.cutpoints == saved.cutpoints
+    assert np.array_equal(frame["pred_rounded"], saved.round(frame["pred"].to_numpy(), frame["prompt"].tolist()))
 
 
 def test_scorer_and_eval_cli_use_the_blend(stacked_run, tmp_path):
