@@ -23,7 +23,6 @@ from .errors import OptionError, PluginError, ScorelibError
 from .inputs import prompt_to_use, read_input, texts_to_score
 from .metrics import flat_metrics
 from .registry import plugin_traceback
-from .results import evaluate_dataset
 from .train import results_dir, train
 
 logger = logging.getLogger("scorelib")
@@ -198,6 +197,7 @@ def evaluate_checkpoint(args, parser) -> dict:
     from .ensemble import is_cv_dir
     from .model import check_window
     from .scorer import load, resolve_checkpoint
+    from .stack import evaluate_scorer
     from .tasks import TextScoringTask
 
     if is_cv_dir(args.checkpoint):  # a scorelib-cv dir: the fold ensemble, with the options of the CV run
@@ -217,8 +217,7 @@ def evaluate_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
-        preds = scorer.score01_dataset(ds, bf16=args.bf16)
-        _, metrics = evaluate_dataset(ds, preds, scorer.table, results_path, ckpt.name, split)
+        metrics = evaluate_scorer(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
         print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
         if args.report:

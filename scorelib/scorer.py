@@ -65,10 +65,11 @@ class Scorer:
         device (torch.device): where the model lives.
         long_text (str): ``--long-text`` of training (``truncate``, ``head-tail`` or ``chunks``).
         chunk_stride (int | None): ``--chunk-stride`` of training.
+        stack (scorelib.stack.Blend, optional): ``--stack tfidf``: the models' TF-IDF stacks and blend weights.
     """
 
     def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None,
-                 long_text: str = "truncate", chunk_stride: int | None = None):
+                 long_text: str = "truncate", chunk_stride: int | None = None, stack=None):
         self.device = device or torch.device("cpu")
         self.models = [m.to(self.device).eval() for m in (model if isinstance(model, (list, tuple)) else [model])]
         self.tokenizer = tokenizer
@@ -76,6 +77,7 @@ class Scorer:
         self.max_length = max_length
         self.long_text, self.chunk_stride = long_text, chunk_stride
         self.cfg: dict = {}  # the training run's options (load() fills them; a CV dir: those of scorelib-cv)
+        self.stack = stack
 
     @property
     def model(self):
@@ -133,13 +135,19 @@ class Scorer:
         return ScoringDataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
                               chunk_stride=self.chunk_stride)
 
-    @torch.inference_mode()
     def models_scores01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
-        """Each model's scores in [0, 1] (its sigmoid output) for every row of a dataset, in its order.
+        """Each model's scores in [0, 1] for every row of a dataset, in its order: its sigmoid output, or with
+        ``--stack tfidf`` its blend with its stack.
 
         Returns:
             np.ndarray: (M, N), or (M, N, K) for K traits; M is :attr:`num_models`.
         """
+        parts = self.models_parts01(ds, bf16, max_tokens)
+        return parts.get("blend", parts["encoder"])
+
+    @torch.inference_mode()
+    def models_parts01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> dict[str, np.ndarray]:
+        """:meth:`models_scores01`'s parts: ``{"encoder"}``, and with a stack also ``"stack"`` and ``"blend"``."""
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens, 256)
 
@@ -149,7 +157,8 @@ class Scorer:
                     return 0.0, model(**sample["net_input"])["encoder_out"]
             return predict(forward, ds, batches, self.device)[1]
 
-        return np.stack([run(m) for m in self.models])
+        encoder = np.stack([run(m) for m in self.models])
+        return {"encoder": encoder} if self.stack is None else self.stack.parts01(ds.texts, encoder)
 
     fold_scores01 = models_scores01  # the name bench/bench_cv.py knows
 
@@ -276,11 +285,20 @@ def load(path, device=None) -> Scorer:
         if any(t.ids != table.ids for _, _, t, _ in loaded):
             raise CheckpointError(f"{path}: the folds' prompts differ; they are not one cross-validation run")
     scorer = Scorer([m for m, *_ in loaded], tokenizer, table, max_length=int(cfg.max_length), device=device,
-                    long_text=cfg.long_text, chunk_stride=cfg.chunk_stride)
+                    long_text=cfg.long_text, chunk_stride=cfg.chunk_stride, stack=load_stack(path, ckpts, cfg))
     info = Path(path) / "cv.json"
     scorer.cfg = json.loads(info.read_text(encoding="utf-8"))["args"] if is_cv_dir(path) and info.is_file() \
         else vars(cfg)
     return scorer
+
+
+def load_stack(path, ckpts: list[Path], cfg):
+    """``--stack tfidf``: the models' stacks and blend weights (:func:`scorelib.stack.load_blend`); else None."""
+    if not cfg.stack:
+        return None
+    from .stack import load_blend
+
+    return load_blend(path, [c.parent for c in ckpts], is_cv_dir(path))
 
 
 def resolve_fold(fold: Path) -> Path:

@@ -102,6 +102,8 @@ def train(args) -> dict:
     check_trait_options(args, task.prompts)
     if args.fit_cutpoints:
         check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
+    if args.stack and not ("valid" in task.frames and len(task.frames["valid"]) > 0):
+        raise OptionError("--stack tfidf needs a valid split: its ridge penalty and blend weight are fitted there")
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")
@@ -135,6 +137,9 @@ def train(args) -> dict:
                 break
     finally:
         curves.close()
+    if args.stack:
+        from .stack import fit_for_trainer
+        fit_for_trainer(trainer, save_dir / "checkpoint_best.pt")
     if args.fit_cutpoints and world.is_main:
         fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
@@ -263,7 +268,7 @@ def evaluate_best(trainer: Trainer, best: Path, results_path: Path) -> dict:
             ds = trainer.task.dataset(split)
             _, preds = trainer.valid_step(ds)
             if trainer.world.is_main:
-                _, metrics[split] = evaluate_dataset(ds, preds, trainer.task.prompts, results_path, best.name, split)
+                metrics[split] = write_split(trainer.args, best, ds, preds, trainer.task.prompts, results_path, split)
                 logger.info("checkpoint_best on %s: %s", split, flat_metrics(metrics[split]))
     return metrics
 
@@ -276,11 +281,24 @@ def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
     trainer.model.load_state_dict(state["model"])
     ds, table = trainer.task.dataset("valid"), trainer.task.prompts
     _, preds = trainer.valid_step(ds)
+    if trainer.args.stack:  # thresholds of the blend
+        from .stack import run_parts
+        preds = run_parts(best.parent, ds, preds)["blend"]
     pred = table.unscale(preds, ds.prompts)
     fit_all_cutpoints(table, ds.prompts, ds.scores, pred)  # with traits: each trait's own thresholds
     state["prompts"] = table.to_dict()
     atomic_write(best, lambda tmp: torch.save(state, tmp))
     atomic_write(Path(best).parent / "prompts.json", table.save)
+
+
+def write_split(args, best: Path, ds, preds, table, results_path, split) -> dict:
+    """Result files of one split (with ``--stack tfidf``: the blend, and both parts' columns and metrics)."""
+    if not args.stack:
+        return evaluate_dataset(ds, preds, table, results_path, best.name, split)[1]
+    from .stack import evaluate_parts, run_parts
+
+    parts = run_parts(best.parent, ds, preds)
+    return evaluate_parts(ds, parts, table, results_path, best.name, split, parts["weight"])[1]
 
 
 def emit(args, record: dict, digits: int | None = 4) -> None:

@@ -20,6 +20,7 @@ from . import precision
 from .dataset import epoch_batches
 from .errors import BatchOutOfMemory, CheckpointError, InvalidLossError
 from .inference import inference_batches, move_to, predict
+from .layerwise import param_groups
 from .model import pick_device
 
 logger = logging.getLogger(__name__)
@@ -85,10 +86,7 @@ class Trainer:
         epochs = self.updates_per_epoch * max(args.max_epoch, 1)  # --max-epoch 0 (no limit): one epoch's schedule
         self.total_updates = min(args.max_update, epochs) if args.max_update else epochs  # whichever stops first
         warmup = args.warmup_updates if args.warmup_updates is not None else int(0.06 * self.total_updates)
-        decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "ques_emb" in name else decay).append(p)
-        groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = param_groups(self.model, args.lr, args.weight_decay, args.layer_lr_decay, args.head_lr)
         self.optimizer = precision.Optimizer(precision.build_adamw(groups, args.lr, self.device), fp16=args.fp16)
         self.scheduler = get_scheduler(args.lr_scheduler, self.optimizer.optimizer, num_warmup_steps=warmup,
                                        num_training_steps=self.total_updates)
@@ -102,7 +100,9 @@ class Trainer:
         return dist.shard(self.epoch_batches(epoch), self.world)
 
     def get_lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
+        """The scheduled learning rate of the top encoder layer (``--lr`` at the peak of the schedule)."""
+        rate, base = self.scheduler.get_last_lr()[0], self.scheduler.base_lrs[0]
+        return rate if base == self.args.lr else rate / base * self.args.lr
 
     # ------------------------------------------------------------------ steps
     def train_step(self, samples: list[dict | None]) -> dict:

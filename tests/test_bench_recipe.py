@@ -1,0 +1,47 @@
+"""bench/bench_recipe.py's bookkeeping (no training): resumable results, wins on valid, no test table."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_recipe as R  # noqa: E402
+
+
+def run(data_set, setting, valid, maximize=True, budget_s=60.0, max_rows=None):
+    return {"data_set": data_set, "setting": setting, "valid": valid, "maximize": maximize, "budget_s": budget_s,
+            "max_rows": max_rows, "epochs": 2, "wall_s": 90.0}
+
+
+def key(r):
+    return f"{r['data_set']}|{r['setting']}|{r['budget_s']:.0f}|{r['max_rows']}"
+
+
+def test_wins_count_data_sets_where_a_setting_beats_baseline_in_the_metrics_direction():
+    runs = [run("demo", "baseline", 0.5), run("demo", "attention", 0.6), run("demo", "cls", 0.4),
+            run("feedback_prize_ell", "baseline", 0.55, False), run("feedback_prize_ell", "attention", 0.50, False),
+            run("feedback_prize_ell", "cls", 0.60, False)]
+    wins = R.wins({key(r): r for r in runs})
+    assert wins == {"attention": ["demo", "feedback_prize_ell"], "cls": []}
+    text = R.table({key(r): r for r in runs})
+    assert text.startswith("| setting | feedback_prize_ell (mcrmse) | demo (qwk) |")
+    assert "| attention | 0.5000 (2 ep, 1.5 min) | 0.6000 (2 ep, 1.5 min) |" in text
+    assert "attention: beats baseline on valid on 2 data set(s)" in text
+
+
+def test_runs_are_appended_and_other_entries_kept(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"bench_long": {"x": 1}}))
+    a, b = run("demo", "baseline", 0.5), run("demo", "cls", 0.4)
+    R.store(path, key(a), a)
+    R.store(path, key(b), b)
+    data = json.loads(path.read_text())
+    assert data["bench_long"] == {"x": 1} and list(data["recipe"]["runs"]) == [key(a), key(b)]
+    assert R.load_results(path)["runs"][key(b)]["valid"] == 0.4
+
+
+def test_prepare_writes_train_and_valid_only(tmp_path):
+    flags, train = R.prepare("demo", tmp_path / "data", max_rows=32)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["ranges.csv", "train.csv", "valid.csv"]
+    assert len(train) == 32 and "--score-ranges" in flags
