@@ -16,7 +16,7 @@ from .scorer import Scorer, load
 from .tasks import TextScoringTask
 from .options import fast_mode, parse_args
 from .train import set_seed, train
-from .cli import setup_logging
+from .console import setup_logging
 
 __version__ = "0.1.0"
 __all__ = [

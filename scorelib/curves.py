@@ -1,4 +1,4 @@
-"""TensorBoard curves of a training run: ``--tensorboard-logdir DIR``.
+"""A training run's log: its log lines (:func:`emit`), ``history.csv``, TensorBoard curves (``--tensorboard-logdir``).
 
 Mirrors fairseq's ``TensorboardProgressBarWrapper`` (``fairseq/logging/progress_bar.py``): one run per
 ``--save-dir``, in ``DIR/{the save dir's folder name}`` (``DIR/{cv dir}/fold{i}`` under ``scorelib-cv``), its
@@ -8,10 +8,14 @@ updates as the step. ``tensorboard --logdir DIR`` shows every run side by side.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from .errors import OptionError
+from .files import atomic_write
 
 
 def run_dir(logdir, save_dir) -> Path:
@@ -52,3 +56,14 @@ class Curves:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def emit(args, record: dict, digits: int | None = 4) -> None:
+    """Print one log line: ``key value | key value`` (simple, tqdm) or a JSON object (json)."""
+    shown = {k: (round(v, digits) if isinstance(v, float) and digits is not None else v) for k, v in record.items()}
+    print(json.dumps(shown) if args.log_format == "json" else " | ".join(f"{k} {v}" for k, v in shown.items()),
+          flush=True)
+
+
+def save_history(save_dir, history: list) -> None:
+    atomic_write(Path(save_dir) / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))

@@ -20,8 +20,8 @@ import torch
 
 from . import checkpoint as C
 from .dataset import ScoringDataset, batch_by_size
-from .errors import CheckpointError, InputError, MissingFileError
-from .ensemble import fold_dirs, is_cv_dir
+from .errors import CheckpointError, InputError
+from .ensemble import fold_dirs, is_cv_dir, resolve_checkpoint, resolve_fold
 from .inference import predict
 from .inputs import prompt_to_use
 from .model import ScoringModel, pick_device
@@ -239,19 +239,6 @@ def score_record(table: PromptTable, score: float, prompt, **extra) -> dict:
             **extra}
 
 
-def resolve_checkpoint(path) -> Path:
-    """A save dir -> its ``checkpoint_best.pt`` (else ``checkpoint_last.pt``); a file -> itself."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("checkpoint_best.pt", "checkpoint_last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise MissingFileError(f"{path}: no checkpoint_best.pt or checkpoint_last.pt in this save dir")
-    if not path.exists():
-        raise MissingFileError(f"no such save dir or checkpoint: {path}")
-    return path
-
-
 def load_model(ckpt: Path):
     """A checkpoint's model, tokenizer, prompt table and options (missing ones filled by :func:`C.load_checkpoint`)."""
     tokenizer, config, _ = C.load_assets(ckpt.parent)
@@ -299,11 +286,3 @@ def load_stack(path, ckpts: list[Path], cfg):
     from .stack import load_blend
 
     return load_blend(path, [c.parent for c in ckpts], is_cv_dir(path))
-
-
-def resolve_fold(fold: Path) -> Path:
-    """A fold's checkpoint; a clear error for a cross-validation that has not finished."""
-    if not ((fold / "checkpoint_best.pt").is_file() or (fold / "checkpoint_last.pt").is_file()):
-        raise CheckpointError(f"{fold}: no checkpoint; this cross-validation has not finished "
-                              f"(re-run scorelib-cv with the same options to finish it)")
-    return resolve_checkpoint(fold)

@@ -6,7 +6,6 @@ fine-tune, loop over epochs, save), ``train`` (one epoch), ``validate_and_save``
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -15,12 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import checkpoint as C
 from . import distributed as dist
-from .curves import Curves
+from .curves import Curves, emit, save_history
 from .cutpoints import check_can_fit, fit_all_cutpoints
 from .errors import OptionError
 from .files import atomic_write, check_writable
@@ -299,14 +297,3 @@ def write_split(args, best: Path, ds, preds, table, results_path, split) -> dict
 
     parts = run_parts(best.parent, ds, preds)
     return evaluate_parts(ds, parts, table, results_path, best.name, split, parts["weight"])[1]
-
-
-def emit(args, record: dict, digits: int | None = 4) -> None:
-    """Print one log line: ``key value | key value`` (simple, tqdm) or a JSON object (json)."""
-    shown = {k: (round(v, digits) if isinstance(v, float) and digits is not None else v) for k, v in record.items()}
-    print(json.dumps(shown) if args.log_format == "json" else " | ".join(f"{k} {v}" for k, v in shown.items()),
-          flush=True)
-
-
-def save_history(save_dir, history: list) -> None:
-    atomic_write(Path(save_dir) / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
