@@ -23,6 +23,7 @@ from .metrics import flat_metrics
 from .results import evaluate_dataset
 from .tables import Columns, normalize, read_table
 from .train import results_dir, train
+from .writers import table_format, write_table
 
 logger = logging.getLogger("scorelib")
 
@@ -195,6 +196,8 @@ def score_cli(argv=None) -> int:
 def score_texts(args) -> None:
     from .scorer import describe, load
 
+    if args.output:  # a folder or an unknown extension: refused before the model is loaded
+        table_format(args.output, "--output")
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)
     if args.input:
         score_table(scorer, args)
@@ -231,10 +234,7 @@ def score_table(scorer, args) -> pd.DataFrame:
         pred[rows], spread[rows] = np.reshape(scores, (len(rows), -1)), np.reshape(spreads, (len(rows), -1))
     out = raw.drop(columns="_row").assign(**scorer.output_columns(pred, spread, frame["prompt"]))
     output = Path(args.output)
-    if output.suffix.lower() == ".xlsx":
-        out.to_excel(output, index=False)
-    else:
-        out.to_csv(output, index=False, sep="\t" if output.suffix.lower() == ".tsv" else ",")
+    write_table(out, output, option="--output", sheet="scores")  # by extension; text cells; atomic
     print(f"scored {len(out)} rows into {output}", file=sys.stderr)
     return out
 

@@ -27,6 +27,7 @@ from .metrics import MAXIMIZE, flat_metrics
 from .registry import TASK_REGISTRY, lookup
 from .results import evaluate_dataset, frame_metrics, results_frame
 from .trainer import Trainer
+from .writers import write_table
 
 logger = logging.getLogger(__name__)
 
@@ -272,4 +273,4 @@ def emit(args, record: dict, digits: int | None = 4) -> None:
 
 
 def save_history(save_dir, history: list) -> None:
-    atomic_write(Path(save_dir) / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
+    write_table(pd.DataFrame(history), Path(save_dir) / "history.csv")
