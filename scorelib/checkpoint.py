@@ -134,12 +134,14 @@ def load_checkpoint(path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message opens with advice to retry with weights_only=False; keep only what was refused
+        # torch's message advises retrying with weights_only=False, which would run the payload: keep only the
+        # global it blocked ("Unsupported global: GLOBAL io.open", "unsupported GLOBAL posix.system" in torch 2.13)
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-        found = re.search(r"Unsupported global: GLOBAL \S+", text) or re.search(r"WeightsUnpickler error: [^\n]*", text)
-        first = found.group(0) if found else (text.strip().splitlines() or [type(e).__name__])[0]
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+        what = f"blocked global {found.group(1)}" if found else "an object weights_only=True does not allow"
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects other than tensors and plain "
-                              f"values, which could run code when unpickled ({first})") from None
+                              f"values, which could run code when unpickled ({what}); never load it with "
+                              f"weights_only=False unless you trust where it came from") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:  # a damaged member of the archive
         raise CheckpointError(f"{path}: damaged checkpoint, cannot read it: {e}") from None
     if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
