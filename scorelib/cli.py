@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -75,9 +76,54 @@ def train_cli(argv=None) -> int:
     setup_logging()
     args = options.parse_args(argv)
     try:
-        return run("scorelib-train", train, args)
+        return run("scorelib-train", train_and_report, args)
     finally:  # under torchrun: leave the process group cleanly
         dist.close()
+
+
+def train_and_report(args) -> dict:
+    """:func:`scorelib.train` and, on the main process, :func:`next_steps`' lines."""
+    result = train(args)
+    if dist.World.from_env().is_main:
+        print("\n".join(next_steps(result)), flush=True)
+    return result
+
+
+def tool(name: str) -> str:
+    """How to call another scorelib tool: beside the running one (``.venv/bin/scorelib-score``), else by name."""
+    here = Path(sys.argv[0]).with_name(name)
+    return str(here) if here.is_file() else name
+
+
+def next_steps(result: dict) -> list[str]:
+    """The last lines of ``scorelib-train`` (``make demo``): where the files went and what to run next.
+
+    Args:
+        result (dict): what :func:`scorelib.train` returned (``save_dir``, ``results_path``, ``metrics``).
+
+    Returns:
+        list[str]: the save dir, its result files, the held-out figure, and the next commands.
+    """
+    from .prompts import PromptTable
+
+    save_dir, results = Path(result["save_dir"]), Path(result["results_path"])
+    files = sorted(p.name for p in results.glob("*checkpoint_best-*")) if results.is_dir() else []
+    lines = [f"done: the model is in {save_dir}/ (checkpoint_best.pt; history.csv per epoch; prompts.json)",
+             f"  result files in {results}/: " + (", ".join(files) if files else "none (no valid or test split)")]
+    split = next((s for s in ("test", "valid") if s in result["metrics"]), None)
+    for trait, m in result["metrics"].get(split, {}).get("traits", {"": result["metrics"].get(split)}).items():
+        if m:  # each prompt's own figures, averaged: a figure pooled over prompts of other scales misleads
+            means = {k: np.mean(v) for k in ("qwk", "pearson", "rmse")
+                     if (v := [p[k] for p in m["per_prompt"].values() if p[k] is not None])}
+            shown = ", ".join(f"{k.upper() if k != 'pearson' else 'Pearson'} {v:.3f}" for k, v in means.items())
+            lines.append(f"  {split}{' ' + trait if trait else ''}: mean of per-prompt {shown or 'metrics undefined'}"
+                         f" (n={m['n']}; metrics-checkpoint_best-{split}.json has each prompt's)")
+    prompt = PromptTable.load(save_dir / "prompts.json").ids[0] if (save_dir / "prompts.json").is_file() else "ID"
+    lines += [f"next: score a text:  {tool('scorelib-score')} {shlex.quote(str(save_dir))} --prompt "
+              f"{shlex.quote(prompt)} \"Type an answer here.\"",
+              "      look at the results, the errors and a scoring widget: notebooks/04_train_eval.ipynb "
+              f"({tool('jupyter')} lab notebooks/)"]
+    return lines
 
 
 def cv_cli(argv=None) -> int:
@@ -89,7 +135,7 @@ def cv_cli(argv=None) -> int:
     return run("scorelib-cv", cross_validate, args)
 
 
-EVAL_OWN = ("split", "results_path", "cpu", "bf16")  # scorelib-eval's own options, never taken from the checkpoint
+EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")  # scorelib-eval's own options, never taken from the checkpoint
 
 
 def eval_parser() -> argparse.ArgumentParser:
@@ -102,6 +148,12 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-path", help="default: the checkpoint's folder/results")
     p.add_argument("--cpu", action="store_true")
     p.add_argument("--bf16", action="store_true")
+    r = p.add_argument_group("evaluation report (scorelib-report)")
+    r.add_argument("--report", action="store_true",
+                   help="also write results/report-{ckpt}-{split}.html and .json, as scorelib-report does")
+    r.add_argument("--group-column", metavar="COL[,COL...]", help="--report: groups of writers (DSM, fairness)")
+    r.add_argument("--second-score-column", metavar="COL[,COL...]", help="--report: a second human score per trait")
+    r.add_argument("--bootstrap", type=int, default=1000, help="--report: resamples for the 95%% intervals")
     TextScoringTask.add_args(p)
     return p
 
@@ -159,7 +211,25 @@ def evaluate_checkpoint(args, parser) -> dict:
         _, metrics = evaluate_dataset(ds, preds, scorer.table, results_path, ckpt.name, split)
         print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
+        if args.report:
+            write_report(args, source, ckpt, split, results_path)
     return out
+
+
+def write_report(args, source, ckpt, split, results_path) -> None:
+    """``scorelib-eval --report``: :func:`scorelib.report.make_report` on the result file just written."""
+    from .report import make_report
+
+    if ckpt.name not in ("checkpoint_best.pt", "ensemble"):
+        raise OptionError(f"--report reads checkpoint_best's result files; {ckpt.name} is another checkpoint: "
+                          f"evaluate the save dir itself, or run scorelib-report on it")
+    names = {flag: [c.strip() for c in value.split(",") if c.strip()] if value else []
+             for flag, value in (("group", args.group_column), ("second", args.second_score_column))}
+    done = make_report(Path(source).parent if Path(source).is_file() else source, args.data, split=split,
+                       group_columns=names["group"], second_score_columns=names["second"],
+                       key_column=args.key_column or "key", bootstrap=args.bootstrap, seed=args.seed,
+                       results_path=results_path)
+    print(f"report: {done['html']} ({len(done['report']['flags'])} flag(s))")
 
 
 def score_parser() -> argparse.ArgumentParser:
@@ -180,6 +250,8 @@ def score_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: {name!r})")
     p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
     p.add_argument("--cpu", action="store_true")
+    p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
+                   "(score minus the score without it; scorelib.explain)")
     return p
 
 
@@ -190,6 +262,8 @@ def score_cli(argv=None) -> int:
     args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")
+    if args.explain and args.input:
+        p.error("--explain takes texts, not --input")
     return run("scorelib-score", score_texts, args)
 
 
@@ -211,6 +285,11 @@ def score_texts(args) -> None:
     for value, spread in zip(values, spreads):  # a fold ensemble's records carry the spread across its models
         record = scorer.record(value, prompt, spread=spread)
         print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
+    if args.explain:  # scorelib.explain: one block per text (json: one object per text)
+        from .explain import explain, render_text
+        for text in texts:
+            e = explain(scorer, text, prompt=prompt, contexts=args.context)
+            print(json.dumps(e.to_dict()) if args.format == "json" else render_text(e), flush=True)
 
 
 def score_table(scorer, args) -> pd.DataFrame:

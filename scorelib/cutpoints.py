@@ -4,9 +4,11 @@ No fairseq counterpart; the field's usual last step for ordinal scores (e.g. the
 fitted on out-of-fold predictions in Kaggle's essay-scoring work). Rounding to the nearest
 point puts the thresholds at the midpoints; :func:`fit_cutpoints` starts there and moves one
 threshold at a time to the candidate value (between neighbouring predictions) that raises QWK,
-keeping the thresholds increasing. It only ever accepts a change that raises QWK, so the fitted
-thresholds never score lower than nearest rounding on the data they were fitted on. Fit on the
-valid split or on out-of-fold predictions, never on test.
+keeping the thresholds strictly increasing, at least :data:`MIN_GAP` steps apart, so every rubric point
+keeps a band of its own. It only ever accepts a change that raises QWK, so the fitted thresholds never
+score lower than nearest rounding on the data they were fitted on; that figure is in-sample, so
+:func:`cross_fit_round` rounds each fold by thresholds fitted on the other folds (the honest figure of a
+cross-validation). Fit on the valid split or on out-of-fold predictions, never on test.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from .errors import OptionError
 
 logger = logging.getLogger(__name__)
 MAX_CANDIDATES = 200  # per threshold and pass: quantiles of the predictions between its neighbours
+MIN_GAP = 0.01  # in rubric steps: the least distance between two thresholds (a point's band never vanishes)
 
 
 def qwk(gold: np.ndarray, pred: np.ndarray, k: int) -> float | None:
@@ -46,8 +49,8 @@ def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -
         passes (int): coordinate-search sweeps over the thresholds.
 
     Returns:
-        tuple[list[float], dict]: ``k - 1`` increasing thresholds (the midpoints when QWK is undefined
-        or cannot be raised) and ``{"qwk_nearest", "qwk"}`` on the fitted data.
+        tuple[list[float], dict]: ``k - 1`` strictly increasing thresholds, at least ``MIN_GAP * step`` apart
+        (the midpoints when QWK is undefined or cannot be raised) and ``{"qwk_nearest", "qwk"}`` on the fitted data.
     """
     gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
     keep = np.isfinite(gold) & np.isfinite(pred)
@@ -58,15 +61,15 @@ def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -
     start = qwk(g, nearest, k)
     if start is None or k < 2:
         return cuts.tolist(), {"qwk_nearest": start, "qwk": start}
-    best, order = start, np.sort(np.unique(pred))
+    best, order, gap = start, np.sort(np.unique(pred)), MIN_GAP * step
     for _ in range(passes):
         improved = False
-        for j in range(k - 1):
-            low = cuts[j - 1] if j > 0 else -np.inf
-            high = cuts[j + 1] if j < k - 2 else np.inf
+        for j in range(k - 1):  # a candidate within `gap` of a neighbour (equal to it, say) is never tried
+            low = cuts[j - 1] + gap if j > 0 else -np.inf
+            high = cuts[j + 1] - gap if j < k - 2 else np.inf
             inside = order[(order > low) & (order < high)]
             cands = np.concatenate([(inside[:-1] + inside[1:]) / 2, inside[:1] - 1e-9, inside[-1:] + 1e-9])
-            cands = cands[(cands > low) & (cands < high)]
+            cands = cands[(cands >= low) & (cands <= high)]
             if len(cands) > MAX_CANDIDATES:
                 cands = np.quantile(cands, np.linspace(0, 1, MAX_CANDIDATES))
             for c in cands:
@@ -77,15 +80,17 @@ def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -
                     best, cuts, improved = value, trial, True
         if not improved:
             break
+    assert np.all(np.diff(cuts) > 0), cuts
     return cuts.tolist(), {"qwk_nearest": start, "qwk": best}
 
 
-def fit_table_cutpoints(table, prompts, gold, pred) -> dict:
+def fit_table_cutpoints(table, prompts, gold, pred, quiet: bool = False) -> dict:
     """Fit every prompt's thresholds on ``(gold, pred)`` and store them in ``table.cutpoints``.
 
     Args:
         table (PromptTable): with a ``step``; its ``cutpoints`` are replaced.
         prompts, gold, pred (array-like, shape (N,)): prompt id, gold and unrounded prediction per row.
+        quiet (bool): leave out the log line per prompt.
 
     Returns:
         dict: per prompt ``{"cutpoints", "qwk_nearest", "qwk"}`` (prompts whose QWK is undefined keep
@@ -104,14 +109,15 @@ def fit_table_cutpoints(table, prompts, gold, pred) -> dict:
         report[pid] = {"cutpoints": cuts, **fit}
         if fit["qwk"] is not None:
             cutpoints[pid] = cuts
+        if fit["qwk"] is not None and not quiet:
             logger.info("prompt %s: cut-points %s raise QWK from %.4f (nearest) to %.4f on the fitted rows",
-                        pid, [round(c, 3) for c in cuts], fit["qwk_nearest"], fit["qwk"])
+                        pid, [float(f"{c:.5g}") for c in cuts], fit["qwk_nearest"], fit["qwk"])
     table.cutpoints = cutpoints
     table.__post_init__()  # checks the thresholds
     return report
 
 
-def fit_all_cutpoints(table, prompts, gold, pred) -> dict:
+def fit_all_cutpoints(table, prompts, gold, pred, quiet: bool = False) -> dict:
     """:func:`fit_table_cutpoints` for each score's own thresholds (one score column: one score).
 
     Args:
@@ -124,8 +130,34 @@ def fit_all_cutpoints(table, prompts, gold, pred) -> dict:
     """
     k = table.num_traits
     gold, pred = (np.asarray(x, dtype=np.float64).reshape(-1, k) for x in (gold, pred))
-    return {name: fit_table_cutpoints(view, prompts, gold[:, i], pred[:, i])
+    return {name: fit_table_cutpoints(view, prompts, gold[:, i], pred[:, i], quiet)
             for i, (name, view) in enumerate(table.views.items())}
+
+
+def cross_fit_round(table, prompts, gold, pred, folds) -> np.ndarray:
+    """Round each fold's predictions by thresholds fitted on the other folds only (cross-fitted cut-points).
+
+    The QWK of these rounded scores is an honest estimate of what fitted cut-points give on new texts:
+    no row is rounded by thresholds that saw its own gold score. ``table`` itself is left as it was.
+
+    Args:
+        table (PromptTable): ranges and step (per trait); its cut-points are not used or changed.
+        prompts (array-like, shape (N,)): prompt id per row.
+        gold, pred (array-like, shape (N,) or (N, K)): gold and unrounded predictions, column k score k.
+        folds (array-like, shape (N,)): fold number of each row.
+
+    Returns:
+        np.ndarray: the rounded predictions, shape of ``pred``.
+    """
+    prompts, folds = np.asarray([str(p) for p in prompts], dtype=object), np.asarray(folds)
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    out = np.full(pred.shape, np.nan)
+    for fold in np.unique(folds):
+        rest, own = folds != fold, folds == fold
+        fitted = table.without_cutpoints()
+        fit_all_cutpoints(fitted, prompts[rest], gold[rest], pred[rest], quiet=True)
+        out[own] = fitted.round(pred[own], prompts[own])
+    return out
 
 
 def check_can_fit(table, has_valid: bool = True, where: str = "the valid split") -> None:

@@ -6,7 +6,9 @@ it: fold ``i`` trains on the other folds (less a valid part taken from them) wit
 :func:`scorelib.train.train`, picks ``checkpoint_best`` on that valid part and predicts fold
 ``i``. Each fold is a normal save dir ``DIR/fold{i}/``, resumable as any run; its
 ``oof.csv``, written atomically at the end, marks it finished, and its ``checkpoint_last.pt`` is then
-deleted (only resuming needed it).
+deleted (only resuming needed it). The folds are drawn in :mod:`scorelib.folds`. With ``--fit-cutpoints`` the
+reported ``qwk`` rounds each fold by thresholds fitted on the other folds (cross-fitted); ``qwk_insample``,
+by thresholds fitted on the same rows, is optimistic.
 """
 from __future__ import annotations
 
@@ -21,16 +23,16 @@ import pandas as pd
 from . import checkpoint as C
 from . import options
 from . import tables as T
-from .cutpoints import check_can_fit, fit_all_cutpoints
-from .errors import DataError, OptionError
+from .cutpoints import check_can_fit, cross_fit_round, fit_all_cutpoints
+from .errors import OptionError
 from .files import atomic_write
+from .folds import assign_folds, given_folds
 from .prompts import PromptTable
-from .readers import read_table
 from .results import frame_metrics, results_frame, write_results
 from .writers import write_json, write_table
 
 logger = logging.getLogger(__name__)
-MEAN_SD = ("qwk", "qwk_nearest", "pearson", "spearman", "rmse", "mcrmse")
+MEAN_SD = ("qwk", "qwk_insample", "qwk_nearest", "pearson", "spearman", "rmse", "mcrmse")
 
 
 def parse_cv_args(argv=None):
@@ -51,67 +53,6 @@ def pooled_rows(args) -> tuple[pd.DataFrame, T.Tables]:
                            whole_file_as=None if args.data is None else "train")
     frame = pd.concat([f for f in tables.frames.values()], ignore_index=True)
     return frame, dataclasses.replace(tables, frames={"train": frame})
-
-
-def strata(frame: pd.DataFrame, table: PromptTable, k: int) -> np.ndarray:
-    """Stratum of each row: prompt and score (rubric point, or quantile bin of a continuous score).
-
-    With traits, the score is the mean of the row's trait scores, binned as a continuous score.
-    Score strata with fewer than ``k`` rows are merged into their prompt's largest stratum.
-    """
-    scores = table.scores.matrix(frame).mean(axis=1)  # one score: itself
-    out = np.empty(len(frame), dtype=object)
-    for pid, rows in frame.groupby("prompt").indices.items():
-        if len(rows) < k:
-            raise DataError(f"prompt {pid!r} has {len(rows)} rows, fewer than --folds {k}; lower --folds or "
-                            f"leave it out with --prompts")
-        score = scores[rows]
-        if table.step is not None:  # rubric points (several traits have no common step: their mean is binned)
-            label = np.round((score - table.ranges[pid][0]) / table.step).astype(np.int64)
-        else:
-            bins = max(1, min(5, len(rows) // k))
-            label = pd.qcut(pd.Series(score).rank(method="first"), bins, labels=False).to_numpy()
-        counts = pd.Series(label).value_counts()
-        label = np.where(counts.loc[label].to_numpy() < k, counts.idxmax(), label)
-        out[rows] = [f"{pid}|{v}" for v in label]
-    return out
-
-
-def assign_folds(frame: pd.DataFrame, table: PromptTable, k: int, seed: int) -> np.ndarray:
-    """Fold number (0 .. k-1) of each row: scikit-learn's ``StratifiedKFold`` over :func:`strata`."""
-    from sklearn.model_selection import StratifiedKFold
-
-    if k < 2:
-        raise OptionError(f"--folds must be at least 2, got {k}")
-    folds = np.empty(len(frame), dtype=np.int64)
-    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    for i, (_, held) in enumerate(skf.split(np.zeros(len(frame)), strata(frame, table, k))):
-        folds[held] = i
-    return folds
-
-
-def given_folds(frame: pd.DataFrame, args) -> np.ndarray:
-    """``--fold-column NAME``: the folds the table holds, numbered 0 .. K-1 in their natural order."""
-    if args.data is None:
-        raise OptionError("--fold-column needs DATA; the demo data has no fold column")
-    values = []
-    for file, rows in frame.groupby("_file", sort=False).indices.items():
-        raw = read_table(file, args.encoding)
-        if args.fold_column not in raw.columns:
-            raise DataError(f"{file}: missing column {args.fold_column!r} (--fold-column)")
-        by_row = dict(zip(raw["_row"], raw[args.fold_column].astype(str).str.strip()))
-        values.append(pd.Series([by_row[r] for r in frame["_row"].iloc[rows]], index=rows))
-    values = pd.concat(values).sort_index()
-    if (values == "").any():
-        raise DataError(f"--fold-column {args.fold_column!r}: empty fold at row(s) "
-                        f"{frame['_row'][(values == '').to_numpy()].tolist()[:5]}")
-    ids = sorted(values.unique(), key=T.natural_key)
-    if args.folds is not None and args.folds != len(ids):
-        raise OptionError(f"--folds {args.folds}, but --fold-column {args.fold_column!r} holds {len(ids)} folds "
-                          f"({', '.join(ids)})")
-    if len(ids) < 2:
-        raise DataError(f"--fold-column {args.fold_column!r}: a single fold ({ids[0]!r}); need at least 2")
-    return values.map({v: i for i, v in enumerate(ids)}).to_numpy(np.int64)
 
 
 def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame, table: PromptTable) -> None:
@@ -168,7 +109,7 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
         write_fold_data(fold_dir / "data", split["train"], split["valid"], table)
     logger.info("fold %d: train %d rows, valid %d rows (from the other folds), predicts %d held-out rows",
                 i, len(split["train"]), len(split["valid"]), int((folds == i).sum()))
-    train(fold_args(args, fold_dir, save_dir / "ranges.csv", table))
+    warn_unranked(i, split["valid"], train(fold_args(args, fold_dir, save_dir / "ranges.csv", table)), args)
     held = frame[folds == i]
     scorer = load(fold_dir, device="cpu" if args.cpu else None)
     scorer.table = table
@@ -184,6 +125,18 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
     return out
 
 
+def warn_unranked(i: int, valid: pd.DataFrame, result: dict, args) -> None:
+    """Warn where fold ``i``'s valid part could not rank its epochs: its metric undefined, or the same, every epoch."""
+    values = [row.get(f"valid_{result['metric']}") for row in result["history"]]
+    if not values or (len(values) < 2 and values[0] is not None) or len(set(values)) > 1:
+        return
+    sizes = ", ".join(f"{p} {n}" for p, n in valid.groupby("prompt").size().items())
+    logger.warning("fold %d: its valid part (%d rows: %s) gave valid_%s %s in every epoch, so it could not rank "
+                   "them and checkpoint_best is not the best epoch but an arbitrary one; raise --valid-fraction "
+                   "(now %g) or use fewer --folds", i, len(valid), sizes, result["metric"], values[0],
+                   args.valid_fraction)
+
+
 def drop_resume_state(fold_dir: Path) -> None:
     """Delete a finished fold's ``checkpoint_last.pt``: weights plus AdamW moments, 3x the size of
     ``checkpoint_best.pt`` (275 MB against 91 MB for the default encoder), needed only to resume the
@@ -196,11 +149,35 @@ def drop_resume_state(fold_dir: Path) -> None:
                     "checkpoint_best.pt)", fold_dir.name)
 
 
-def fit_oof_cutpoints(table: PromptTable, oof: pd.DataFrame) -> None:
-    """``--fit-cutpoints`` on the out-of-fold predictions (each trait's own thresholds), then re-round ``oof``."""
+def fit_oof_cutpoints(table: PromptTable, oof: pd.DataFrame) -> pd.DataFrame:
+    """``--fit-cutpoints`` on the out-of-fold predictions (each trait's own thresholds), cross-fitted for the figures.
+
+    ``oof``'s ``pred_rounded`` becomes each fold's predictions rounded by thresholds fitted on the other folds
+    (:func:`~scorelib.cutpoints.cross_fit_round`: the ``qwk`` reported). ``table`` then gets thresholds fitted
+    on every row, which the fold ensemble uses on new texts.
+
+    Returns:
+        pd.DataFrame: a copy of ``oof`` rounded by those all-rows thresholds (its QWK, ``qwk_insample``, is optimistic).
+    """
     gold, pred = (oof[table.scores.suffixed(n)].to_numpy(np.float64) for n in ("gold", "pred"))
+    names = table.scores.suffixed("pred_rounded")
+    oof[names] = cross_fit_round(table, oof["prompt"], gold, pred, oof["fold"].to_numpy())
     fit_all_cutpoints(table, oof["prompt"], gold, pred)
-    oof[table.scores.suffixed("pred_rounded")] = table.round(pred, oof["prompt"])
+    return oof.assign(**dict(zip(names, table.round(pred, oof["prompt"]).T)))
+
+
+def cv_metrics(frame: pd.DataFrame, table: PromptTable, insample: pd.DataFrame | None) -> dict:
+    """:func:`~scorelib.results.frame_metrics`, plus ``qwk_insample`` (QWK of ``insample``'s rows) where fitted."""
+    metrics = frame_metrics(frame, table)
+    if insample is None:
+        return metrics
+    other = frame_metrics(insample.loc[frame.index], table)
+    for mine, theirs in zip(*(list(m.get("traits", {"": m}).values()) for m in (metrics, other))):
+        mine["overall"]["qwk_insample"] = theirs["overall"]["qwk"]
+        for pid, m in mine["per_prompt"].items():
+            m["qwk_insample"] = theirs["per_prompt"][pid]["qwk"]
+    metrics["overall"]["qwk_insample"] = other["overall"]["qwk"]
+    return metrics
 
 
 def summarize(per_fold: list[dict], pooled: dict) -> dict:
@@ -261,12 +238,11 @@ def cross_validate(args) -> dict:
     pred01 = pd.concat(parts).set_index("key")[table.scores.suffixed("pred01")].astype(np.float64).reindex(frame["key"])
     oof = results_frame(frame["key"], frame["prompt"], table.scores.matrix(frame), pred01.to_numpy(), frame["text"],
                         table)
-    if args.fit_cutpoints:
-        fit_oof_cutpoints(table, oof)
     oof.insert(2, "fold", folds)
+    insample = fit_oof_cutpoints(table, oof) if args.fit_cutpoints else None
     atomic_write(save_dir / "prompts.json", table.save)
-    per_fold = [frame_metrics(f, table) for _, f in oof.groupby("fold", sort=True)]
-    pooled = frame_metrics(oof, table)
+    per_fold = [cv_metrics(f, table, insample) for _, f in oof.groupby("fold", sort=True)]
+    pooled = cv_metrics(oof, table, insample)
     results_path = save_dir / "results"
     write_results(oof, pooled, table, results_path, "cv", "oof")
     metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,
@@ -276,4 +252,7 @@ def cross_validate(args) -> dict:
     print("cross-validation, " + " | ".join(f"{n} {v['mean']:.4f} ± {v['sd'] or 0:.4f} (pooled {v['pooled']:.4f})"
                                              for n, v in o.items() if v["mean"] is not None and v["pooled"] is not None),
           flush=True)
+    if insample is not None:
+        print("qwk: each fold rounded by cut-points fitted on the other folds (cross-fitted); qwk_insample: by "
+              "cut-points fitted on the same rows (optimistic); prompts.json keeps those fitted on every row")
     return {"oof": oof, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}

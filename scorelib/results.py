@@ -15,6 +15,7 @@ import pandas as pd
 from .errors import OptionError
 from .files import atomic_write
 from .metrics import compute_metrics
+from .plots import plot_gold_vs_pred, plot_results  # noqa: F401  (plot_gold_vs_pred: results' name too)
 from .writers import jsonable, write_json, write_table  # noqa: F401  (jsonable: public here too)
 
 COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
@@ -52,80 +53,36 @@ def results_frame(keys, prompts, gold, pred01, texts, table) -> pd.DataFrame:
     return pd.DataFrame({**cols, "text": pd.Series(texts, dtype=object)})
 
 
-def score_view(frame: pd.DataFrame, table, name: str) -> pd.DataFrame:
-    """One score's columns of a results frame under the single-score names ``gold, pred, pred_rounded``."""
-    i = list(table.views).index(name)
-    return frame.rename(columns={table.scores.suffixed(c)[i]: c for c in ("gold", "pred", "pred_rounded")})
-
-
 def frame_metrics(frame: pd.DataFrame, table) -> dict:
     """:func:`scorelib.metrics.compute_metrics` of a :func:`results_frame`."""
     gold, pred, rounded = (frame[table.scores.suffixed(c)].to_numpy(np.float64) for c in ("gold", "pred", "pred_rounded"))
     return compute_metrics(frame["prompt"], gold, pred, rounded, table)
 
 
-def plot_gold_vs_pred(frame, table, metrics=None, ax=None, title=None, prompts=None, new_score=None, trait=None):
-    """Scatter gold (x) against predicted (y) scores, one colour per prompt, with y = x.
+def whole_gold(frame: pd.DataFrame, table) -> pd.DataFrame:
+    """``frame`` with each gold column whose values are all whole numbers as pandas' nullable ``Int64``.
 
-    Args:
-        frame (pd.DataFrame): a :func:`results_frame` (or its CSV read back); unlabeled rows are skipped.
-        table (PromptTable): ranges for the axis limits.
-        metrics (dict, optional): a :func:`scorelib.metrics.compute_metrics` dict, shown in the title.
-        ax (matplotlib.axes.Axes, optional): draw here; a new Figure is made if ``None``.
-        title (str, optional): the title's first line.
-        prompts (list[str], optional): only these prompts (default: all in ``frame``).
-        new_score (float, optional): a newly scored text, drawn as a horizontal line.
-        trait (str, optional): with traits, the one to draw (default: the first); its name ends the title.
-
-    Returns:
-        matplotlib.figure.Figure: the figure holding the plot (not registered with pyplot).
+    Gold is read as float64, so a CSV would write an input ``1`` as ``1.0``; a column that was integral
+    (every labeled value a whole number) is written as it was read, ``1`` (unlabeled rows stay empty).
     """
-    import matplotlib
-    from matplotlib.figure import Figure
-    trait = trait or next(iter(table.views))
-    frame = score_view(frame, table, trait)
-    metrics = None if metrics is None else metrics.get("traits", {trait: metrics})[trait]
-    title = " · ".join(t for t in (title, trait if table.traits else None) if t) or None  # a trait's name ends it
-    table = table.for_trait(trait)
-    if ax is None:
-        ax = Figure(figsize=(6, 6)).add_subplot()
-    present = set(frame["prompt"].astype(str))
-    pids = [p for p in table.ids if p in present and (prompts is None or p in prompts)]
-    cmap = matplotlib.colormaps["tab10" if len(pids) <= 10 else "tab20"]
-    for i, pid in enumerate(pids):
-        rows = frame[(frame["prompt"].astype(str) == pid) & np.isfinite(frame["gold"].to_numpy(np.float64))]
-        ax.scatter(rows["gold"], rows["pred"], s=14, alpha=0.6, color=cmap(i % cmap.N), label=f"{pid} (n={len(rows)})")
-    ranges = [table.ranges[p] for p in (pids or prompts or table.ids)]
-    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
-    pad = 0.05 * (hi - lo)
-    ax.plot([lo, hi], [lo, hi], color="0.4", linestyle="--", linewidth=1, label="y = x")
-    if new_score is not None:
-        ax.axhline(float(new_score), color="tab:red", linewidth=1.5, label=f"new text: {float(new_score):.2f}")
-    ax.set(xlim=(lo - pad, hi + pad), ylim=(lo - pad, hi + pad), aspect="equal",
-           xlabel="gold score", ylabel="predicted score")
-    if len(pids) <= 20:
-        ax.legend(title="prompt", fontsize="small", loc="upper left")
-    else:  # a legend with dozens of prompts would cover the plot
-        ax.text(0.02, 0.98, f"{len(pids)} prompts", transform=ax.transAxes, va="top")
-    lines = [title] if title else []
-    if metrics is not None:
-        o = metrics["overall"]
-        parts = [f"{name} {o[k]:.3f}" for name, k in (("QWK", "qwk"), ("Pearson", "pearson"), ("RMSE", "rmse"))
-                 if o[k] is not None]
-        lines.append((" · ".join(parts) or "metrics undefined") + f"  (n={metrics['n']})")
-    ax.set_title("\n".join(lines), fontsize="medium")
-    return ax.figure
+    out = frame.copy()
+    for name in table.scores.suffixed("gold"):
+        values = out[name].to_numpy(np.float64)
+        known = values[np.isfinite(values)]
+        if len(known) and np.all(known == np.round(known)) and np.all(np.abs(known) < 2.0 ** 53):
+            out[name] = out[name].astype("Int64")
+    return out
 
 
 def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict:
     """Write the result table (xlsx and csv), the metrics (json) and the plot (png).
 
     Files are ``result-{ckpt}-{split}.xlsx|.csv``, ``metrics-{ckpt}-{split}.json`` and
-    ``plot-{ckpt}-{split}.png``, each written atomically by :mod:`scorelib.writers`. The CSV keeps
-    texts verbatim (quoted where they hold a comma, quote or line break); the xlsx stores key/prompt/text
-    as string cells (never formulas), replaces characters XML cannot carry by U+FFFD and cuts texts at
-    Excel's 32,767 characters; the counts are set in ``metrics`` as ``xlsx_replaced_control_chars`` /
-    ``xlsx_truncated_texts``.
+    ``plot-{ckpt}-{split}.png``, each written atomically by :mod:`scorelib.writers`. The CSV keeps texts verbatim
+    (quoted where they hold a comma, quote or line break) and writes integral
+    gold as read (``1``, not ``1.0``: :func:`whole_gold`); the xlsx stores key/prompt/text as string cells (never
+    formulas), replaces characters XML cannot carry by U+FFFD and cuts texts at Excel's 32,767 characters; the
+    counts are set in ``metrics`` as ``xlsx_replaced_control_chars`` / ``xlsx_truncated_texts``.
 
     Returns:
         dict[str, pathlib.Path]: paths under keys ``xlsx, csv, metrics, plot``.
@@ -143,12 +100,9 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
              "metrics": out / f"metrics-{tag}.json", "plot": out / f"plot-{tag}.png"}
     counts = write_table(frame, paths["xlsx"])
     metrics.update({f"xlsx_{k}": v for k, v in counts.items()})
-    write_table(frame, paths["csv"])
+    write_table(whole_gold(frame, table), paths["csv"])
     write_json(metrics, paths["metrics"])
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(6 * table.num_traits, 6))  # one panel per score, side by side
-    for ax, name in zip(fig.subplots(1, table.num_traits, squeeze=False)[0], table.views):
-        plot_gold_vs_pred(frame, table, metrics, ax=ax, title=f"{ckpt} · {split}", trait=name)
+    fig = plot_results(frame, metrics, table, title=f"{ckpt} · {split}")
     atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     return paths
 

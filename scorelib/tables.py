@@ -8,7 +8,6 @@ column. Everything is read as text first ("11.10" stays "11.10"), then checked.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pandas as pd
 from . import demo
 from .errors import DataError, MissingFileError, OptionError
 from .layouts import LAYOUTS
+from .ranges import candidates_hint, check_named_prompts, prompt_column_candidates, read_ranges
 from .readers import COLUMNS, SUFFIXES, read_table
 from .scores import ScoreColumns, has_trait_column, read_trait_ranges
 
@@ -133,28 +133,6 @@ def _scores(frame, path, column, out) -> np.ndarray:
     return score
 
 
-def read_ranges(path) -> dict[str, tuple[float, float]]:
-    """Read ``--score-ranges FILE``: columns prompt, min, max (one row per prompt)."""
-    frame = read_table(path)
-    for name in ("prompt", "min", "max"):
-        _column(frame, name, path, "--score-ranges")
-    ranges = {}
-    for _, r in frame.iterrows():
-        try:
-            lo, hi = float(r["min"]), float(r["max"])
-        except ValueError:
-            raise DataError(f"{path}: row {r['_row']}: min/max {r['min']!r}, {r['max']!r} are not numbers") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise DataError(f"{path}: row {r['_row']}: prompt {r['prompt']!r} needs min < max, got {lo} .. {hi}")
-        pid = str(r["prompt"]).strip()
-        if pid in ranges:
-            first = frame["_row"][frame["prompt"].astype(str).str.strip() == pid].tolist()
-            raise DataError(f"{path}: prompt {pid!r} is listed twice (rows {', '.join(map(str, first))}); keep one row "
-                            f"per prompt")
-        ranges[pid] = (lo, hi)
-    return ranges
-
-
 def find_split_files(folder: Path, need_train: bool = True) -> dict[str, Path]:
     """The ``train``/``valid``/``test`` tables of a data folder."""
     found = {}
@@ -206,6 +184,7 @@ class Tables:
         step (float | None): the layout's rounding step.
         trait_ranges (dict): ``{trait: {prompt or "*": (min, max)}}`` from a ranges file's ``trait`` column.
         trait_steps (dict): ``{trait: step}`` from that file's ``step`` column.
+        prompt_candidates (dict): without a prompt column, the columns whose values repeat like prompt ids.
     """
 
     frames: dict[str, pd.DataFrame]
@@ -215,6 +194,7 @@ class Tables:
     step: float | None = None
     trait_ranges: dict = field(default_factory=dict)
     trait_steps: dict = field(default_factory=dict)
+    prompt_candidates: dict = field(default_factory=dict)
 
 
 def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str | None = None,
@@ -224,7 +204,9 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
 
     A folder gives its ``train``/``valid``/``test`` tables; a single table is split per prompt by
     ``valid_fraction``/``test_fraction``, or, with ``whole_file_as``, read whole as that split
-    (for evaluation). ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows.
+    (for evaluation). ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows. A
+    ``ranges_file`` naming prompts that data to train on does not hold, while one of its prompts has no declared
+    range, is refused (:func:`scorelib.ranges.check_named_prompts`).
 
     Returns:
         Tables: checked frames (unique keys across splits) and the declared ranges and step.
@@ -243,6 +225,7 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
         tables = _read_files(Path(data), columns, spec, encoding, whole_file_as)
         if "all" in tables.frames:
             tables.frames = split_frame(tables.frames.pop("all"), valid_fraction, test_fraction, split_seed)
+    every = sorted(set().union(*(f["prompt"] for f in tables.frames.values())), key=natural_key)
     if keep_prompts:
         _keep_prompts(tables.frames, keep_prompts, need_train=whole_file_as is None)
     check_unique_keys(tables.frames)
@@ -250,6 +233,13 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
         tables.trait_ranges, tables.trait_steps = read_trait_ranges(ranges_file, tables.scores.traits)
     elif ranges_file:
         tables.ranges.update(read_ranges(ranges_file))
+    if ranges_file and whole_file_as in (None, "train"):  # data to train on (evaluation takes the model's ranges):
+        # a file naming prompts the data does not hold, while a prompt has no range, is refused
+        named = {*tables.ranges, *(p for r in tables.trait_ranges.values() for p in r)}
+        kept = sorted(set().union(*(f["prompt"] for f in tables.frames.values())), key=natural_key)
+        uncovered = [p for p in kept if p not in tables.ranges and not any(
+            p in r or "*" in r for r in tables.trait_ranges.values())]
+        check_named_prompts(ranges_file, sorted(named, key=natural_key), every, uncovered, tables.prompt_candidates)
     return tables
 
 
@@ -257,14 +247,20 @@ def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_a
     if not path.exists():
         raise MissingFileError(f"data {path}: no such file or folder")
     files = find_split_files(path, need_train=whole_file_as is None) if path.is_dir() else {whole_file_as or "all": path}
-    frames, score_column = {}, "score"
+    frames, score_column, candidates = {}, "score", {}
     for split, file in files.items():
         raw = read_table(file, encoding, spec.get("encoding_fallback"))
         names = columns.resolve(raw.columns, spec)
         frames[split] = normalize(raw, file, names, scores=columns.scores).assign(_file=str(file))
         score_column = names["score"]
+        if names["prompt"] is None and not candidates:  # one prompt: say which column might hold prompt ids
+            used = [*names.values(), *columns.scores.user_columns(score_column)]
+            candidates = prompt_column_candidates(raw, [c for c in used if c])
+            if candidates:
+                logger.warning("%s: no prompt column (--prompt-column), so every row is prompt '0'%s", file,
+                               candidates_hint(candidates))
     return Tables(frames, scores=columns.scores, score_column=score_column, ranges=dict(spec.get("ranges", {})),
-                  step=spec.get("step"))
+                  step=spec.get("step"), prompt_candidates=candidates)
 
 
 def _keep_prompts(frames: dict, keep: str, need_train: bool) -> None:

@@ -90,7 +90,8 @@ def train(args) -> dict:
         args (argparse.Namespace): from :func:`scorelib.options.parse_args`.
 
     Returns:
-        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``.
+        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
+        ``metric``, the valid metric that picked ``checkpoint_best`` (``history``'s ``valid_{metric}``).
     """
     world = dist.init(args.cpu)
     set_seed(args.seed)
@@ -135,7 +136,8 @@ def train(args) -> dict:
     if args.fit_cutpoints and world.is_main:
         fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
     metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
-    return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path}
+    return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path,
+            "metric": progress.metric}
 
 
 def check_trait_options(args, table) -> None:

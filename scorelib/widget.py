@@ -116,19 +116,24 @@ class ScoringWidget:
         self.text = W.Textarea(placeholder="Paste a text to score", rows=8, layout=W.Layout(width="95%"))
         self.button = W.Button(description="Score", button_style="primary", icon="check")
         self.output = W.Output()
+        self.explain = W.ToggleButton(description="Explain", icon="search", tooltip="shade each sentence by its "
+                                      "effect on the score (green raises it, red lowers it)")
+        self.explained = W.HTML()  # scorelib.explain.render_html of the last text, while Explain is on
         self.trait = W.Dropdown(options=scorer.traits, description="Plot trait") if scorer.table.num_traits > 1 else None
         if self.trait is not None:
             self.trait.observe(lambda _: self.on_click() if self.last and "error" not in self.last else None, "value")
         menus = [self.prompt] + ([self.trait] if self.trait is not None else [])
-        self.widget = W.VBox([*menus, self.text, self.button, self.output])
+        self.widget = W.VBox([*menus, self.text, W.HBox([self.button, self.explain]), self.output, self.explained])
+        self.explain.observe(lambda _: self.on_click() if self.last and "error" not in self.last else None, "value")
         self.widget.add_class("scorelib-widget")
         self.button.add_class("scorelib-score")
+        self.explain.add_class("scorelib-explain-toggle")
         self.button.on_click(self.on_click)
         self.last = None
 
     def on_click(self, _=None):
         """Score the text box's text; show the score, warnings and plot, or a clear error message."""
-        self.output.outputs = ()
+        self.output.outputs, self.explained.value = (), ""
         try:
             result = check_and_score(self.scorer, self.prompt.value, self.text.value)
         except ScorelibError as e:
@@ -145,6 +150,17 @@ class ScoringWidget:
             self.output.append_stdout(f"Warning: {warning}\n")
         if self.results is not None:
             self._show_plot(result)
+        if self.explain.value:
+            self._show_explanation(result)
+
+    def _show_explanation(self, result):
+        from .explain import explain, render_html
+        trait = self.trait.value if self.trait is not None else next(iter(self.scorer.table.views))
+        try:
+            self.explained.value = render_html(explain(self.scorer, self.text.value, prompt=result["prompt"]), trait)
+        except Exception as e:  # never a traceback in the widget; the log keeps it
+            logger.exception("widget: the explanation failed")
+            self.output.append_stdout(f"(explanation not shown: {type(e).__name__}: {e})\n")
 
     def _show_plot(self, result):
         from IPython.display import Image

@@ -39,8 +39,15 @@ ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 WIDTHS = {"text": 80, "key": 18, "prompt": 14}
 
 
+def missing(value) -> bool:
+    """None, NaN or pandas' NA: an empty cell."""
+    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
 def jsonable(obj):
-    """Numpy scalars -> Python numbers, NaN/inf -> None, recursively."""
+    """Numpy scalars -> Python numbers, NaN/inf/NA -> None, recursively."""
+    if obj is pd.NA:
+        return None
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -118,7 +125,7 @@ def is_number_column(series: pd.Series) -> bool:
 
 def cell_text(value) -> str:
     """A cell as a TSV field: numbers as Python writes them (``repr`` of a float), NaN and None empty."""
-    if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
+    if missing(value) or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
         return ""
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
@@ -147,7 +154,7 @@ def jsonl_text(frame: pd.DataFrame) -> str:
 
 def xlsx_text(value) -> tuple[str | None, int, bool]:
     """A text cell's value: ``(text, characters replaced, cut)``; None, NaN: an empty cell."""
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+    if missing(value):
         return None, 0, False
     text, replaced = ILLEGAL_XML.subn("\ufffd", str(value))
     return text[:XLSX_MAX_CHARS], replaced, len(text) > XLSX_MAX_CHARS
@@ -178,7 +185,7 @@ def write_xlsx(frame: pd.DataFrame, path, sheet: str = "results") -> dict:
             if value is not None:
                 cell.data_type = "s"  # '=1+1' stays text: openpyxl would otherwise mark it a formula
         else:
-            cell.value = float(value) if value is not None and math.isfinite(value) else None
+            cell.value = None if missing(value) or not math.isfinite(value) else float(value)
             cell.number_format = fmt
         return cell
 

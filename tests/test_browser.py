@@ -109,7 +109,7 @@ def lab(sync_playwright, request, tmp_path_factory):
 def _lab(tmp):
     """Start the server in ``tmp``; yield where it answers; stop it."""
     root = tmp / "notebooks"
-    shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints"))
+    root.mkdir(parents=True)  # the test writes its own one-cell notebook here
     for name, value in LAB_SETTINGS.items():
         (tmp / "settings" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp / "settings" / name).write_text(json.dumps(value))
@@ -175,18 +175,19 @@ def _run_all_until_widget(page, lab, notebook: str):
     return panel
 
 
-@pytest.mark.parametrize("notebook", ["widget_check.ipynb", "04_train_eval.ipynb"])
-def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request):
-    if notebook == "widget_check.ipynb":  # a one-cell notebook over the tiny trained save dir
-        import nbformat
+def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, trained_dir):
+    """The widget of notebook 04's last step, typed into and clicked in JupyterLab, over the tests' small save dir.
 
-        save_dir = os.environ.get("SCORELIB_WIDGET_SAVE_DIR") or request.getfixturevalue("trained_dir")
-        source = WIDGET_NOTEBOOK.format(save_dir=str(Path(save_dir).resolve()))
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-        nbformat.write(nb, lab["root"] / notebook)
-    elif not (lab["root"] / notebook).is_file():
-        pytest.skip(f"notebooks/{notebook} does not exist yet")
+    (nbval runs all of 04, widget cells included, in the kernel; this test adds the browser: rendering, typing,
+    clicking. It used to run all of 04 a second time in JupyterLab, which checked nothing more.)"""
+    import nbformat
+
+    notebook = "widget_check.ipynb"  # a one-cell notebook over a trained save dir
+    save_dir = os.environ.get("SCORELIB_WIDGET_SAVE_DIR") or trained_dir
+    source = WIDGET_NOTEBOOK.format(save_dir=str(Path(save_dir).resolve()))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, lab["root"] / notebook)
     panel = _run_all_until_widget(page, lab, notebook)
 
     widget = panel.locator(".scorelib-widget").last
@@ -211,9 +212,50 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, notebook, request)
 
     widget.scroll_into_view_if_needed()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / ("browser-04.png" if notebook.startswith("04") else f"browser-{Path(notebook).stem}.png")
+    shot = ARTIFACTS / f"browser-{Path(notebook).stem}.png"
     page.screenshot(path=str(shot))
     shutil.copy(shot, Path(tempfile.gettempdir()) / shot.name)
     alone = ARTIFACTS / f"widget-{Path(notebook).stem}.png"
     widget.screenshot(path=str(alone))
     assert alone.stat().st_size > 0
+
+    # the Explain toggle: each sentence shaded, its number on hover, and a text legend for static rendering
+    widget.locator("textarea").fill(ANSWER + " It is used for undo. Queues are different.")
+    widget.locator(".scorelib-score").click()
+    widget.locator(".widget-output img").first.wait_for(timeout=60_000)
+    widget.locator(".scorelib-explain-toggle").click()
+    spans = widget.locator(".scorelib-explain span[title]")
+    spans.first.wait_for(timeout=60_000)
+    assert spans.count() == 3
+    assert all(re.match(r"score: [+-]\d\.\d{3}$", spans.nth(i).get_attribute("title")) for i in range(3))
+    assert "Green: raises the score; red: lowers it" in widget.locator(".scorelib-explain").inner_text()
+    widget.scroll_into_view_if_needed()
+    widget.screenshot(path=str(ARTIFACTS / "widget-explain.png"))
+    shutil.copy(ARTIFACTS / "widget-explain.png", Path(tempfile.gettempdir()) / "widget-explain.png")
+
+
+def test_report_flags_table_renders_in_chromium(sync_playwright, trained_dir, tmp_path):
+    """A report of the tests' small save dir, opened from disk in headless Chromium: no kernel, no network, no
+    JavaScript; the flags table is drawn with one row per flag (screenshot: tests/artifacts/report.png)."""
+    from scorelib.report import make_report
+
+    out = make_report(trained_dir, split="test", bootstrap=50, results_path=None)
+    flags = out["report"]["flags"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400}, java_script_enabled=False)
+            page.route("**/*", lambda route: route.abort() if not route.request.url.startswith("file:")
+                       else route.continue_())  # readable offline: anything but the file itself is refused
+            page.goto(Path(out["html"]).resolve().as_uri())
+            heading = page.get_by_role("heading", name="Flags 提示")
+            assert heading.is_visible()
+            if flags:
+                table = page.locator("table#flags")
+                assert table.is_visible() and table.locator("tr").count() == len(flags) + 1  # a header row
+                assert flags[0]["en"].split(":")[0] in table.inner_text()
+            assert page.locator("img").count() >= 1 and page.locator("img").first.evaluate("i => i.naturalWidth") > 0
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
+        finally:
+            browser.close()

@@ -15,11 +15,12 @@ import torch
 import scorelib
 from conftest import module_scratch
 from scorelib.cli import cv_cli, eval_cli, score_cli
-from scorelib.cutpoints import fit_table_cutpoints
+from scorelib.cutpoints import cross_fit_round, fit_table_cutpoints
 from scorelib.cv import assign_folds, cross_validate, parse_cv_args, pooled_rows
 from scorelib.demo import DEMO_RANGES, load_demo
 from scorelib.errors import OptionError
 from scorelib.metrics import compute_metrics
+from scorelib.results import frame_metrics
 from scorelib.prompts import PromptTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,13 +88,20 @@ def test_cv_writes_folds_oof_table_and_metrics(cv_run):
     assert rmse["sd"] == pytest.approx(np.std([f["rmse"] for f in metrics["per_fold"]], ddof=1))
     assert rmse["pooled"] == pytest.approx(np.sqrt(np.mean((oof["pred"] - oof["gold"]) ** 2)), abs=1e-4)
     assert set(metrics["per_prompt"]) == {"q1", "q2", "q3"}
-    # cut-points were fitted on the out-of-fold predictions and are used for pred_rounded
+    # cut-points fitted on all out-of-fold predictions are stored for the ensemble; pred_rounded and qwk are
+    # cross-fitted (each fold rounded by thresholds fitted on the other folds), qwk_insample is the in-sample figure
     table = PromptTable.load(save_dir / "prompts.json")
     assert table.cutpoints and set(table.cutpoints) <= {"q1", "q2", "q3"}
-    np.testing.assert_allclose(oof["pred_rounded"], table.round(oof["pred"], oof["prompt"]))
+    np.testing.assert_allclose(oof["pred_rounded"], cross_fit_round(table, oof["prompt"], oof["gold"], oof["pred"],
+                                                                    oof["fold"]))
+    insample = oof.assign(pred_rounded=table.round(oof["pred"], oof["prompt"]))
+    assert metrics["pooled"]["overall"]["qwk"] == pytest.approx(frame_metrics(oof, table)["overall"]["qwk"])
+    assert metrics["pooled"]["overall"]["qwk_insample"] == pytest.approx(
+        frame_metrics(insample, table)["overall"]["qwk"])
+    assert set(metrics["overall"]["qwk_insample"]) >= {"mean", "sd", "pooled"}
     for pid, m in metrics["pooled"]["per_prompt"].items():
         if m["qwk_nearest"] is not None:
-            assert m["qwk"] >= m["qwk_nearest"] - 1e-9
+            assert m["qwk_insample"] >= m["qwk_nearest"] - 1e-9  # in-sample: never below nearest rounding
 
 
 def test_rerun_finishes_fold2_without_retraining_fold1(cv_run, monkeypatch):
@@ -310,10 +318,11 @@ def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tm
     table = PromptTable.load(save / "prompts.json")
     for t in ("content", "accuracy"):  # each trait's own thresholds, fitted on the out-of-fold predictions
         view = table.for_trait(t)
-        np.testing.assert_allclose(oof[f"pred_rounded_{t}"], view.round(oof[f"pred_{t}"], oof["prompt"]))
+        np.testing.assert_allclose(oof[f"pred_rounded_{t}"], cross_fit_round(
+            view, oof["prompt"], oof[f"gold_{t}"], oof[f"pred_{t}"], oof["fold"]))
         m = metrics["pooled"]["traits"][t]["overall"]
         if view.cutpoints and m.get("qwk_nearest") is not None:
-            assert m["qwk"] >= m["qwk_nearest"] - 1e-9
+            assert m["qwk_insample"] >= m["qwk_nearest"] - 1e-9
     folds = pd.read_csv(save / "fold0" / "data" / "train.csv")
     assert {"content", "accuracy"} <= set(folds.columns)
     ensemble = scorelib.load(save, device="cpu")

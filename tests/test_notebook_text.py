@@ -1,4 +1,4 @@
-"""The notebooks' bilingual text: Chinese beside every step, the glossary, the fast-mode banner.
+"""The notebooks' bilingual text: English and Chinese in every markdown cell, the glossary, the fast-mode banner.
 
 Reads the .ipynb files as JSON; runs nothing.
 """
@@ -13,6 +13,11 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("0*.ipynb"))
 CJK = re.compile(r"[\u4e00-\u9fff]")
 STEP = re.compile(r"^## Step (\d+)\b")
+# What a reader does not translate: fenced and inline code, images, link targets, HTML (anchors).
+NOT_PROSE = re.compile(r"```.*?```|`[^`\n]*`|!\[[^\]]*\]\([^)]*\)|\]\([^)]*\)|<[^>]+>", re.S)
+WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+ENGLISH_RUN = re.compile(r"[A-Za-z][A-Za-z'-]*(?:[ ,;:()\"]+[A-Za-z][A-Za-z'-]*)+")
+CHINESE_RUN = re.compile(r"[\u4e00-\u9fff\u3000-\u303f\uff01-\uff60“”‘’·]+")  # Han characters and CJK punctuation
 GLOSSARY_TERMS = [
     "QWK", "quadratic weighted kappa", "二次加权 Kappa", "dynamic padding", "padding efficiency", "warm-up",
     "sample_size", "net_input", "checkpoint", "fine-tune", "cut-points", "fold", "k-fold cross-validation",
@@ -26,8 +31,70 @@ def cells(path, kind):
     return [(c, "".join(c["source"])) for c in nb["cells"] if c["cell_type"] == kind]
 
 
-def test_the_five_notebooks_are_found():
-    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+def test_the_notebooks_are_found():
+    numbers = [p.name[:2] for p in NOTEBOOKS]
+    assert numbers == [f"{i:02d}" for i in range(1, len(numbers) + 1)] and len(numbers) >= 5, numbers
+
+
+def prose(text):
+    """A markdown cell's text less what is not translated (code, images, link targets, HTML)."""
+    return NOT_PROSE.sub(" ", text)
+
+
+def language_problems(text):
+    """Why a markdown cell is not bilingual, as a list of reasons (empty: it is).
+
+    English: a run of at least 5 English words (a sentence, not a term inside Chinese prose).
+    Chinese: at least 15 Han characters, a run of at least 8 (a sentence, not a quoted term such as the
+    notes' "--task中自定义的参数", which once made an English-only cell look bilingual), and at least 0.4
+    Han characters per English word of the lines that hold no Chinese, tables left out (every cell of 01-05
+    has at least 1.1), so that one Chinese line beside several English paragraphs is not enough.
+    """
+    text = prose(text)
+    english_run = max((len(WORD.findall(m.group())) for m in ENGLISH_RUN.finditer(text)), default=0)
+    chinese_run = max((len(CJK.findall(m.group())) for m in CHINESE_RUN.finditer(text)), default=0)
+    han = len(CJK.findall(text))
+    english_words = sum(len(WORD.findall(line)) for line in text.split("\n")
+                        if not CJK.search(line) and not line.lstrip().startswith("|"))
+    problems = []
+    if english_run < 5:
+        problems.append("no English sentence")
+    if han < 15 or chinese_run < 8:
+        problems.append("no Chinese sentence")
+    elif han < 0.4 * english_words:
+        problems.append(f"{han} Chinese characters beside {english_words} English words: not all of it is translated")
+    return problems
+
+
+def nothing_to_translate(text):
+    """The one exemption: a cell with no prose at all once code, images and links are removed (an image
+    alone, a table of code names). Such a cell has no sentence to write twice. No cell uses it today."""
+    text = prose(text)
+    return not CJK.search(text) and len(WORD.findall(text)) < 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_markdown_cell_is_bilingual(path):
+    bad = []
+    for cell, text in cells(path, "markdown"):
+        if nothing_to_translate(text):
+            continue
+        problems = language_problems(text)
+        if problems:
+            bad.append(f"cell {cell.get('id')} ({text.splitlines()[0][:60]!r}): {'; '.join(problems)}")
+    assert not bad, f"{path.name}: markdown cells that are not bilingual:\n" + "\n".join(bad)
+
+
+def test_the_language_check_itself():
+    """A quoted Chinese term, half a translation and Chinese alone are caught; an image alone is exempt."""
+    english = "Flags become attributes with `_` for `-`; the task's own arguments (the seed's \"--task中自定义的参数\") too."
+    assert "no Chinese sentence" in language_problems(english)
+    half = ("One sentence here. " * 40) + "\n\n中文：这里只翻译了一句话，其余都没有翻译。"
+    assert any("not all of it" in p for p in language_problems(half))
+    chinese_only = "中文：笔记的第一步是「拿到参数」，`scorelib.parse_args` 接受与 fairseq 相同的参数。"
+    assert language_problems(chinese_only) == ["no English sentence"]
+    assert nothing_to_translate("![the widget](images/widget-scored.png)")
+    assert not language_problems("The notes' first step gets the arguments, in fairseq's order.\n\n" + chinese_only)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -60,6 +127,33 @@ def test_glossary_in_01_has_every_term():
     for row in rows:
         english, chinese, explanation = [c.strip() for c in row.strip("|").split("|")][:3]
         assert english and CJK.search(chinese) and CJK.search(explanation), row
+
+
+def glossary_rows():
+    path = next(p for p in NOTEBOOKS if p.name.startswith("01"))
+    glossary = next(text for _, text in cells(path, "markdown") if "术语表" in text and "|---|" in text)
+    rows = [line for line in glossary.split("\n") if line.startswith("|") and "---" not in line][1:]
+    return [[c.strip() for c in row.strip("|").split("|")][:3] for row in rows]
+
+
+def test_glossary_tells_gold_score_target_and_z_score_apart():
+    """标准分 in Chinese usually means a z-score; the gold score is 人工评分/金标准分, `target` the score scaled to [0, 1]."""
+    rows = {english.split(" (")[0]: (chinese, explanation) for english, chinese, explanation in glossary_rows()}
+    wanted = {"gold score": ["人工评分", "金标准分"], "target": ["目标值", "[0, 1]"], "z-score": ["标准分", "z 分数"]}
+    for term, words in wanted.items():
+        assert term in rows, f"the glossary has no row for {term!r}"
+        chinese, explanation = rows[term]
+        assert all(w in chinese for w in words), (term, chinese)
+    z_explanation = rows["z-score"][1]
+    assert "人工评分" in z_explanation and "目标值" in z_explanation, "the z-score row should say how it differs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_standard_score_only_means_a_z_score(path):
+    """A cell that says 标准分 (not 金标准分) says z 分数 with it: the gold score is 人工评分 or 金标准分."""
+    for cell, text in cells(path, "markdown"):
+        if re.search(r"(?<!金)标准分", text):
+            assert "z 分数" in text, f"{path.name} cell {cell.get('id')}: 标准分 for the gold score? use 人工评分/金标准分"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

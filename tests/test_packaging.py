@@ -36,7 +36,8 @@ def test_console_scripts_point_at_functions():
     import importlib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"scorelib-train", "scorelib-eval", "scorelib-score", "scorelib-cv"}
+    assert set(scripts) == {"scorelib-train", "scorelib-eval", "scorelib-score", "scorelib-cv", "scorelib-report",
+                            "scorelib-probe"}
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
@@ -46,3 +47,26 @@ def test_torch_requirement_is_a_range_an_existing_install_meets():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     torch_req = [d for d in deps if _name(d) == "torch"]
     assert torch_req == ["torch>=2.6"]  # transformers 5 switches PyTorch off below 2.6
+
+
+def test_wheel_builds_without_setuptools_warnings_and_carries_the_demo_bank(tmp_path):
+    """``pip install -e .`` warned "Package 'scorelib.resources' is absent from the packages configuration"."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    import pytest
+
+    pytest.importorskip("setuptools")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for folder in ("src", "scorelib"):  # the package's folder, in either layout
+        if (ROOT / folder).is_dir():
+            shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation", ".",
+                           "-w", str(tmp_path / "dist")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "absent from the" not in proc.stdout + proc.stderr
+    (wheel,) = (tmp_path / "dist").glob("scorelib-*.whl")
+    assert "scorelib/resources/demo_bank.json" in zipfile.ZipFile(wheel).namelist()

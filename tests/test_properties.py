@@ -92,3 +92,21 @@ def test_scaling_round_trips_per_prompt(ranges, data):
 def test_empty_or_reversed_ranges_are_refused(lo, width):
     with pytest.raises(ValueError, match="min < max"):
         PromptTable(ids=["a"], ranges={"a": (lo, lo + width)})
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(min_value=2, max_value=7), st.data())
+def test_fitted_cutpoints_strictly_increasing_on_tie_heavy_data(k, data):
+    """Predictions drawn from a handful of values (many ties): thresholds stay strictly increasing, a band apart."""
+    from scorelib.cutpoints import MIN_GAP, fit_cutpoints
+
+    n = data.draw(st.integers(min_value=2, max_value=60))
+    gold = data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))
+    levels = data.draw(st.lists(st.floats(-0.5, k - 0.5, allow_nan=False), min_size=1, max_size=4))
+    pred = data.draw(st.lists(st.sampled_from(levels), min_size=n, max_size=n))
+    cuts, fit = fit_cutpoints(gold, pred, lo=0.0, step=1.0, k=k)
+    assert len(cuts) == k - 1 and np.all(np.diff(cuts) >= MIN_GAP - 1e-12)
+    if fit["qwk"] is not None:
+        assert fit["qwk"] >= fit["qwk_nearest"] - 1e-12
+        table = PromptTable(["p"], {"p": (0.0, k - 1.0)}, step=1.0, cutpoints={"p": cuts})  # accepted
+        assert table.round(np.asarray(pred, dtype=float), ["p"] * n).max() <= k - 1

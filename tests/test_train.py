@@ -276,23 +276,19 @@ def test_is_better_follows_the_metric_direction():
     assert Progress("loss", True).is_better(1.0)
 
 
-def test_best_checkpoint_metric_default_and_direction(tmp_path):
-    out = train(train_args(tmp_path / "m", *TINY, "--max-train-rows", "8", "--best-checkpoint-metric", "loss",
-                           "--maximize-best-checkpoint-metric"))
-    best = load_pt(tmp_path / "m" / "checkpoint_last.pt")["extra_state"]["best"]
-    assert best == {"metric": "loss", "value": out["history"][0]["valid_loss"], "maximize": True}
-
-
-def test_patience_stops_training_early(tmp_path):
-    # lr 0: the weights never change, so after the first validation none is better
+def test_patience_stops_early_and_the_best_metric_follows_the_flag(tmp_path):
+    """One run checks both: lr 0 keeps the weights, so every validation ties the first; with --patience 0 the second
+    epoch is the last, and --best-checkpoint-metric loss --maximize-best-checkpoint-metric is what picks the best."""
     save_dir = tmp_path / "patience"
     out = train(train_args(save_dir, *TINY, "--max-train-rows", "8", "--max-epoch", "4", "--patience", "0",
-                           "--lr", "0", "--best-checkpoint-metric", "rmse"))
+                           "--lr", "0", "--best-checkpoint-metric", "loss", "--maximize-best-checkpoint-metric",
+                           "--no-save-optimizer-state"))
     epochs = [row["epoch"] for row in out["history"]]
     assert epochs == [1, 2], epochs
-    assert out["history"][0]["valid_rmse"] == out["history"][1]["valid_rmse"]
+    assert out["history"][0]["valid_loss"] == out["history"][1]["valid_loss"]
     extra = load_pt(save_dir / "checkpoint_last.pt")["extra_state"]
-    assert extra["bad_validations"] == 1 and extra["best"]["value"] == out["history"][0]["valid_rmse"]
+    assert extra["best"] == {"metric": "loss", "value": out["history"][0]["valid_loss"], "maximize": True}
+    assert extra["bad_validations"] == 1
     assert load_pt(save_dir / "checkpoint_best.pt")["extra_state"]["epoch"] == 1
 
 
