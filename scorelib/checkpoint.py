@@ -49,12 +49,15 @@ def plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint: {value!r}")
 
 
-def prepare_save_dir(save_dir) -> Path:
-    """Create ``save_dir``; a clear error where the path (or a parent) is a regular file."""
+def prepare_save_dir(save_dir, create: bool = True) -> Path:
+    """Create ``save_dir`` (with ``create=False``, only check it); a clear error where the path (or a parent)
+    is a regular file."""
     path = Path(save_dir)
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
             raise OptionError(f"--save-dir {save_dir}: {parent} is a file, not a folder")
+    if not create:
+        return path
     check_writable(path, f"--save-dir {save_dir}", "; choose a folder you can write to")
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -139,12 +142,14 @@ def load_checkpoint(path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch's message opens with advice to retry with weights_only=False; keep only what was refused
+        # torch's message advises retrying with weights_only=False, which would run the payload: keep only the
+        # global it blocked ("Unsupported global: GLOBAL io.open", "unsupported GLOBAL posix.system" in torch 2.13)
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-        found = re.search(r"Unsupported global: GLOBAL \S+", text) or re.search(r"WeightsUnpickler error: [^\n]*", text)
-        first = found.group(0) if found else (text.strip().splitlines() or [type(e).__name__])[0]
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
+        what = f"blocked global {found.group(1)}" if found else "an object weights_only=True does not allow"
         raise CheckpointError(f"{path}: refused to load: the file holds Python objects other than tensors and plain "
-                              f"values, which could run code when unpickled ({first})") from None
+                              f"values, which could run code when unpickled ({what}); never load it with "
+                              f"weights_only=False unless you trust where it came from") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as e:  # a damaged member of the archive
         raise CheckpointError(f"{path}: damaged checkpoint, cannot read it: {e}") from None
     if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
@@ -154,6 +159,33 @@ def load_checkpoint(path) -> dict:
                               f"({FORMAT_VERSION}); upgrade scorelib")
     state["cfg"] = complete_cfg(state.get("cfg") or {})  # options added since it was saved: today's defaults
     return state
+
+
+# what a resumed run must share with its checkpoint: options that define the model and its data, by flag
+RESUME_OPTIONS = {"model_name_or_path": "--model-name-or-path", "arch": "--arch", "pooling": "--pooling",
+                  "max_length": "--max-length", "long_text": "--long-text", "chunk_stride": "--chunk-stride"}
+RESUME_PROMPTS = {"traits": "--score-column", "ranges": "--score-range / --score-ranges", "step": "--score-step",
+                  "trait_ranges": "--score-ranges", "trait_steps": "--score-step / --score-ranges"}
+
+
+def check_resume(state: dict, args, prompts: PromptTable, path) -> None:
+    """Refuse to resume from ``state`` with options that change the model or its data, naming the first one.
+
+    Compares :data:`RESUME_OPTIONS` with the checkpoint's ``cfg``, and the score columns, ranges and steps
+    with its ``prompts``. There are no ``--reset-*`` flags: to change them, train in another ``--save-dir``
+    (with ``--finetune-from-model`` to start from the checkpoint's weights).
+    """
+    saved, table = state["prompts"], prompts.to_dict()
+    diffs = [(flag, state["cfg"].get(key), getattr(args, key, None)) for key, flag in RESUME_OPTIONS.items()]
+    diffs += [(flag, saved.get(key), table.get(key)) for key, flag in RESUME_PROMPTS.items()]
+    for flag, old, new in diffs:
+        if old != new:
+            if isinstance(old, dict) and isinstance(new, dict):  # ranges: only the prompts (traits) that differ
+                keys = [k for k in {**old, **new} if old.get(k) != new.get(k)]
+                old, new = ({k: d.get(k) for k in keys} for d in (old, new))
+            raise CheckpointError(f"{path}: cannot resume with {flag} giving {new}: the checkpoint was trained with "
+                                  f"{old}; pass the same options to resume, or train in another --save-dir (with "
+                                  f"--finetune-from-model {path} to start from its weights)")
 
 
 def save_assets(save_dir, tokenizer, config, prompts: PromptTable) -> None:

@@ -24,6 +24,7 @@ from .errors import ScorelibError
 from .evaluate import eval_cli, eval_parser, evaluate_checkpoint  # noqa: F401  (scorelib-eval's entry point)
 from .inputs import prompt_to_use, read_input, texts_to_score
 from .train import train
+from .writers import table_format, write_table
 
 logger = logging.getLogger("scorelib")
 
@@ -131,6 +132,8 @@ def score_cli(argv=None) -> int:
 def score_texts(args) -> None:
     from .scorer import describe, load
 
+    if args.output:  # a folder or an unknown extension: refused before the model is loaded
+        table_format(args.output, "--output")
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)
     if args.input:
         score_table(scorer, args)
@@ -165,10 +168,7 @@ def score_table(scorer, args) -> pd.DataFrame:
         pred[rows], spread[rows] = np.reshape(scores, (len(rows), -1)), np.reshape(spreads, (len(rows), -1))
     out = raw.drop(columns="_row").assign(**scorer.output_columns(pred, spread, frame["prompt"]))
     output = Path(args.output)
-    if output.suffix.lower() == ".xlsx":
-        out.to_excel(output, index=False)
-    else:
-        out.to_csv(output, index=False, sep="\t" if output.suffix.lower() == ".tsv" else ",")
+    write_table(out, output, option="--output", sheet="scores")  # by extension; text cells; atomic
     print(f"scored {len(out)} rows into {output}", file=sys.stderr)
     return out
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import OptionError
-from .files import atomic_write
+from .writers import write_table
 
 
 def run_dir(logdir, save_dir) -> Path:
@@ -66,4 +66,4 @@ def emit(args, record: dict, digits: int | None = 4) -> None:
 
 
 def save_history(save_dir, history: list) -> None:
-    atomic_write(Path(save_dir) / "history.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
+    write_table(pd.DataFrame(history), Path(save_dir) / "history.csv")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from .errors import OptionError
 from .files import atomic_write, check_writable
 from .folds import assign_folds, given_folds
 from .prompts import PromptTable
-from .results import frame_metrics, jsonable, results_frame, write_results
+from .results import frame_metrics, results_frame, write_results
+from .writers import write_json, write_table
 
 logger = logging.getLogger(__name__)
 MEAN_SD = ("qwk", "qwk_insample", "qwk_nearest", "pearson", "spearman", "rmse", "mcrmse")
@@ -63,8 +63,7 @@ def write_fold_data(folder: Path, train: pd.DataFrame, valid: pd.DataFrame, tabl
     cols = ["key", "prompt", "text", *scores] + (["context"] if train["context"].notna().all() else [])
     names = dict(zip(scores, table.scores.user_columns()))
     for name, frame in (("train", train), ("valid", valid)):
-        atomic_write(folder / f"{name}.csv", lambda tmp, f=frame: f[cols].rename(columns=names).to_csv(
-            tmp, index=False, float_format=None))
+        write_table(frame[cols].rename(columns=names), folder / f"{name}.csv")  # texts with \r or \n: quoted
 
 
 def write_ranges(path: Path, table: PromptTable) -> None:
@@ -73,7 +72,7 @@ def write_ranges(path: Path, table: PromptTable) -> None:
     frame = pd.DataFrame(rows, columns=["trait", "prompt", "min", "max", "step"])
     if not table.traits:  # one score: the plain ranges file, its step given by --score-step
         frame = frame[["prompt", "min", "max"]]
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, float_format=None))
+    write_table(frame, path)
 
 
 def fold_args(args, fold_dir: Path, ranges_file: Path, table: PromptTable):
@@ -99,7 +98,7 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
     marker = fold_dir / "oof.csv"
     if marker.is_file():
         logger.info("fold %d: finished before (%s); not trained again", i, marker)
-        return pd.read_csv(marker, dtype={"key": str, "prompt": str}, keep_default_na=False)
+        return pd.read_csv(marker, dtype={"key": str, "prompt": str, "text": str}, keep_default_na=False)
     rest = frame[folds != i].reset_index(drop=True)
     split = T.split_frame(rest, args.valid_fraction, 0.0, args.split_seed + i)
     if "valid" not in split:
@@ -125,7 +124,7 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
     for part, values in (("", pred01), *((f"_{p}", parts[p]) for p in ("encoder", "stack") if "blend" in parts)):
         for name, column in zip(table.scores.suffixed(f"pred01{part}"), np.reshape(values, (len(held), -1)).T):
             out[name] = column
-    atomic_write(marker, lambda tmp: out.to_csv(tmp, index=False, lineterminator="\n"))
+    write_table(out, marker)
     drop_resume_state(fold_dir)
     return out
 
@@ -238,10 +237,10 @@ def cross_validate(args) -> dict:
         if not before.equals(assignment):
             raise OptionError(f"--save-dir {save_dir}: holds a cross-validation of other rows or folds; use another "
                               f"--save-dir (or the same DATA, --folds and --split-seed to resume)")
-    atomic_write(save_dir / "folds.csv", lambda tmp: assignment.to_csv(tmp, index=False))
+    write_table(assignment, save_dir / "folds.csv")
     write_ranges(save_dir / "ranges.csv", table)
     info = {"folds": k, "args": C.plain(vars(args))}
-    atomic_write(save_dir / "cv.json", lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2), encoding="utf-8"))
+    write_json(info, save_dir / "cv.json")
     parts = [run_fold(args, i, frame, folds, table, save_dir)
              for i in tqdm(range(k), desc="folds", disable=args.log_format != "tqdm")]
     rows = pd.concat(parts).set_index("key").reindex(frame["key"])
@@ -263,8 +262,7 @@ def cross_validate(args) -> dict:
     write_results(oof, pooled, table, results_path, "cv", "oof")
     metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,
                "per_fold": [{"fold": i, **m["overall"], "n": m["n"]} for i, m in enumerate(per_fold)]}
-    text = json.dumps(jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
-    atomic_write(results_path / "metrics-cv.json", lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    write_json(metrics, results_path / "metrics-cv.json")
     o = metrics["overall"]
     print("cross-validation, " + " | ".join(f"{n} {v['mean']:.4f} ± {v['sd'] or 0:.4f} (pooled {v['pooled']:.4f})"
                                              for n, v in o.items() if v["mean"] is not None and v["pooled"] is not None),

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .readers import COLUMNS
+from .writers import write_table
 
 DEMO_RANGES: dict[str, tuple[float, float]] = {"q1": (0.0, 3.0), "q2": (1.0, 6.0), "q3": (0.0, 10.0)}
 DEMO_STEP: float = 1.0
@@ -153,7 +154,7 @@ def _write_tables(folder, frames: dict, ranges: pd.DataFrame) -> dict[str, Path]
     paths = {}
     for split, frame in {**frames, "ranges": ranges}.items():
         paths[split] = folder / f"{split}.csv"
-        frame.to_csv(paths[split], index=False, encoding="utf-8")
+        write_table(frame, paths[split])  # atomic; texts with line breaks quoted
     return paths
 
 

@@ -14,7 +14,7 @@ from . import options
 from .console import run, setup_logging
 from .errors import OptionError
 from .metrics import flat_metrics
-from .train import results_dir
+from .files import results_dir
 
 
 # scorelib-eval's own options, never taken from the checkpoint

@@ -71,3 +71,13 @@ def check_writable(path, what: str, hint: str = "") -> None:
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         where = "it is" if existing == Path(path).absolute() else f"{existing} is"
         raise OptionError(f"{what}: cannot write there ({where} read-only){hint}")
+
+
+def results_dir(results_path, save_dir) -> Path:
+    """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file or read-only."""
+    path = Path(results_path) if results_path else Path(save_dir) / "results"
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"--results-path {path}: is a file, not a folder")
+    check_writable(path, f"{'--results-path ' if results_path else ''}{path}",
+                   "; write the result files elsewhere with --results-path DIR")
+    return path

@@ -17,6 +17,7 @@ from .registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_
 # SCORELIB_FAST=1 (set by the tests): the same real model, fewer rows and epochs.
 # These only change defaults, so a flag given explicitly always wins.
 FAST_DEFAULTS = {"max_train_rows": 128, "max_eval_rows": 64, "max_epoch": 2}
+RESTORE_FILE = "checkpoint_last.pt"  # --restore-file's default: resume if it is there, else start afresh
 
 
 def fast_mode() -> bool:
@@ -45,7 +46,10 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--criterion", default="score_mse", help="registered criterion name")
     c = p.add_argument_group("checkpoints")
     c.add_argument("--save-dir", default="checkpoints", help="where checkpoints, tokenizer and prompt table go")
-    c.add_argument("--restore-file", default="checkpoint_last.pt", help="resume from this (in --save-dir unless a path)")
+    c.add_argument("--restore-file", default=RESTORE_FILE,
+                   help="resume from this (in --save-dir unless a path); a name other than the default must exist. "
+                        "Resuming refuses options that change the model or its data (encoder, --max-length, "
+                        "--long-text, --chunk-stride, score columns, ranges, step): train those in another --save-dir")
     c.add_argument("--finetune-from-model", metavar="PATH",
                    help="start from this checkpoint's weights with a fresh optimizer (ignored once checkpoint_last.pt exists)")
     c.add_argument("--save-interval-updates", type=int, default=0, metavar="N",

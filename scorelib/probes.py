@@ -11,7 +11,6 @@ and in the JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from .files import atomic_write
 from .perturb import NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, perturb, vocabulary_of
 from .readers import read_table
 from .tables import Columns, read_splits
+from .writers import write_json, write_table
 
 logger = logging.getLogger(__name__)
 FLAG_TOLERANCE = 0.01  # a mean rise above this share of the prompts' ranges is flagged; below it is noise
@@ -174,7 +174,7 @@ def probe_dir(args) -> dict:
     """``scorelib-probe``: read the split, probe, write ``probe-{ckpt}-{split}.csv/.json/.png``; returns the summary."""
     from .ensemble import is_cv_dir
     from .scorer import load, resolve_checkpoint
-    from .train import results_dir
+    from .files import results_dir
 
     probes = parse_probes(args.probes)
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)
@@ -203,8 +203,8 @@ def probe_dir(args) -> dict:
                        flag["mean_delta"])
     out = results_dir(args.results_path, ckpt.parent) / f"probe-{ckpt.stem}-{args.split}"
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out.with_suffix(".csv"), lambda tmp: rows.to_csv(tmp, index=False))
-    atomic_write(out.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    write_table(rows, out.with_suffix(".csv"))
+    write_json(summary, out.with_suffix(".json"))
     import matplotlib.pyplot as plt
 
     fig = plot_summary(summary, f"{ckpt.stem} on {args.split}: probes")

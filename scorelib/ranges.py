@@ -34,7 +34,12 @@ def read_ranges(path) -> dict[str, tuple[float, float]]:
             raise DataError(f"{path}: row {r['_row']}: min/max {r['min']!r}, {r['max']!r} are not numbers") from None
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise DataError(f"{path}: row {r['_row']}: prompt {r['prompt']!r} needs min < max, got {lo} .. {hi}")
-        ranges[str(r["prompt"]).strip()] = (lo, hi)
+        pid = str(r["prompt"]).strip()
+        if pid in ranges:
+            rows = frame["_row"][frame["prompt"].astype(str).str.strip() == pid].tolist()
+            raise DataError(f"{path}: prompt {pid!r} is listed twice (rows {', '.join(map(str, rows))}); keep one row "
+                            f"per prompt")
+        ranges[pid] = (lo, hi)
     return ranges
 
 

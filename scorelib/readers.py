@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,9 @@ def decode(raw: bytes, path, encoding: str | None = None, fallback: str | None =
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a UTF-16 byte-order mark: latin-1 would only give garbage
+            raise DataError(f"{path}: starts with a UTF-16 byte-order mark, so it is not UTF-8; pass "
+                            f"--encoding utf-16") from None
         if fallback:
             logger.warning("%s: not valid UTF-8 (line %d); reading it as %s", path, _line_of(raw, e.start), fallback)
             return raw.decode(fallback)
@@ -77,7 +81,10 @@ def read_table(path, encoding: str | None = None, fallback: str | None = None) -
             frame = pd.read_csv(io.StringIO(text), sep=SUFFIXES[suffix], dtype=str, keep_default_na=False,
                                 na_filter=False, quoting=0 if suffix == ".csv" else 3)
         except pd.errors.ParserError as e:
-            raise DataError(f"{path}: cannot parse as {'CSV' if suffix == '.csv' else 'TSV'} ({e})") from None
+            ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+            why = (f"line {ragged[2]} has {ragged[3]} fields, the header {ragged[1]}" if ragged
+                   else " ".join(str(e).split()))  # one line, whatever pandas says
+            raise DataError(f"{path}: cannot parse as {'CSV' if suffix == '.csv' else 'TSV'}: {why}") from None
         header = next(csv.reader(io.StringIO(text), delimiter=SUFFIXES[suffix],
                                  quoting=csv.QUOTE_MINIMAL if suffix == ".csv" else csv.QUOTE_NONE), [])
     check_header(path, header)

@@ -9,7 +9,6 @@ from DATA where the result file lacks them, and writes ``report-{ckpt}-{split}.h
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from .files import atomic_write
 from .prompts import PromptTable
 from .readers import SUFFIXES, read_table
 from .report_html import render_html
-from .results import jsonable
+from .writers import write_json
 from .rsmeval_export import write_rsmeval
 
 
@@ -238,8 +237,7 @@ def make_report(directory, data=None, split=None, group_columns=(), second_score
     tag = f"{where['ckpt']}-{where['split']}"
     where["results"].mkdir(parents=True, exist_ok=True)
     paths = {"json": where["results"] / f"report-{tag}.json", "html": where["results"] / f"report-{tag}.html"}
-    text = json.dumps(jsonable(report), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-    atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_json(report, paths["json"])
     html = render_html(report, title=f"{where['dir'].name} · {where['ckpt']} · {where['split']}")
     atomic_write(paths["html"], lambda tmp: Path(tmp).write_text(html, encoding="utf-8"))
     written = write_rsmeval(frame, table, rsmeval_dir, list(group_columns), second, tag) if rsmeval_dir else []

@@ -7,9 +7,6 @@ with texts as text cells; :func:`evaluate` keeps the seed's ``(loss, sample, res
 """
 from __future__ import annotations
 
-import json
-import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +16,9 @@ from .errors import OptionError
 from .files import atomic_write
 from .metrics import compute_metrics
 from .plots import plot_gold_vs_pred, plot_results  # noqa: F401  (plot_gold_vs_pred: results' name too)
+from .writers import jsonable, write_json, write_table  # noqa: F401  (jsonable: public here too)
 
 COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
-TEXT_COLUMNS = ("key", "prompt", "text")
-XLSX_MAX_CHARS = 32767  # Excel's limit for one cell
-# characters XML 1.0 cannot carry (openpyxl refuses them): C0 controls but tab/LF/CR,
-# lone surrogates and the two non-characters U+FFFE / U+FFFF
-_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def results_frame(keys, prompts, gold, pred01, texts, table) -> pd.DataFrame:
@@ -66,52 +59,6 @@ def frame_metrics(frame: pd.DataFrame, table) -> dict:
     return compute_metrics(frame["prompt"], gold, pred, rounded, table)
 
 
-def jsonable(obj):
-    """Numpy scalars -> Python numbers, NaN/inf -> None, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_xlsx(frame: pd.DataFrame, path) -> tuple[int, int]:
-    """Write ``frame`` with text cells typed as strings; returns (replaced chars, truncated cells).
-
-    Numbers keep their full value and show two decimals (number format ``0.00``, the seed's ``%8.2f``).
-    """
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "results"
-    ws.append(list(frame.columns))
-    for cell, name in zip(ws[1], frame.columns):
-        cell.font = Font(bold=True)
-        ws.column_dimensions[cell.column_letter].width = {"text": 80, "key": 18, "prompt": 14}.get(name, 12)
-    ws.freeze_panes = "A2"
-    replaced = truncated = 0
-    for r, row in enumerate(frame.itertuples(index=False, name=None), start=2):
-        for c, (name, value) in enumerate(zip(frame.columns, row), start=1):
-            cell = ws.cell(row=r, column=c)
-            if name in TEXT_COLUMNS:
-                value, k = _ILLEGAL_XML.subn("\ufffd", str(value))
-                replaced += k
-                if len(value) > XLSX_MAX_CHARS:
-                    value, truncated = value[:XLSX_MAX_CHARS], truncated + 1
-                cell.value = value
-                cell.data_type = "s"  # '=1+1' stays text: openpyxl would otherwise mark it a formula
-            else:
-                cell.value = float(value) if math.isfinite(value) else None
-                cell.number_format = "0" if name == "fold" else "0.00"  # scorelib-cv's fold number
-    wb.save(path)
-    return replaced, truncated
-
-
 def whole_gold(frame: pd.DataFrame, table) -> pd.DataFrame:
     """``frame`` with each gold column whose values are all whole numbers as pandas' nullable ``Int64``.
 
@@ -131,7 +78,8 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
     """Write the result table (xlsx and csv), the metrics (json) and the plot (png).
 
     Files are ``result-{ckpt}-{split}.xlsx|.csv``, ``metrics-{ckpt}-{split}.json`` and
-    ``plot-{ckpt}-{split}.png``, each written atomically. The CSV keeps texts verbatim and writes integral
+    ``plot-{ckpt}-{split}.png``, each written atomically by :mod:`scorelib.writers`. The CSV keeps texts verbatim
+    (quoted where they hold a comma, quote or line break) and writes integral
     gold as read (``1``, not ``1.0``: :func:`whole_gold`); the xlsx stores key/prompt/text as string cells (never
     formulas), replaces characters XML cannot carry by U+FFFD and cuts texts at Excel's 32,767 characters; the
     counts are set in ``metrics`` as ``xlsx_replaced_control_chars`` / ``xlsx_truncated_texts``.
@@ -150,14 +98,10 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
     tag = f"{ckpt}-{split}"
     paths = {"xlsx": out / f"result-{tag}.xlsx", "csv": out / f"result-{tag}.csv",
              "metrics": out / f"metrics-{tag}.json", "plot": out / f"plot-{tag}.png"}
-    counts = {}
-    atomic_write(paths["xlsx"], lambda tmp: counts.update(zip(
-        ("xlsx_replaced_control_chars", "xlsx_truncated_texts"), write_xlsx(frame, tmp))))
-    metrics.update(counts)
-    atomic_write(paths["csv"], lambda tmp: whole_gold(frame, table).to_csv(tmp, index=False, encoding="utf-8",
-                                                                          lineterminator="\n"))
-    text = json.dumps(jsonable(metrics), indent=2, allow_nan=False, ensure_ascii=False)
-    atomic_write(paths["metrics"], lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
+    counts = write_table(frame, paths["xlsx"])
+    metrics.update({f"xlsx_{k}": v for k, v in counts.items()})
+    write_table(whole_gold(frame, table), paths["csv"])
+    write_json(metrics, paths["metrics"])
     fig = plot_results(frame, metrics, table, title=f"{ckpt} · {split}")
     atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
     return paths

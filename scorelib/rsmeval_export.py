@@ -6,7 +6,6 @@ trait, or per trait and prompt where prompts have different score ranges (rsmeva
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import OptionError
-from .files import atomic_write
+from .writers import write_json, write_table
 
 
 def _name(*parts) -> str:
@@ -68,8 +67,7 @@ def write_rsmeval(frame: pd.DataFrame, table, out_dir, groups: list[str], second
             if groups:
                 config["subgroups"] = list(groups)
             csv, cfg = out / f"{exp}.csv", out / f"{exp}.json"
-            atomic_write(csv, lambda tmp, p=part: p.to_csv(tmp, index=False, lineterminator="\n"))
-            text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-            atomic_write(cfg, lambda tmp, t=text: Path(tmp).write_text(t, encoding="utf-8"))
+            write_table(part, csv)  # keys with a comma, quote or line break: quoted
+            write_json(config, cfg)
             written += [csv, cfg]
     return written

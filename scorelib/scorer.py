@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +183,11 @@ class Scorer:
             With traits (:attr:`traits`): for one text a dict ``{trait: score}``, for a list an (N, K) array.
         """
         single = isinstance(texts, str)
+        if not single and (texts is None or isinstance(texts, (Mapping, bytes)) or not hasattr(texts, "__iter__")):
+            raise InputError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
         texts, prompt, contexts = self.check([texts] if single else list(texts), prompt, contexts)
+        if not texts:
+            raise InputError("texts: an empty list; pass at least one text to score")
         each = self.models_scores01(self.dataset(texts, prompt, contexts))  # (M, N) or (M, N, K)
         prompts = [prompt] * len(texts)
         scores = self.table.unscale(each.mean(axis=0), prompts)

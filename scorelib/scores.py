@@ -121,7 +121,7 @@ def read_trait_ranges(path, traits) -> tuple[dict, dict]:
     if not traits:
         raise OptionError(f"--score-ranges {path}: has a trait column, but --score-column names one score column; "
                           f"name the traits as --score-column a,b,c (or drop the trait column)")
-    ranges, steps = {}, {}
+    ranges, steps, seen = {}, {}, {}
     for _, r in frame.iterrows():
         trait, where = str(r["trait"]).strip(), f"{path}: row {r['_row']}"
         if trait not in traits:
@@ -136,6 +136,10 @@ def read_trait_ranges(path, traits) -> tuple[dict, dict]:
         if step is not None and not (math.isfinite(step) and step > 0):
             raise DataError(f"{where}: trait {trait!r}: step must be positive, got {r['step']!r}")
         prompt = str(r["prompt"]).strip() if "prompt" in frame.columns else ""
+        if (prompt or "*") in ranges.get(trait, {}):
+            raise DataError(f"{where}: trait {trait!r}{f' of prompt {prompt!r}' if prompt else ''} is listed twice "
+                            f"(rows {seen[trait, prompt]} and {r['_row']}); keep one row")
+        seen[trait, prompt] = r["_row"]
         ranges.setdefault(trait, {})[prompt or "*"] = (lo, hi)
         if step is not None:
             steps[trait] = step

@@ -20,8 +20,9 @@ from . import checkpoint as C
 from . import distributed as dist
 from .curves import Curves, emit, save_history
 from .cutpoints import check_can_fit, fit_all_cutpoints
-from .errors import OptionError
-from .files import atomic_write, check_writable
+from .errors import MissingFileError, OptionError
+from .files import atomic_write, check_writable, results_dir
+from .options import RESTORE_FILE
 from .metrics import MAXIMIZE, flat_metrics
 from .registry import TASK_REGISTRY, lookup
 from .results import evaluate_dataset, frame_metrics, results_frame
@@ -72,16 +73,6 @@ def fresh_meters() -> dict:
     return {"loss": 0.0, "sample_size": 0.0, "ntokens": 0, "seconds": 0.0, "valid_seconds": 0.0}
 
 
-def results_dir(results_path, save_dir) -> Path:
-    """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file or read-only."""
-    path = Path(results_path) if results_path else Path(save_dir) / "results"
-    if path.exists() and not path.is_dir():
-        raise OptionError(f"--results-path {path}: is a file, not a folder")
-    check_writable(path, f"{'--results-path ' if results_path else ''}{path}",
-                   "; write the result files elsewhere with --results-path DIR")
-    return path
-
-
 def train(args) -> dict:
     """The whole job of ``scorelib-train``: set up, resume or fine-tune, train, evaluate ``checkpoint_best``.
 
@@ -107,9 +98,12 @@ def train(args) -> dict:
         task.load_dataset("valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
-    save_dir = C.prepare_save_dir(args.save_dir)
+    save_dir = C.prepare_save_dir(args.save_dir, create=False)  # a file in its way: refused; created below
     restore = Path(args.restore_file)
     restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
+    if not restore.is_file() and args.restore_file != RESTORE_FILE:
+        raise MissingFileError(f"--restore-file {args.restore_file}: {restore} not found (only the default, "
+                               f"{RESTORE_FILE}, may be absent: then training starts afresh)")
     if not restore.is_file() and args.finetune_from_model:
         state = C.load_checkpoint(args.finetune_from_model)
         moved = C.load_finetune_weights(model, state, task.prompts, model.encoder.config, args.finetune_from_model)
@@ -118,12 +112,13 @@ def train(args) -> dict:
     elif restore.is_file() and args.finetune_from_model:
         logger.info("%s exists, so --finetune-from-model is ignored and training resumes", restore)
     trainer = Trainer(args, task, model, criterion)
-    if world.is_main:
-        C.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
     metric = args.best_checkpoint_metric or ("mcrmse" if task.prompts.traits else
                                              "qwk" if task.prompts.step is not None else "pearson")
     progress = Progress(metric, args.maximize_best_checkpoint_metric or MAXIMIZE[metric])
-    extra = trainer.load_checkpoint(restore)
+    extra = trainer.load_checkpoint(restore)  # checked against this run's options before anything is written
+    if world.is_main:
+        C.prepare_save_dir(save_dir)
+        C.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
     if extra is not None:
         progress.resume(extra)
         logger.info("resumed from %s: epoch %d, %d updates done, %d batches into the epoch",

@@ -114,6 +114,17 @@ def train_case(*extra):
     return build
 
 
+def resume_case(*extra, truncate=False):
+    """Train in a save dir holding ``trained_dir``'s checkpoint_last.pt (cut in half with ``truncate``)."""
+    def build(tmp, ctx):
+        save = tmp / "save"
+        save.mkdir()
+        data = (ctx.trained_dir() / "checkpoint_last.pt").read_bytes()
+        (save / "checkpoint_last.pt").write_bytes(data[: len(data) // 2] if truncate else data)
+        return ("train", [save, "--no-epoch-checkpoints", *[a(tmp, ctx) if callable(a) else a for a in extra]]), None
+    return build
+
+
 def good_traits(n=6, prefix="t"):
     return [f"{prefix}{p}{i},{p},answer number {i} about {p},{i % 4},{(i + 1) % 3}" for p in ("a", "b") for i in range(n)]
 
@@ -145,7 +156,10 @@ CASES = [
     Case("header only", single([]), Refuse(("all.csv", "has a header", "but no rows"))),
     Case("TSV content in .csv", single([r.replace(",", "\t") for r in good()], header=HEADER.replace(",", "\t")),
          Refuse(("all.csv", "missing column", "delimiter"))),
-    Case("ragged CSV row", single(good() + ["x1,a,too,many,fields"]), Refuse(("all.csv", "cannot parse as CSV", "line"))),
+    Case("ragged CSV row", single(good() + ["x1,a,too,many,fields"]),
+         Refuse(("all.csv: cannot parse as CSV: line 14 has 5 fields, the header 4",))),
+    Case("UTF-16 table without --encoding", single(good(), encoding="utf-16"),
+         Refuse(("all.csv", "UTF-16 byte-order mark", "--encoding utf-16"))),
     Case("BOM", single(good(), encoding="utf-8-sig"), Accept()),
     Case("CRLF line ends", single(good(), newline="\r\n"), Accept()),
     Case("quoted commas and newlines", single(good() + ['q1,a,"one, two\nthree ""four""",2']), Accept()),
@@ -204,6 +218,13 @@ CASES = [
     Case("--score-ranges missing a column", lambda tmp, ctx: (setup(csv(tmp, good())[0], "--score-ranges", csv(
         tmp, ["a,5"], name="ranges.csv", header="prompt,min")[0]), None),
          Refuse(("ranges.csv", "missing column 'max'", "--score-ranges"))),
+    Case("--score-ranges listing a prompt twice", lambda tmp, ctx: (setup(csv(tmp, good())[0], "--score-ranges", csv(
+        tmp, ["a,0,3", "b,0,3", "a,0,4"], name="ranges.csv", header="prompt,min,max")[0]), None),
+         Refuse(("ranges.csv", "prompt 'a' is listed twice", "rows 2, 4"))),
+    Case("ranges file listing a trait twice", lambda tmp, ctx: (setup(
+        csv(tmp, good_traits(), header=TRAITS_HEADER)[0], *TWO_TRAITS, "--score-ranges",
+        csv(tmp, ["cohesion,0,3", "syntax,0,3", "cohesion,0,4"], name="ranges.csv", header="trait,min,max")[0]), None),
+         Refuse(("ranges.csv", "row 4", "trait 'cohesion' is listed twice", "rows 2 and 4"))),
     Case("--layout columns not in the file", single(good(), "--layout", "asap-aes"),
          Refuse(("all.csv", "missing column 'essay_id'", "--key-column"))),
     Case("unknown --layout name", lambda tmp, ctx: (("parse", ["--layout", "asap-foo"]), None),
@@ -276,6 +297,26 @@ CASES = [
     Case("--user-dir that does not exist", lambda tmp, ctx: (("parse", ["--user-dir", str(tmp / "nowhere")]), None),
          Refuse(("--user-dir", "nowhere", "not a folder"))),
     Case("--lr below 0", lambda tmp, ctx: (("parse", ["--lr", "-1"]), None), Refuse(("--lr must be >= 0, got -1",))),
+    Case("--max-epoch -1", train_case("--max-epoch", "-1"), Refuse(("--max-epoch must be >= 0 (0: no limit), got -1",))),
+    Case("--restore-file that does not exist", train_case("--restore-file", "nope.pt"),
+         Refuse(("--restore-file nope.pt", "not found"))),
+    Case("resume from a truncated checkpoint_last.pt", resume_case(truncate=True),
+         Refuse(("checkpoint_last.pt", "truncated or damaged checkpoint"))),
+    Case("resume with another --score-step", resume_case("--score-step", "0.7"),
+         Refuse(("checkpoint_last.pt", "cannot resume with --score-step giving 0.7", "trained with 1.0"))),
+    Case("resume with another --max-length", resume_case("--max-length", "256"),
+         Refuse(("cannot resume with --max-length giving 256", "trained with 512"))),
+    Case("resume with another --long-text", resume_case("--long-text", "chunks"),
+         Refuse(("cannot resume with --long-text giving chunks", "trained with truncate"))),
+    Case("resume with another --score-range", resume_case("--score-range", "0", "10"),
+         Refuse(("cannot resume with --score-range / --score-ranges giving {", "[0.0, 10.0]"))),
+    Case("resume with another encoder", resume_case("--model-name-or-path", tiny_encoder),
+         Refuse(("cannot resume with --model-name-or-path giving", "tiny", "trained with None"))),
+    Case("score() of a mapping", lambda tmp, ctx: (("score", {"a": "some text"}), None),
+         Refuse(("texts: expected a string or a list of strings, got dict",))),
+    Case("score() of an empty list", lambda tmp, ctx: (("score", []), None), Refuse(("texts: an empty list",))),
+    Case("score() of None", lambda tmp, ctx: (("score", None), None),
+         Refuse(("texts: expected a string or a list of strings, got NoneType",))),
 ]
 
 
@@ -316,7 +357,15 @@ def run(action, ctx):
         return task
     if kind == "train":
         return scorelib.train(train_args(*arg))
+    if kind == "score":
+        return scorelib.load(ctx.trained_dir(), device="cpu").score(arg)
     return scorelib.load(arg, device="cpu")
+
+
+def listing(folder: Path) -> dict:
+    """Every file under ``folder`` with its size and modification time (empty: no such folder)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))} if folder.exists() else {}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -328,6 +377,8 @@ def test_bad_input(case, tmp_path, request, tokenizer, caplog, capsys):
     try:
         action, keys = case.build(tmp_path, Context(request, tokenizer))
         if isinstance(case.expect, Refuse):
+            save_dir = Path(action[1][0]) if action[0] == "train" else None
+            before = listing(save_dir) if save_dir else None
             with pytest.raises((ScorelibError, SystemExit)) as error:  # the project's own class, or argparse's exit
                 run(action, Context(request, tokenizer))
             if isinstance(error.value, SystemExit):
@@ -335,6 +386,9 @@ def test_bad_input(case, tmp_path, request, tokenizer, caplog, capsys):
             message = str(error.value) if not isinstance(error.value, SystemExit) else capsys.readouterr().err
             for needle in case.expect.needles:
                 assert needle in message, f"{needle!r} not in error: {message}"
+            assert "\n" not in message.strip() or isinstance(error.value, SystemExit), f"not one line: {message}"
+            if save_dir:  # a refused run writes nothing into its save dir (nor creates it)
+                assert listing(save_dir) == before, f"{save_dir} changed: {before} -> {listing(save_dir)}"
             TALLY["refused"] += 1
             return
         task = run(action, Context(request, tokenizer))

@@ -1,0 +1,215 @@
+"""The one writer of every table scorelib leaves behind: CSV, TSV, XLSX or JSON Lines, read back exactly.
+
+fairseq writes binary files and logs only; these are the result tables a teacher opens. Every
+file goes through :func:`scorelib.files.atomic_write` (a temporary file, then a rename), so a failed
+or killed write leaves an existing file as it was. The format follows the file's extension:
+
+- ``.csv``: the csv module's default dialect (``QUOTE_MINIMAL``, lines ending in ``\\r\\n``), so a field
+  holding a comma, a quote, ``\\r`` or ``\\n`` is quoted and reads back whole.
+- ``.tsv``: one line per row, fields as they are, as :func:`scorelib.readers.read_table` reads a TSV
+  (no quoting); a cell holding a tab, ``\\r`` or ``\\n`` cannot be written so and is refused, naming it.
+- ``.xlsx``: every non-numeric cell (header and keys included) is a text cell, never a formula;
+  characters XML cannot carry become U+FFFD and texts longer than Excel's 32,767 characters are cut,
+  both counted and logged; ``\\r`` is kept (stored as ``&#13;``).
+- ``.jsonl``: one JSON object per row; NaN and inf become ``null``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, MissingFileError, OptionError
+from .files import atomic_write
+
+logger = logging.getLogger(__name__)
+
+FORMATS = (".csv", ".tsv", ".xlsx", ".jsonl")
+XLSX_MAX_CHARS = 32767  # Excel's limit for one cell
+# characters XML 1.0 cannot carry (openpyxl refuses them): C0 controls but tab/LF/CR,
+# lone surrogates and the two non-characters U+FFFE / U+FFFF
+ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+WIDTHS = {"text": 80, "key": 18, "prompt": 14}
+
+
+def missing(value) -> bool:
+    """None, NaN or pandas' NA: an empty cell."""
+    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value))
+
+
+def jsonable(obj):
+    """Numpy scalars -> Python numbers, NaN/inf/NA -> None, recursively."""
+    if obj is pd.NA:
+        return None
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def table_format(path, option: str | None = None) -> str:
+    """The format of ``path`` by its extension (``.csv``, ``.tsv``, ``.xlsx``, ``.jsonl``); others are refused.
+
+    Raises:
+        OptionError: another extension, or ``path`` is a folder; the message names ``option`` and the path.
+    """
+    path = Path(path)
+    where = f"{option} {path}" if option else str(path)
+    if path.is_dir():
+        raise OptionError(f"{where}: is a folder; name a file ending in {', '.join(FORMATS)}")
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise OptionError(f"{where}: cannot write {suffix or 'a file without an extension'}; name a file ending "
+                          f"in {', '.join(FORMATS)}")
+    return suffix
+
+
+def write_table(frame: pd.DataFrame, path, option: str | None = None, sheet: str = "results") -> dict:
+    """Write ``frame`` (no index) to ``path`` atomically, in the format its extension names.
+
+    Args:
+        frame (pd.DataFrame): numeric columns are written as numbers, every other column as text.
+        path (str | os.PathLike): a ``.csv``, ``.tsv``, ``.xlsx`` or ``.jsonl`` file; its folder must exist.
+        option (str, optional): the flag that named ``path`` (e.g. ``"--output"``), for error messages.
+        sheet (str): the xlsx sheet's title.
+
+    Returns:
+        dict: ``replaced_control_chars`` and ``truncated_texts`` (non-zero for an xlsx only).
+
+    Raises:
+        OptionError: an unknown extension or a folder. MissingFileError: the folder does not exist.
+        DataError: a TSV cell holding a tab or line break. Nothing is written then.
+    """
+    path = Path(path)
+    suffix = table_format(path, option)
+    if not path.parent.is_dir():
+        raise MissingFileError(f"{option + ' ' if option else ''}{path}: folder {path.parent} does not exist")
+    counts = {"replaced_control_chars": 0, "truncated_texts": 0}
+    if suffix == ".tsv":
+        lines = tsv_lines(frame, path)
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes("".join(lines).encode("utf-8")))
+    elif suffix == ".csv":
+        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, encoding="utf-8", lineterminator="\r\n"))
+    elif suffix == ".jsonl":
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(jsonl_text(frame).encode("utf-8")))
+    else:
+        atomic_write(path, lambda tmp: counts.update(write_xlsx(frame, tmp, sheet)))
+    if counts["replaced_control_chars"] or counts["truncated_texts"]:
+        logger.warning("%s: %d character(s) Excel cannot hold replaced by U+FFFD, %d text(s) cut at %s characters "
+                       "(Excel's limit for a cell)", path, counts["replaced_control_chars"], counts["truncated_texts"],
+                       f"{XLSX_MAX_CHARS:,}")
+    return counts
+
+
+def write_json(obj, path) -> Path:
+    """Write ``obj`` as indented JSON (NaN/inf as ``null``, numpy values as numbers), atomically."""
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(text.encode("utf-8")))
+
+
+def is_number_column(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def cell_text(value) -> str:
+    """A cell as a TSV field: numbers as Python writes them (``repr`` of a float), NaN and None empty."""
+    if missing(value) or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def tsv_lines(frame: pd.DataFrame, path) -> list[str]:
+    """The TSV's lines; a cell that holds a tab, ``\\r`` or ``\\n`` is refused (TSV has no quoting)."""
+    rows = [list(map(str, frame.columns))] + [[cell_text(v) for v in row]
+                                              for row in frame.itertuples(index=False, name=None)]
+    for r, row in enumerate(rows, start=1):
+        for name, field in zip(frame.columns, row):
+            if any(c in field for c in "\t\r\n"):
+                raise DataError(f"{path}: row {r}, column {name!r}: holds a tab or a line break, which a TSV cannot "
+                                f"carry; write a .csv, .xlsx or .jsonl file instead")
+    return ["\t".join(row) + "\n" for row in rows]
+
+
+def jsonl_text(frame: pd.DataFrame) -> str:
+    """One JSON object per line; U+0085/U+2028/U+2029 escaped too, so that no line reader splits a row."""
+    rows = (json.dumps(jsonable(dict(zip(map(str, frame.columns), row))), ensure_ascii=False, allow_nan=False)
+            for row in frame.itertuples(index=False, name=None))
+    escapes = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+    return "".join(re.sub("[\x85\u2028\u2029]", lambda m: escapes[m.group(0)], line) + "\n" for line in rows)
+
+
+def xlsx_text(value) -> tuple[str | None, int, bool]:
+    """A text cell's value: ``(text, characters replaced, cut)``; None, NaN: an empty cell."""
+    if missing(value):
+        return None, 0, False
+    text, replaced = ILLEGAL_XML.subn("\ufffd", str(value))
+    return text[:XLSX_MAX_CHARS], replaced, len(text) > XLSX_MAX_CHARS
+
+
+def write_xlsx(frame: pd.DataFrame, path, sheet: str = "results") -> dict:
+    """Write ``frame`` as a workbook: text cells typed as strings, numbers with two decimals shown.
+
+    Numbers keep their full value and show two decimals (number format ``0.00``, the seed's ``%8.2f``;
+    ``0`` for integers and the ``fold`` column). Returns the counts of :func:`write_table`.
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet
+    numeric = [is_number_column(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    counts = {"replaced_control_chars": 0, "truncated_texts": 0}
+
+    def put(row: int, col: int, value, as_text: bool, fmt: str = "0.00"):
+        cell = ws.cell(row=row, column=col)
+        if as_text:
+            value, replaced, cut = xlsx_text(value)
+            counts["replaced_control_chars"] += replaced
+            counts["truncated_texts"] += cut
+            cell.value = value
+            if value is not None:
+                cell.data_type = "s"  # '=1+1' stays text: openpyxl would otherwise mark it a formula
+        else:
+            cell.value = None if missing(value) or not math.isfinite(value) else float(value)
+            cell.number_format = fmt
+        return cell
+
+    for c, name in enumerate(frame.columns, start=1):
+        put(1, c, str(name), True).font = Font(bold=True)
+        ws.column_dimensions[ws.cell(row=1, column=c).column_letter].width = WIDTHS.get(str(name), 12)
+    ws.freeze_panes = "A2"
+    formats = ["0" if name == "fold" or pd.api.types.is_integer_dtype(frame.iloc[:, i]) else "0.00"
+               for i, name in enumerate(frame.columns)]
+    for r, row in enumerate(frame.itertuples(index=False, name=None), start=2):
+        for c, value in enumerate(row, start=1):
+            put(r, c, value, not numeric[c - 1], formats[c - 1])
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    keep_carriage_returns(buffer.getvalue(), path)
+    return counts
+
+
+def keep_carriage_returns(workbook: bytes, path) -> None:
+    """Copy the workbook to ``path`` with each ``\\r`` of its sheets written ``&#13;``: an XML reader turns a
+    raw ``\\r`` into ``\\n``, a character reference it keeps."""
+    with zipfile.ZipFile(io.BytesIO(workbook)) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                data = data.replace(b"\r", b"&#13;")
+            dst.writestr(item, data)
