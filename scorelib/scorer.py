@@ -185,9 +185,10 @@ class Scorer:
         single = isinstance(texts, str)
         if not single and (texts is None or isinstance(texts, (Mapping, bytes)) or not hasattr(texts, "__iter__")):
             raise InputError(f"texts: expected a string or a list of strings, got {type(texts).__name__}")
-        texts, prompt, contexts = self.check([texts] if single else list(texts), prompt, contexts)
+        texts = [texts] if single else list(texts)
         if not texts:
             raise InputError("texts: an empty list; pass at least one text to score")
+        texts, prompt, contexts = self.check(texts, prompt, contexts)
         each = self.models_scores01(self.dataset(texts, prompt, contexts))  # (M, N) or (M, N, K)
         prompts = [prompt] * len(texts)
         scores = self.table.unscale(each.mean(axis=0), prompts)
