@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "scorelib"
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "scorelib"
 
 
 def scorelib_imports(path: Path) -> set[str]:

@@ -70,3 +70,24 @@ def test_wheel_builds_without_setuptools_warnings_and_carries_the_demo_bank(tmp_
     assert "absent from the" not in proc.stdout + proc.stderr
     (wheel,) = (tmp_path / "dist").glob("scorelib-*.whl")
     assert "scorelib/resources/demo_bank.json" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_readme_snippet_runs_from_the_folder_that_holds_the_clone(tmp_path, trained_dir):
+    """A clone is a folder named ``scorelib``; Python started beside it must still import the installed package
+    (with the flat layout the checkout was imported as a namespace package without ``load``)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "scorelib").symlink_to(root, target_is_directory=True)  # the clone, as `git clone` names it
+    snippet = ("import scorelib\n"
+               f"scorer = scorelib.load({str(trained_dir)!r})\n"
+               "print(scorelib.__file__)\n"
+               "print(sorted(scorer.prompts))\n"
+               "print(float(scorer.score(['an answer', 'another'], prompt='q1')[0]))\n")
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    where, prompts, score = proc.stdout.strip().splitlines()[-3:]
+    assert Path(where).resolve() == root / "src" / "scorelib" / "__init__.py"
+    assert prompts == "['q1', 'q2', 'q3']" and 0.0 <= float(score) <= 3.0
