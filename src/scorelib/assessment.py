@@ -120,8 +120,14 @@ def seed_for(seed: int, *scope) -> list[int]:
 
 
 # ------------------------------------------------------------------ flags
-def _signed(v: float) -> str:
-    return f"{v:+.2f}".replace("-", "\u2212")
+def _signed(v: float, digits: int = 2) -> str:
+    """``+0.23`` / ``−0.23`` (a true minus sign); a third digit where two would hide which side of a threshold
+    the value lies (−0.152 against −0.15)."""
+    text = f"{v:+.{digits}f}"
+    if digits == 2 and any(abs(abs(v) - t) < 0.005 and abs(v) != t for t in THRESHOLDS.values()
+                           if isinstance(t, float)):
+        text = f"{v:+.3f}"
+    return text.replace("-", "\u2212")
 
 
 def flags(report: dict) -> list[dict]:
