@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
@@ -40,6 +41,21 @@ def module_scratch(request, tmp_path_factory, name: str):
         shutil.rmtree(path, ignore_errors=True)
 
 
+def trait_table(folder, rows_per_prompt: int):
+    """The two-trait demo's first training rows of each prompt as ``folder/traits.csv`` (key, prompt, text,
+    content, accuracy), with ``folder/ranges.csv`` (trait, min, max, step); returns the rows written."""
+    import pandas as pd
+
+    from scorelib.demo import DEMO_TRAITS, load_demo_traits
+
+    frame = load_demo_traits("train").groupby("prompt").head(rows_per_prompt).reset_index(drop=True)
+    frame = frame[["key", "prompt", "text", "content", "accuracy"]]
+    frame.to_csv(folder / "traits.csv", index=False)
+    pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"]).to_csv(
+        folder / "ranges.csv", index=False)
+    return frame
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from scorelib.model import load_tokenizer
@@ -55,6 +71,16 @@ def trained_dir(tmp_path_factory):
     save_dir = tmp_path_factory.mktemp("trained") / "ckpt"
     train(train_args(save_dir, "--no-epoch-checkpoints"))
     return save_dir
+
+
+@pytest.fixture
+def log_of(caplog):
+    """caplog that also sees the ``scorelib`` logger (which does not propagate to the root)."""
+    logger = logging.getLogger("scorelib")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture

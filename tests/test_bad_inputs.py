@@ -6,7 +6,6 @@ The last test prints how many cases were tried, accepted and refused.
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import NamedTuple
 

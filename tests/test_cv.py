@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import scorelib
-from conftest import module_scratch
+from conftest import module_scratch, trait_table
 from scorelib.cli import cv_cli, eval_cli, score_cli
 from scorelib.cutpoints import cross_fit_round, fit_table_cutpoints
 from scorelib.cv import assign_folds, cross_validate, parse_cv_args, pooled_rows
@@ -291,13 +291,9 @@ def test_continuous_scores_stratified_by_quantile_bins():
 
 
 def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tmp_path, capsys):
-    from scorelib.demo import DEMO_TRAITS, load_demo_traits
+    from scorelib.demo import DEMO_TRAITS
 
-    frame = load_demo_traits("train").groupby("prompt").head(12).reset_index(drop=True)
-    frame = frame[["key", "prompt", "text", "content", "accuracy"]]
-    frame.to_csv(tmp_path / "traits.csv", index=False)
-    pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"]).to_csv(
-        tmp_path / "ranges.csv", index=False)
+    frame = trait_table(tmp_path, 12)
     save = tmp_path / "cv"
     out = cross_validate(parse_cv_args([str(tmp_path / "traits.csv"), "--folds", "3", "--save-dir", str(save),
                                         "--score-column", "content,accuracy", "--score-ranges",

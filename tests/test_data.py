@@ -1,5 +1,4 @@
 """Tests for table reading, the task's data setup, ``ScoringDataset`` and ``batch_by_size`` (scorelib.readers, tables, dataset, tasks)."""
-import logging
 
 import numpy as np
 import pandas as pd
@@ -11,16 +10,6 @@ from scorelib.errors import DataError
 from scorelib.readers import read_table
 from scorelib.options import parse_args
 from scorelib.tasks import TextScoringTask
-
-
-@pytest.fixture
-def warnings_of(caplog):
-    """caplog that also sees the ``scorelib`` logger (which does not propagate to the root)."""
-    logger = logging.getLogger("scorelib")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def setup(tokenizer, *argv):
@@ -83,14 +72,14 @@ def asap_aes(path, encoding="utf-8"):
     return rows
 
 
-def test_asap_aes_layout_with_latin1_fallback(tmp_path, tokenizer, warnings_of):
+def test_asap_aes_layout_with_latin1_fallback(tmp_path, tokenizer, log_of):
     path = tmp_path / "training_set_rel3.tsv"
     rows = asap_aes(path, encoding="latin-1")
     with pytest.raises(DataError, match=r"training_set_rel3.tsv: line 2.*not valid UTF-8; pass --encoding"):
         setup(tokenizer, path, "--key-column", "essay_id", "--prompt-column", "essay_set", "--text-column",
               "essay", "--score-column", "domain1_score")
     task = setup(tokenizer, path, "--layout", "asap-aes")
-    assert "reading it as latin-1" in warnings_of.text
+    assert "reading it as latin-1" in log_of.text
     assert task.prompts.ids == ["1", "2"]
     assert task.prompts.ranges == {"1": (2.0, 12.0), "2": (1.0, 6.0)}  # built in, not inferred
     assert task.prompts.step == 1.0 and not task.prompts.uses_context
@@ -110,19 +99,19 @@ def test_asap_sas_layout(tmp_path, tokenizer):
 
 
 # ---------------------------------------------------------------- ranges
-def test_declared_and_inferred_ranges(tmp_path, tokenizer, warnings_of):
+def test_declared_and_inferred_ranges(tmp_path, tokenizer, log_of):
     path = write_csv(tmp_path / "all.csv", rows_for(["a", "b"], 10, lo=1, hi=3))
     inferred = setup(tokenizer, path)
     assert inferred.prompts.ranges == {"a": (1.0, 3.0), "b": (1.0, 3.0)}
-    assert "prompt 'a': no declared range; using the training split's 1 .. 3" in warnings_of.text
-    warnings_of.clear()
+    assert "prompt 'a': no declared range; using the training split's 1 .. 3" in log_of.text
+    log_of.clear()
     one = setup(tokenizer, path, "--score-range", "0", "5")
     assert one.prompts.ranges == {"a": (0.0, 5.0), "b": (0.0, 5.0)}
-    assert "no declared range" not in warnings_of.text
+    assert "no declared range" not in log_of.text
     write_csv(tmp_path / "ranges.csv", [("a", 0, 4)], columns=("prompt", "min", "max"))
     mixed = setup(tokenizer, path, "--score-ranges", tmp_path / "ranges.csv")
     assert mixed.prompts.ranges == {"a": (0.0, 4.0), "b": (1.0, 3.0)}
-    assert "prompt 'b': no declared range" in warnings_of.text
+    assert "prompt 'b': no declared range" in log_of.text
 
 
 def test_one_table_split_places_every_row_once(tmp_path, tokenizer):

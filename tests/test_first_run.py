@@ -2,7 +2,6 @@
 the result files' gold as it was written, the end of a training run."""
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 import pandas as pd
@@ -11,16 +10,6 @@ import pytest
 from scorelib.cli import train_cli
 from scorelib.errors import DataError
 from scorelib.tables import Columns, read_splits
-
-
-@pytest.fixture
-def log_of(caplog):
-    """caplog that also sees the ``scorelib`` logger (which does not propagate to the root)."""
-    logger = logging.getLogger("scorelib")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def essays(folder, n=12):

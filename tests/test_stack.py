@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import module_scratch, train_args
-from scorelib.demo import DEMO_TRAITS, load_demo, load_demo_traits
+from conftest import module_scratch, train_args, trait_table
+from scorelib.demo import load_demo
 from scorelib.errors import CheckpointError
 from scorelib.stack import STACK_DIR, TfidfStack, fit_weight
 
@@ -177,11 +177,7 @@ def test_cv_stack_fits_the_weight_on_out_of_fold_predictions(tmp_path):
     import scorelib
     from scorelib.cv import cross_validate, parse_cv_args
 
-    frame = load_demo_traits("train").groupby("prompt").head(16).reset_index(drop=True)
-    frame = frame[["key", "prompt", "text", "content", "accuracy"]]
-    frame.to_csv(tmp_path / "traits.csv", index=False)
-    pd.DataFrame([(t, *r) for t, r in DEMO_TRAITS.items()], columns=["trait", "min", "max", "step"]).to_csv(
-        tmp_path / "ranges.csv", index=False)
+    frame = trait_table(tmp_path, 16)
     save = tmp_path / "cv"
     out = cross_validate(parse_cv_args([
         str(tmp_path / "traits.csv"), "--folds", "2", "--save-dir", str(save), "--score-column", "content,accuracy",

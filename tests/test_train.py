@@ -51,7 +51,7 @@ class Recorder:
         original_epoch, original_step = LOOP.train_epoch, Trainer.train_step
         rec = self
 
-        def epoch_wrapper(args, trainer, progress):
+        def epoch_wrapper(args, trainer, progress, *rest):
             if rec.start is None or rec.trainer is not trainer:  # the first epoch of each run
                 rec.trainer = trainer
                 rec.start = SimpleNamespace(
@@ -60,7 +60,7 @@ class Recorder:
                     scheduler_steps=trainer.scheduler.last_epoch, amp_dtype=trainer.amp_dtype,
                     ques_emb=trainer.model.ques_emb.weight.detach().clone(),
                     model={k: v.detach().clone() for k, v in trainer.model.state_dict().items()})
-            return original_epoch(args, trainer, progress)
+            return original_epoch(args, trainer, progress, *rest)
 
         def step_wrapper(trainer, samples):
             rec.steps_from.append(trainer.num_updates)
@@ -233,9 +233,9 @@ def test_bf16_trains_on_the_cpu(tmp_path, monkeypatch):
     dtypes = []
     original = LOOP.train_epoch
 
-    def hooked(args, trainer, progress):
+    def hooked(args, trainer, progress, *rest):
         trainer.model.head[1].register_forward_hook(lambda m, i, o: dtypes.append((m.training, o.dtype)))
-        return original(args, trainer, progress)
+        return original(args, trainer, progress, *rest)
 
     monkeypatch.setattr(LOOP, "train_epoch", hooked)
     out = train(train_args(tmp_path / "bf16", *TINY, "--max-train-rows", "8", "--bf16"))
