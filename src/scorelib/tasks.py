@@ -29,8 +29,8 @@ def subset(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """A seeded subset of ``n`` rows, balanced over prompts (``--max-train-rows``, fast mode)."""
     if n is None or n >= len(frame):
         return frame
-    logger.info("using a seeded subset of %d of %d rows (--max-train-rows/--max-eval-rows; SCORELIB_FAST sets "
-                "them); the other rows are left out of this run", n, len(frame))
+    logger.info("using a seeded subset of %d of %d rows (--max-train-rows/--max-eval-rows, which SCORELIB_FAST=1 "
+                "sets where they are not given); the other rows are left out of this run", n, len(frame))
     shuffled = frame.iloc[np.random.default_rng(seed).permutation(len(frame))]
     rank = shuffled.groupby("prompt").cumcount().to_numpy()
     return shuffled.iloc[np.argsort(rank, kind="stable")[:n]].sort_index()
