@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import assessment as S
+from .ensemble import is_cv_dir
 from .errors import DataError, MissingFileError, OptionError, ScorelibError
 from .files import atomic_write
 from .prompts import PromptTable
@@ -74,7 +75,7 @@ def locate(directory, split=None, results_path=None) -> dict:
     d = Path(directory)
     if not d.is_dir():
         raise MissingFileError(f"{d}: not a folder; name a save dir of scorelib-train or a CV dir of scorelib-cv")
-    cv = (d / "fold0").is_dir() and not any((d / f"checkpoint_{n}.pt").is_file() for n in ("best", "last"))
+    cv = is_cv_dir(d)
     split = split or ("oof" if cv else "test")
     if split == "oof" and not cv:
         raise OptionError(f"--split oof: {d} is not a cross-validation dir (scorelib-cv); use --split test or valid")
@@ -146,10 +147,6 @@ def join_columns(frame: pd.DataFrame, columns: list[str], data, key_column: str,
         raise DataError(f"{data}: column {key_column!r}: key {frame['key'][absent].iloc[0]!r} of {source} not found "
                         f"({int(absent.sum())} such keys)")
     return frame.assign(**{c: lookup.loc[frame["key"], c].to_numpy() for c in missing})
-
-
-def trait_names(table: PromptTable) -> list[str]:
-    return list(table.traits) or ["score"]
 
 
 def evaluate_frame(frame: pd.DataFrame, table: PromptTable, groups=(), second=(), bootstrap=1000, seed=1,
@@ -227,9 +224,9 @@ def make_report(directory, data=None, split=None, group_columns=(), second_score
     table = PromptTable.load(where["dir"] / "prompts.json")
     frame = load_results(where, data)
     second = list(second_score_columns)
-    if second and len(second) != len(trait_names(table)):
+    if second and len(second) != table.num_traits:
         raise OptionError(f"--second-score-column {','.join(second)}: give one column per trait "
-                          f"({', '.join(trait_names(table))}), in that order")
+                          f"({', '.join(table.scores.names)}), in that order")
     frame = join_columns(frame, list(group_columns) + second, data, key_column, where["file"])
     report = report_of(frame, table, group_columns, second, bootstrap, seed,
                        {"dir": str(where["dir"]), "results_file": str(where["file"]), "split": where["split"],
