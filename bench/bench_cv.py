@@ -139,7 +139,7 @@ def on_test(workdir: Path, test: pd.DataFrame) -> dict:
     for pid, rows in test.groupby("prompt", sort=False).indices.items():
         ctx = test["context"].iloc[rows].tolist() if "context" in test else None
         texts, pid, ctx = ens.check(test["text"].iloc[rows].tolist(), pid, ctx)
-        each[:, rows] = ens.fold_scores01(ens.dataset(texts, pid, ctx))
+        each[:, rows] = ens.models_scores01(ens.dataset(texts, pid, ctx))
     prompts, gold = test["prompt"].astype(str).to_numpy(), test["score"].to_numpy(np.float64)
 
     def metrics(pred01):

@@ -24,7 +24,7 @@ then takes ``--max-epoch E``, the most epochs of the train split that fit the bu
     python bench/bench_recipe.py --datasets mohler_sag --settings baseline,dropout0
     python bench/bench_recipe.py --table                           # the table and the wins so far, no training
     nice -n 19 python bench/bench_recipe.py --datasets demo --settings baseline,attention \\
-        --budget-minutes 1 --max-rows 64 --results /tmp/recipe.json  # smoke test
+        --budget-minutes demo=1 --max-rows 64 --results /tmp/recipe.json  # smoke test
 """
 from __future__ import annotations
 
@@ -65,8 +65,12 @@ SETTINGS = {
 CALIBRATION_UPDATES = 8
 
 
-def prepare(name: str, folder: Path, max_rows: int | None) -> tuple[list[str], pd.DataFrame]:
-    """Write the data set's train and valid tables (no test) into ``folder``; returns its flags and train frame."""
+def prepare(name: str, folder: Path, max_rows: int | None,
+            train_rows: int | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Write the data set's train and valid tables (no test) into ``folder``; returns its flags and train frame.
+
+    ``train_rows`` keeps a seeded sample of that many train rows (valid stays whole, the window unchanged): a
+    smaller study that still reads what the full one reads."""
     folder.mkdir(parents=True, exist_ok=True)
     if name == "demo":
         from scorelib.demo import DEMO_RANGES, load_demo
@@ -91,6 +95,8 @@ def prepare(name: str, folder: Path, max_rows: int | None) -> tuple[list[str], p
     if max_rows:
         parts = {k: v.sample(min(len(v), max_rows if k == "train" else max(8, max_rows // 2)), random_state=SEED)
                  for k, v in parts.items()}
+    if train_rows and train_rows < len(parts["train"]):
+        parts["train"] = parts["train"].sample(train_rows, random_state=SEED)
     for split_name, frame in parts.items():
         frame.to_csv(folder / f"{split_name}.csv", index=False)
     return flags, parts["train"]
@@ -117,7 +123,7 @@ def train(data: Path, flags: list[str], save_dir: Path) -> tuple[dict, float, di
     t0 = time.perf_counter()
     with common.LoadSampler() as load:
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=common.ROOT,
-                              env={**os.environ, "SCORELIB_FAST": "0", "PYTHONPATH": str(common.ROOT)})
+                              env={**os.environ, "SCORELIB_FAST": "0", "PYTHONPATH": str(common.ROOT / "src")})
     wall = time.perf_counter() - t0
     log = proc.stdout + proc.stderr
     if proc.returncode:
@@ -126,12 +132,13 @@ def train(data: Path, flags: list[str], save_dir: Path) -> tuple[dict, float, di
     return metrics, wall, load.summary(), log
 
 
-def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_rows: int | None) -> dict:
+def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_rows: int | None,
+                train_rows: int | None = None) -> dict:
     """Calibrate the setting's speed, train it for the epochs the budget allows, return its valid figure."""
     metric, maximize = FIGURE[name]
     with tempfile.TemporaryDirectory(prefix=f"bench_recipe_{name}_{setting}_") as tmp:
         tmp = Path(tmp)
-        flags, train_frame = prepare(name, tmp / "data", max_rows)
+        flags, train_frame = prepare(name, tmp / "data", max_rows, train_rows)
         flags = merge_flags(flags, SETTINGS[setting])
         if max_rows:
             flags = merge_flags(flags, ["--max-length", "128"])
@@ -152,7 +159,8 @@ def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_r
             "estimated_epoch_s": round(epoch_s, 1), "calibration_wall_s": round(cal_wall, 1), "wall_s": round(wall, 1),
             "train_seconds": round(float(history["seconds"].sum()), 1),
             "valid_curve": [round(float(v), 4) for v in history[curve_col]] if curve_col in history else None,
-            "loadavg_1m": load, "max_rows": max_rows, "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "loadavg_1m": load, "max_rows": max_rows, "train_rows_cap": train_rows, "train_rows": len(train_frame),
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "machine": common.machine()}
 
 
@@ -178,7 +186,7 @@ def wins(runs: dict) -> dict[str, list[str]]:
     """Per setting, the data sets where it beats ``baseline`` on valid (same budget and rows)."""
     out: dict[str, list[str]] = {}
     for run in runs.values():
-        base = runs.get(f"{run['data_set']}|baseline|{run['budget_s']:.0f}|{run['max_rows']}")
+        base = runs.get(f"{run['data_set']}|baseline|{run['budget_s']:.0f}|{run['max_rows']}|{run.get('train_rows_cap')}")
         if run["setting"] == "baseline" or base is None or run["valid"] is None or base["valid"] is None:
             continue
         better = run["valid"] > base["valid"] if run["maximize"] else run["valid"] < base["valid"]
@@ -211,10 +219,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma list of " + ", ".join(DATASETS))
     p.add_argument("--settings", default=",".join(SETTINGS), help="comma list of " + ", ".join(SETTINGS))
-    p.add_argument("--budget-minutes", type=float, help="the wall-time budget of every run (default: per data set "
+    p.add_argument("--budget-minutes", help="NAME=MINUTES,... the wall-time budget of a data set's runs (default: "
                    + ", ".join(f"{k} {v}" for k, v in BUDGET_MINUTES.items()) + ")")
     p.add_argument("--max-epochs", type=int, default=8, help="at most this many epochs, whatever the budget")
     p.add_argument("--max-rows", type=int, help="smoke test: this many train rows (half as many valid), window 128")
+    p.add_argument("--train-rows", default="", help="a smaller study: NAME=N,... keeps a seeded sample of N train "
+                   "rows of that data set (valid whole, window unchanged), e.g. clear_readability=800")
     p.add_argument("--results", default=str(common.RESULTS), help="the JSON file runs are appended to")
     p.add_argument("--redo", action="store_true", help="run again what the results file already holds")
     p.add_argument("--table", action="store_true", help="print the table of the runs so far and stop")
@@ -229,14 +239,19 @@ def main(argv=None) -> int:
         p.error(f"unknown data set(s) or setting(s): {', '.join(unknown)}")
     if any(n != "demo" for n in names) and not (common.have_shared_data() and all(x.is_file() for x in common.ELL_PARTS)):
         p.error(f"the real data sets are not at {common.SHARED_DATA} (set SCORELIB_SHARED_DATA), or use --datasets demo")
+    try:
+        train_rows = {k: int(v) for k, v in (x.split("=") for x in args.train_rows.split(",") if x)}
+    except ValueError:
+        p.error(f"--train-rows: expected NAME=N,... got {args.train_rows!r}")
+    budgets = {k: float(v) for k, v in (x.split("=") for x in (args.budget_minutes or "").split(",") if "=" in x)}
     for name in names:
-        budget_s = 60 * (args.budget_minutes or BUDGET_MINUTES[name])
+        budget_s = 60 * budgets.get(name, BUDGET_MINUTES[name])
         for setting in settings:
-            key = f"{name}|{setting}|{budget_s:.0f}|{args.max_rows}"
+            key = f"{name}|{setting}|{budget_s:.0f}|{args.max_rows}|{train_rows.get(name)}"
             if key in load_results(results)["runs"] and not args.redo:
                 print(f"{key}: measured before, skipped", flush=True)
                 continue
-            run = run_setting(name, setting, budget_s, args.max_epochs, args.max_rows)
+            run = run_setting(name, setting, budget_s, args.max_epochs, args.max_rows, train_rows.get(name))
             store(results, key, run)
             print(f"{name} / {setting}: valid {run['metric']} {run['valid']:.4f} after {run['epochs']} epoch(s), "
                   f"{run['wall_s']:.0f} s", flush=True)

@@ -158,6 +158,20 @@ def test_scorer_and_eval_cli_use_the_blend(stacked_run, tmp_path):
         assert np.allclose(again[col], first[col], atol=1e-6), col
 
 
+def test_score_output_carries_the_stack_parts(stacked_run, tmp_path):
+    from scorelib.cli import score_cli
+
+    save_dir = stacked_run["save_dir"]
+    first = pd.read_csv(save_dir / "results" / "result-checkpoint_best-valid.csv", dtype={"key": str})
+    first[["key", "prompt", "text"]].to_csv(tmp_path / "in.csv", index=False)
+    assert score_cli([str(save_dir), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"),
+                      "--cpu"]) == 0
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"key": str})
+    assert list(out.columns) == ["key", "prompt", "text", "pred", "pred_rounded", "pred_encoder", "pred_stack"]
+    for col in ("pred", "pred_rounded", "pred_encoder", "pred_stack"):  # the same figures as the run's result file
+        assert np.allclose(out[col], first[col], atol=1e-6), col
+
+
 def test_scorelib_load_refuses_a_planted_pickle(stacked_run, tmp_path, capsys):
     import scorelib
     from scorelib.cli import score_cli

@@ -154,19 +154,19 @@ def score_texts(args) -> None:
 def score_table(scorer, args) -> pd.DataFrame:
     """Score every row of ``--input`` into ``--output`` (same rows and order, plus pred columns)."""
     raw, frame = read_input(scorer, args)  # the training run's column names unless flags name others
-    pred = np.full((len(frame), scorer.table.num_traits), np.nan)
-    spread = np.full_like(pred, np.nan)
+    values: dict[str, np.ndarray] = {}  # pred, spread (and a stack's parts), each (N, K), filled prompt by prompt
     for pid in pd.unique(frame["prompt"]):
         rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
         ctx = frame["context"].iloc[rows].tolist() if frame["context"].notna().all() else args.context
         try:
-            scores, spreads = scorer.score(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx,
-                                           return_spread=True)
+            got = scorer.predict(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx)
         except ScorelibError as e:
             raise type(e)(f"{args.input}: rows {', '.join(map(str, frame['_row'].iloc[rows[:5]]))}"
                           f"{' ...' if len(rows) > 5 else ''}: {e}") from None
-        pred[rows], spread[rows] = np.reshape(scores, (len(rows), -1)), np.reshape(spreads, (len(rows), -1))
-    out = raw.drop(columns="_row").assign(**scorer.output_columns(pred, spread, frame["prompt"]))
+        for key, x in got.items():
+            values.setdefault(key, np.full((len(frame), scorer.table.num_traits), np.nan))[rows] = \
+                np.reshape(x, (len(rows), -1))
+    out = raw.drop(columns="_row").assign(**scorer.output_columns(values, frame["prompt"]))
     output = Path(args.output)
     write_table(out, output, option="--output", sheet="scores")  # by extension; text cells; atomic
     print(f"scored {len(out)} rows into {output}", file=sys.stderr)

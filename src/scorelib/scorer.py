@@ -1,12 +1,11 @@
 """``scorelib.load(save_dir)``: a trained scorer for new texts (used by the widget and the CLI).
 
-Mirrors fairseq's hub interface (``fairseq/hub_utils.py``: ``from_pretrained`` returning an
-object with ``predict``), reading only the save dir: checkpoint, tokenizer, encoder config.
-Every text goes through one check (:meth:`Scorer.check`) and one predict loop
-(:func:`scorelib.inference.predict`). A fold ensemble of ``scorelib-cv`` is a :class:`Scorer` of
-several models (fairseq averages checkpoints the same way with ``--path a.pt:b.pt``): the same
-methods and return shapes, their outputs in [0, 1] averaged, and their spread an extra that
-every scorer can return (zero for one model).
+Mirrors fairseq's hub interface (``fairseq/hub_utils.py``: ``from_pretrained`` returning an object with
+``predict``), reading only the save dir: checkpoint, tokenizer, encoder config. Every text goes through one check
+(:meth:`Scorer.check`) and one predict loop (:func:`scorelib.inference.predict`). A fold ensemble of ``scorelib-cv``
+is a :class:`Scorer` of several models (fairseq averages checkpoints the same way with ``--path a.pt:b.pt``): the
+same methods and return shapes, their outputs in [0, 1] averaged, and their spread an extra that every scorer can
+return (zero for one model).
 """
 from __future__ import annotations
 
@@ -161,8 +160,6 @@ class Scorer:
         encoder = np.stack([run(m) for m in self.models])
         return {"encoder": encoder} if self.stack is None else self.stack.parts01(ds.texts, encoder)
 
-    fold_scores01 = models_scores01  # the name bench/bench_cv.py knows
-
     def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
         """Scores in [0, 1] for every row of a dataset (the models' mean): (N,), or (N, K) for K traits."""
         return self.models_scores01(ds, bf16, max_tokens).mean(axis=0)
@@ -188,14 +185,24 @@ class Scorer:
         texts = [texts] if single else list(texts)
         if not texts:
             raise InputError("texts: an empty list; pass at least one text to score")
-        texts, prompt, contexts = self.check(texts, prompt, contexts)
-        each = self.models_scores01(self.dataset(texts, prompt, contexts))  # (M, N) or (M, N, K)
-        prompts = [prompt] * len(texts)
-        scores = self.table.unscale(each.mean(axis=0), prompts)
-        spread = self.table.unscale(each.std(axis=0), prompts) - self.table.unscale(np.zeros_like(each[0]), prompts)
+        out = self.predict(texts, prompt, contexts)
+        scores, spread = out["pred"], out["spread"]
         if single:
             scores, spread = (self.table.scores.pack(map(float, np.ravel(x[0]))) for x in (scores, spread))
         return (scores, spread) if return_spread else scores
+
+    def predict(self, texts: list, prompt=None, contexts=None) -> dict[str, np.ndarray]:
+        """:meth:`score`'s figures for a list of texts, on the prompt's scale, each (N,) or (N, K): ``"pred"`` (the
+        score used), ``"spread"``, and for a ``--stack tfidf`` scorer its parts ``"encoder"`` and ``"stack"``."""
+        texts, prompt, contexts = self.check(texts, prompt, contexts)
+        parts = self.models_parts01(self.dataset(texts, prompt, contexts))  # each (M, N) or (M, N, K)
+        each, prompts = parts.get("blend", parts["encoder"]), [prompt] * len(texts)
+        zero = self.table.unscale(np.zeros_like(each[0]), prompts)
+        out = {"pred": self.table.unscale(each.mean(axis=0), prompts),
+               "spread": self.table.unscale(each.std(axis=0), prompts) - zero}
+        if "blend" in parts:
+            out.update({k: self.table.unscale(parts[k].mean(axis=0), prompts) for k in ("encoder", "stack")})
+        return out
 
     def round(self, scores, prompt) -> np.ndarray:
         """Round scores to the prompt's step (or fitted cut-points), clipped to its range: (N,), or (N, K) with traits."""
@@ -216,23 +223,21 @@ class Scorer:
         records = [score_record(view, v, prompt, **x) for view, v, x in zip(self.table.views.values(), values, extra)]
         return self.table.scores.pack(records, lambda each: {"prompt": str(prompt), "traits": each})
 
-    def output_columns(self, pred, spread, prompts) -> dict[str, np.ndarray]:
+    def output_columns(self, values: dict, prompts) -> dict[str, np.ndarray]:
         """The columns ``scorelib-score --input`` adds to a table: ``pred``, ``pred_rounded`` (per trait:
-        ``pred_{t}``, ``pred_rounded_{t}``), and for a scorer of several models ``spread`` (``spread_{t}``).
+        ``pred_{t}``, ``pred_rounded_{t}``), for a scorer of several models ``spread`` (``spread_{t}``), and for a
+        ``--stack tfidf`` scorer its parts ``pred_encoder`` and ``pred_stack`` (``pred`` is their blend).
 
         Args:
-            pred, spread (array-like, shape (N,) or (N, K)): scores and spreads on the prompts' scales.
+            values (dict): :meth:`predict`'s arrays for every row, (N,) or (N, K) on the prompts' scales.
             prompts (Sequence[str]): prompt id per row.
         """
         k, names = self.table.num_traits, self.table.scores
-        pred, spread = (np.reshape(np.asarray(x, dtype=np.float64), (-1, k)) for x in (pred, spread))
-        rounded = self.table.round(pred, list(prompts))
-        cols = {}
-        for i, (p, r) in enumerate(zip(names.suffixed("pred"), names.suffixed("pred_rounded"))):
-            cols[p], cols[r] = pred[:, i], rounded[:, i]
-        if self.num_models > 1:
-            cols.update(zip(names.suffixed("spread"), spread.T))
-        return cols
+        values = {key: np.reshape(np.asarray(x, dtype=np.float64), (-1, k)) for key, x in values.items()}
+        named = {"pred": values["pred"], "pred_rounded": self.table.round(values["pred"], list(prompts))}
+        named.update({f"pred_{part}": values[part] for part in ("encoder", "stack") if part in values})
+        cols = {names.suffixed(base)[i]: x[:, i] for i in range(k) for base, x in named.items()}  # trait by trait
+        return {**cols, **dict(zip(names.suffixed("spread"), values["spread"].T))} if self.num_models > 1 else cols
 
 
 def score_record(table: PromptTable, score: float, prompt, **extra) -> dict:
