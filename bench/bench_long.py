@@ -15,6 +15,8 @@ truncate: training tokens/s (every window's tokens) and seconds per epoch (the s
     python bench/bench_long.py --modes head-tail    # one mode per sitting; kept beside the modes measured before
     python bench/bench_long.py --quick              # smoke run: 2 traits, 32 train rows, 1 epoch, nothing saved
     python bench/bench_long.py --modes chunks --traits cohesion -- --max-epoch 2
+    python bench/bench_long.py --modes head-tail --stack   # with --stack tfidf: stored as "head-tail+stack", with
+                                                           # the encoder's and the stack's own test RMSEs beside the blend
 """
 from __future__ import annotations
 
@@ -105,8 +107,12 @@ def train_one(parts, traits: list[str], mode: str, flags: list[str], workdir: Pa
     if proc.returncode:
         raise RuntimeError(f"scorelib-train failed (rc {proc.returncode}):\n{log[-3000:]}")
     test = json.loads((workdir / "ckpt" / "results" / "metrics-checkpoint_best-test.json").read_text())
-    per_trait = ({t: test["traits"][t]["overall"]["rmse"] for t in traits} if "traits" in test
-                 else {traits[0]: test["overall"]["rmse"]})
+    def per_trait_rmse(m: dict) -> dict:
+        return {t: m["traits"][t]["overall"]["rmse"] for t in traits} if "traits" in m else {traits[0]: m["overall"]["rmse"]}
+
+    per_trait = per_trait_rmse(test)
+    parts = {part: {"rmse": per_trait_rmse(test[part]), "mcrmse": float(np.mean(list(per_trait_rmse(test[part]).values())))}
+             for part in ("encoder", "stack") if part in test}  # --stack tfidf: the blend's two parts on test
     history = pd.read_csv(workdir / "ckpt" / "history.csv")
     long_line = next((line.split("| ")[-1] for line in log.splitlines() if "train:" in line and "--max-length" in line),
                      "")
@@ -116,21 +122,25 @@ def train_one(parts, traits: list[str], mode: str, flags: list[str], workdir: Pa
     return {"rmse": per_trait, "wall_s": round(wall, 1), "train_seconds": float(history["seconds"].sum()),
             "seconds_per_epoch": float(history["seconds"].median()),
             "tokens_per_s": float(history["tokens_per_s"].median()), "train_log": long_line,
-            "valid_curve": curve, "loadavg_1m": load.summary()}
+            "valid_curve": curve, "loadavg_1m": load.summary(),
+            **({"parts": parts, "blend_weight": test.get("blend_weight")} if parts else {})}
 
 
 def bench(parts, traits, modes, flags) -> dict:
     out = {"modes": {}}
+    stacked = "--stack" in flags
     for mode in modes:
         with tempfile.TemporaryDirectory(prefix=f"bench_long_{mode}_") as tmp:
             run = train_one(parts, traits, mode, flags, Path(tmp))
         mcrmse = float(np.mean(list(run["rmse"].values())))
         print(f"{mode}: test MCRMSE {mcrmse:.4f} ({run['wall_s']} s)", flush=True)
-        out["modes"][mode] = {"rmse": run["rmse"], "mcrmse": mcrmse, "wall_s": run["wall_s"],
+        out["modes"][mode + ("+stack" if stacked else "")] = {
+                              "rmse": run["rmse"], "mcrmse": mcrmse, "wall_s": run["wall_s"],
                               "seconds_per_epoch": run["seconds_per_epoch"], "tokens_per_s": run["tokens_per_s"],
                               "load_log": run["train_log"], "valid_curve": run["valid_curve"],
                               "loadavg_1m": run["loadavg_1m"], "measured": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                              "flags": flags, "epochs": len(run["valid_curve"])}
+                              "flags": flags, "epochs": len(run["valid_curve"]),
+                              **{k: run[k] for k in ("parts", "blend_weight") if k in run}}
     return out
 
 
@@ -152,11 +162,14 @@ def compare(out: dict) -> dict:
 def merge_modes(result: dict, before: dict | None) -> dict:
     """One mode per sitting: keep the modes measured before on the same split, traits and flags."""
     same = before and all(before.get(k) == result[k] for k in ("data", "split_seed", "rows", "traits", "quick"))
+    if same:  # the baselines' figures are the same rows'; flags may differ by mode (each mode keeps its own)
+        result["flags_by_mode"] = {**before.get("flags_by_mode", {}), **{m: r["flags"] for m, r in result["modes"].items()}}
     if before and not same:
         print("bench/results.json's long_text entry was measured on other rows or traits: replaced")
     if same:
         result["modes"] = {**before.get("modes", {}), **result["modes"]}
-        result["modes"] = {k: result["modes"][k] for k in MODES if k in result["modes"]}
+        order = [m + s for m in MODES for s in ("", "+stack")]
+        result["modes"] = {k: result["modes"][k] for k in order if k in result["modes"]}
     return compare(result)
 
 
@@ -169,13 +182,14 @@ def main(argv=None) -> int:
     p.add_argument("--traits", help=f"comma list (default: all six: {','.join(TRAITS)})")
     p.add_argument("--modes", default=",".join(MODES), help="comma list of --long-text modes")
     p.add_argument("--no-save", action="store_true", help="print only; leave bench/results.json alone")
+    p.add_argument("--stack", action="store_true", help="train with --stack tfidf (the mode is stored as MODE+stack)")
     opts = p.parse_args(argv)
     if not all(path.is_file() for path in common.ELL_PARTS):
         print(f"skipped: Feedback Prize ELL not found under {common.SHARED_DATA} (set SCORELIB_SHARED_DATA)")
         return 0
     traits = opts.traits.split(",") if opts.traits else (QUICK["traits"] if opts.quick else TRAITS)
     modes = opts.modes.split(",")
-    flags = merge_flags(FLAGS, QUICK["flags"] if opts.quick else [], extra)
+    flags = merge_flags(FLAGS, QUICK["flags"] if opts.quick else [], ["--stack", "tfidf"] if opts.stack else [], extra)
     parts = prepare(opts.quick)
     t0 = time.perf_counter()
     result = {"method": common.METHOD, "data": "feedback_prize_ell", "split_seed": SEED,
@@ -188,6 +202,8 @@ def main(argv=None) -> int:
             for name in ("train_mean", "tfidf_ridge")]
     rows += [{"model": f"scorelib {mode}", "MCRMSE": r["mcrmse"], **r["rmse"], "wall_s": r["wall_s"],
               "tok/s": r["tokens_per_s"]} for mode, r in result["modes"].items()]
+    rows += [{"model": f"  {mode}: {part} alone", "MCRMSE": p["mcrmse"], **p["rmse"]}
+             for mode, r in result["modes"].items() for part, p in r.get("parts", {}).items()]
     common.print_table(rows, ["model", "MCRMSE", *traits, "wall_s", "tok/s"],
                        f"Feedback Prize ELL, test RMSE per trait ({result['rows']})")
     for mode, r in result["modes"].items():

@@ -170,7 +170,11 @@ def run_scorelib(name: str, parts, flags, workdir: Path, extra: list[str]) -> di
     curve = history[f"valid_{metric}"].to_numpy(dtype=float)
     # the epoch checkpoint_best holds: the first strict best on valid, as scorelib.train.Progress.is_better keeps it
     best = int(history["epoch"].iloc[int(np.argmax(curve) if MAXIMIZE[metric] else np.argmin(curve))])
+    on_file = json.loads((results / "metrics-checkpoint_best-test.json").read_text())
+    parts = {part: {m: on_file[part]["overall"][m] for m in ("pearson", "rmse")}
+             for part in ("encoder", "stack") if part in on_file}  # --stack tfidf: the blend's parts on test
     return {"pearson": test["pearson"], "rmse": test["rmse"], "qwk": test.get("qwk"),
+            **({"parts": parts, "blend_weight": on_file.get("blend_weight")} if parts else {}),
             "valid_pearson": valid["pearson"], "valid_rmse": valid["rmse"], "wall_s": round(seconds, 1),
             "epoch_budget": int(flag_value(cmd, "--max-epoch")), "epochs": int(history["epoch"].max()),
             "best_epoch": best, "picked_on": f"valid {metric} (checkpoint_best)",
@@ -221,6 +225,7 @@ def bench(name: str, extra: list[str], keep: bool = False, quick: bool = False) 
               "rmse_ratio_vs_tfidf": ours["rmse"] / baseline["rmse"], **check_goals(name, ours),
               "machine": common.machine()}
     common.print_table([{"model": "scorelib", **{k: ours[k] for k in ("pearson", "rmse")}, "wall_s": ours["wall_s"]},
+                        *[{"model": f"  its {part} alone", **v} for part, v in ours.get("parts", {}).items()],
                         {"model": "TF-IDF + ridge", **{k: baseline[k] for k in ("pearson", "rmse")}}],
                        ["model", "pearson", "rmse", "wall_s"], f"quality: {name} (test, n={baseline['n_test']})")
     print(f"scorelib: checkpoint_best = epoch {ours['best_epoch']} of {ours['epochs']} (budget "
@@ -234,6 +239,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=["mohler_sag", "clear_readability"], action="append")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (data, checkpoints, log)")
     p.add_argument("--quick", action="store_true", help="a smoke run: few rows, 1 epoch (results not saved)")
+    p.add_argument("--stack", action="store_true", help="train with --stack tfidf; stored as quality_{name}_stack, "
+                   "with the encoder's and the stack's own test figures beside the blend")
     p.add_argument("--baseline-only", action="store_true",
                    help="only TF-IDF + ridge (seconds); stored with a note that scorelib was not run")
     p.add_argument("extra", nargs="*", help="scorelib-train flags after --, overriding the defaults (e.g. -- "
@@ -256,16 +263,17 @@ def main(argv=None) -> int:
                 "scorelib": None, "tfidf_ridge": base, "note": "scorelib not run (--baseline-only)",
                 "machine": common.machine()})
             continue
-        extra = ["--max-epoch", str(EPOCH_BUDGET[name]), *args.extra]  # merged: a flag given after -- wins
+        extra = ["--max-epoch", str(EPOCH_BUDGET[name]), *(["--stack", "tfidf"] if args.stack else []),
+                 *args.extra]  # merged: a flag given after -- wins
         if args.quick:
             extra += ["--max-train-rows", str(QUICK_ROWS["train"]), "--max-eval-rows", str(QUICK_ROWS["valid"]),
                       "--max-epoch", "1"]
         result = bench(name, extra, keep=args.keep, quick=args.quick)
         result["bench_command"] = "python bench/bench_quality.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        result["reproduced_by_make_bench"] = not args.extra and not args.quick
+        result["reproduced_by_make_bench"] = not args.extra and not args.quick and not args.stack
         print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
         if not args.quick:
-            common.save_result(f"quality_{name}", result)
+            common.save_result(f"quality_{name}" + ("_stack" if args.stack else ""), result)
     return 0
 
 
