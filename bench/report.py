@@ -126,10 +126,13 @@ def render(data: dict) -> str:
                 f"of bare (goal >= 90%: {yes(b['goal_ratio_ge_0.9'])}).", "",
                 f"Machine: {machine_line(s['machine'], s.get('threads'))}. Load during the runs: "
                 f"{', '.join(map(str, s['loadavg_1m_during']))}. Command: `{s['command'].strip()}`", ""]
-    for name, goal in (("mohler_sag", "Pearson >= 0.70, RMSE <= 0.80"), ("clear_readability", "RMSE <= 0.55")):
-        q = data.get(f"quality_{name}")
+    for name, goal, key in [(n, g, f"quality_{n}{suffix}") for n, g in (("mohler_sag", "Pearson >= 0.70, RMSE <= 0.80"),
+                            ("clear_readability", "RMSE <= 0.55")) for suffix in ("", "_stack")]:
+        q = data.get(key)
         if not q:
             continue
+        if key.endswith("_stack"):
+            name = f"{name} with `--stack tfidf`"
         o, base = q["scorelib"], q["tfidf_ridge"]
         if o is None:
             out += [f"### Quality: {name}", "", f"Split: {q['split']}.", "",
@@ -150,6 +153,8 @@ def render(data: dict) -> str:
         out += [f"### Quality: {name}", "", *stale(q), f"Split: {q['split']}.", "",
                 "| model | test Pearson | test RMSE | wall time |", "|---|---:|---:|---:|",
                 f"| {ours} | {o['pearson']:.3f} | {o['rmse']:.3f} | {o['wall_s'] / 60:.1f} min |",
+                *[f"| its {part} alone (blend weight on the encoder {fmt_weight(o)}) | {v['pearson']:.3f} | "
+                  f"{v['rmse']:.3f} | |" for part, v in o.get("parts", {}).items()],
                 f"| {theirs} | {base['pearson']:.3f} | {base['rmse']:.3f} | |", ""]
         if curve:
             out += [f"Valid curve ({o['picked_on'].split(' (')[0]} per epoch): "
@@ -160,6 +165,7 @@ def render(data: dict) -> str:
     for name in ("mohler_sag", "clear_readability", "demo"):
         out += render_cv(name, data.get(f"cv_{name}"))
     out += render_long(data.get("long_text"))
+    out += render_recipe(data.get("recipe"))
     q = data.get("time_to_quality")
     if q:
         out += ["### Time to quality: mohler_sag (valid Pearson; training + per-epoch validation)", "", *stale(q),
@@ -227,6 +233,10 @@ def render_long(r: dict | None) -> list[str]:
         out.append(f"| scorelib `{mode}` | {m.get('epochs', '')} | **{m['mcrmse']:.3f}** | " + " | ".join(f"{m['rmse'][t]:.3f}" for t in traits)
                    + f" | {m['wall_s'] / 60:.1f} min | {m['tokens_per_s']:,.0f} | "
                    f"{load.get('mean', 'n/a')} / {load.get('max', 'n/a')} |")
+    for mode, m in r["modes"].items():
+        for part, v in m.get("parts", {}).items():
+            out.append(f"| `{mode}`: its {part} alone (encoder weight {fmt_weight(m)}) | | {v['mcrmse']:.3f} | "
+                       + " | ".join(f"{v['rmse'][t]:.3f}" for t in traits) + " | | | |")
     out.append("")
     for mode, m in r["modes"].items():
         curve = ", ".join(f"epoch {e['epoch']}: {next(v for k, v in e.items() if k.startswith('valid_')):.3f} @ "
@@ -246,6 +256,29 @@ def render_long(r: dict | None) -> list[str]:
                     f"{','.join(missing)}` adds them beside these)."]
     out += ["", f"Machine: {machine_line(r['machine'])}.", ""]
     return out
+
+
+def fmt_weight(run: dict) -> str:
+    """A stacked run's blend weights on the encoder, per score: '0.62' or 'cohesion 0.6, syntax 0.5, ...'."""
+    w = run.get("blend_weight") or {}
+    return ", ".join(f"{v:.2f}" if len(w) == 1 else f"{k} {v:.2f}" for k, v in w.items()) or "n/a"
+
+
+def render_recipe(r: dict | None) -> list[str]:
+    """The regression recipe study (bench_recipe.py): data set x setting -> valid figure, and the wins."""
+    if not r or not r.get("runs"):
+        return []
+    from bench_recipe import table
+
+    runs = r["runs"]
+    loads = [x["loadavg_1m"].get("mean") for x in runs.values() if x.get("loadavg_1m")]
+    sizes = {x["data_set"]: (x["budget_s"] / 60, x.get("train_rows")) for x in runs.values()}
+    return ["### Regression recipe study (valid splits only; `bench/bench_recipe.py`)", "",
+            "Each cell: checkpoint_best's valid figure after the epochs that the data set's wall-time budget allowed "
+            "with that setting (calibrated per setting), then the epochs and the run's wall time. Budgets and train "
+            "rows: " + "; ".join(f"{n} {b:g} min, {t} rows" for n, (b, t) in sizes.items()) + ".", "",
+            table(runs), "", f"1-minute load during the runs: {min(loads):.2f}-{max(loads):.2f} (mean of each run's "
+            f"samples). Machine: {machine_line(next(iter(runs.values()))['machine'])}.", ""]
 
 
 def render_cv(name: str, c: dict | None) -> list[str]:
