@@ -15,10 +15,19 @@ Data sets (read from ``../shared/data``, prepared tables in a temporary folder, 
 
 Settings (each against ``baseline``, today's defaults): encoder dropout 0 vs the config's (``dropout0``),
 ``--layer-lr-decay`` (``lld``), ``--head-lr`` (``head_lr``), ``--reinit-layers`` (``reinit``), pooling ``cls`` and
-``attention`` (``mean`` is the baseline), and all of the first four together (``recipe``). Epochs: a calibration run
-of each setting (``--max-update`` a few updates) measures its training tokens/s and validation time; the study run
-then takes ``--max-epoch E``, the most epochs of the train split that fit the budget (at least 1, at most
-``--max-epochs``), so a faster setting (dropout 0) gets more epochs, as it would for a user with that budget.
+``attention`` (``mean`` is the baseline), and all of the first four together (``recipe``). Every run starts from
+:data:`REFERENCE`, the defaults the study started from written out, so a default the study changed does not leak into
+later runs. Epochs: a calibration run (``--max-update`` a few updates) measures training tokens/s and validation time;
+the study run then takes ``--max-epoch E``, the most epochs of the train split that fit the budget (at least 1, at
+most ``--max-epochs``). The baseline and the settings that change a step's cost (:data:`OWN_SPEED`: dropout off)
+calibrate themselves, so a faster setting gets more epochs, as it would for a user with that budget; the others take
+the baseline's epochs (their step costs the same; their own calibration would only add timing noise).
+
+Run it alone: a calibration taken while something else runs gives a setting fewer epochs. A smaller study that
+fits one sitting (about 9 minutes a setting, 2 cores):
+
+    python bench/bench_recipe.py --datasets demo,mohler_sag,clear_readability \
+        --budget-minutes demo=1.5,mohler_sag=3,clear_readability=5 --train-rows clear_readability=800
 
     python bench/bench_recipe.py                                   # the whole study (many hours on 2 CPU cores)
     python bench/bench_recipe.py --datasets mohler_sag --settings baseline,dropout0
@@ -63,6 +72,13 @@ SETTINGS = {
     "recipe": ["--encoder-dropout", "0", "--layer-lr-decay", "0.8", "--head-lr", "5e-4", "--reinit-layers", "1"],
 }
 CALIBRATION_UPDATES = 8
+# the study's reference: the defaults it started from, written out, so that a default the study changes (--head-lr
+# 5e-4 since this study) does not leak into the runs of later sittings; each setting's flags override these
+REFERENCE = ["--head-lr", "8e-5", "--lr", "8e-5", "--layer-lr-decay", "1", "--reinit-layers", "0", "--pooling", "mean"]
+# settings that change a step's cost (dropout off is faster) get their own calibration; the others train for the
+# epochs the baseline's calibration allowed (their cost is the baseline's: a calibration of their own would only
+# add timing noise, and at a budget near an epoch boundary that noise alone gives one setting an extra epoch)
+OWN_SPEED = {"dropout0", "recipe"}
 
 
 def prepare(name: str, folder: Path, max_rows: int | None,
@@ -133,28 +149,34 @@ def train(data: Path, flags: list[str], save_dir: Path) -> tuple[dict, float, di
 
 
 def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_rows: int | None,
-                train_rows: int | None = None) -> dict:
+                train_rows: int | None = None, baseline: dict | None = None, same_epochs: bool = False) -> dict:
     """Calibrate the setting's speed, train it for the epochs the budget allows, return its valid figure."""
     metric, maximize = FIGURE[name]
     with tempfile.TemporaryDirectory(prefix=f"bench_recipe_{name}_{setting}_") as tmp:
         tmp = Path(tmp)
         flags, train_frame = prepare(name, tmp / "data", max_rows, train_rows)
-        flags = merge_flags(flags, SETTINGS[setting])
+        flags = merge_flags(flags, REFERENCE, SETTINGS[setting])
         if max_rows:
             flags = merge_flags(flags, ["--max-length", "128"])
         max_length = int(flags[flags.index("--max-length") + 1]) if "--max-length" in flags else 512
-        _, cal_wall, _, _ = train(tmp / "data", merge_flags(flags, ["--max-update", str(CALIBRATION_UPDATES),
-                                                                   "--max-epoch", "1"]), tmp / "calibration")
-        row = pd.read_csv(tmp / "calibration" / "history.csv").iloc[-1]
-        epoch_s = epoch_tokens(train_frame, max_length) / float(row["tokens_per_s"]) + float(row["valid_seconds"])
-        epochs = int(min(max_epochs, max(1, budget_s // epoch_s)))
-        print(f"{name} / {setting}: {row['tokens_per_s']:.0f} tokens/s, about {epoch_s:.0f} s an epoch: "
-              f"{epochs} epoch(s) in {budget_s / 60:.0f} min", flush=True)
+        if (setting in OWN_SPEED and not same_epochs) or baseline is None:
+            _, cal_wall, _, _ = train(tmp / "data", merge_flags(flags, ["--max-update", str(CALIBRATION_UPDATES),
+                                                                       "--max-epoch", "1"]), tmp / "calibration")
+            row = pd.read_csv(tmp / "calibration" / "history.csv").iloc[-1]
+            epoch_s = epoch_tokens(train_frame, max_length) / float(row["tokens_per_s"]) + float(row["valid_seconds"])
+            epochs = int(min(max_epochs, max(1, budget_s // epoch_s)))
+            print(f"{name} / {setting}: {row['tokens_per_s']:.0f} tokens/s, about {epoch_s:.0f} s an epoch: "
+                  f"{epochs} epoch(s) in {budget_s / 60:.0f} min", flush=True)
+        else:
+            cal_wall, epoch_s, epochs = 0.0, baseline["estimated_epoch_s"], baseline["epochs"]
+            print(f"{name} / {setting}: the baseline's {epochs} epoch(s) (a step costs what the baseline's does)",
+                  flush=True)
         metrics, wall, load, _ = train(tmp / "data", merge_flags(flags, ["--max-epoch", str(epochs)]), tmp / "run")
         history = pd.read_csv(tmp / "run" / "history.csv")
     figure = metrics["overall"][metric]
     curve_col = f"valid_{metric}"
-    return {"data_set": name, "setting": setting, "flags": SETTINGS[setting], "metric": metric,
+    return {"data_set": name, "setting": setting, "flags": SETTINGS[setting], "reference": REFERENCE,
+            "epochs_from": "own calibration" if cal_wall else "the baseline's calibration", "metric": metric,
             "maximize": maximize, "valid": figure, "epochs": epochs, "budget_s": budget_s,
             "estimated_epoch_s": round(epoch_s, 1), "calibration_wall_s": round(cal_wall, 1), "wall_s": round(wall, 1),
             "train_seconds": round(float(history["seconds"].sum()), 1),
@@ -225,6 +247,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-rows", type=int, help="smoke test: this many train rows (half as many valid), window 128")
     p.add_argument("--train-rows", default="", help="a smaller study: NAME=N,... keeps a seeded sample of N train "
                    "rows of that data set (valid whole, window unchanged), e.g. clear_readability=800")
+    p.add_argument("--same-epochs", action="store_true", help="every setting takes the baseline's epochs, the "
+                   "faster ones too (a comparison at equal epochs that any load leaves unchanged; it does not count "
+                   "a faster setting's extra epochs)")
     p.add_argument("--results", default=str(common.RESULTS), help="the JSON file runs are appended to")
     p.add_argument("--redo", action="store_true", help="run again what the results file already holds")
     p.add_argument("--table", action="store_true", help="print the table of the runs so far and stop")
@@ -251,7 +276,9 @@ def main(argv=None) -> int:
             if key in load_results(results)["runs"] and not args.redo:
                 print(f"{key}: measured before, skipped", flush=True)
                 continue
-            run = run_setting(name, setting, budget_s, args.max_epochs, args.max_rows, train_rows.get(name))
+            base = load_results(results)["runs"].get(key.replace(f"|{setting}|", "|baseline|"))
+            run = run_setting(name, setting, budget_s, args.max_epochs, args.max_rows, train_rows.get(name),
+                              None if setting == "baseline" else base, args.same_epochs)
             store(results, key, run)
             print(f"{name} / {setting}: valid {run['metric']} {run['valid']:.4f} after {run['epochs']} epoch(s), "
                   f"{run['wall_s']:.0f} s", flush=True)

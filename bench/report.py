@@ -278,7 +278,13 @@ def render_recipe(r: dict | None) -> list[str]:
             "with that setting (calibrated per setting), then the epochs and the run's wall time. Budgets and train "
             "rows: " + "; ".join(f"{n} {b:g} min, {t} rows" for n, (b, t) in sizes.items()) + ".", "",
             table(runs), "", f"1-minute load during the runs: {min(loads):.2f}-{max(loads):.2f} (mean of each run's "
-            f"samples). Machine: {machine_line(next(iter(runs.values()))['machine'])}.", ""]
+            f"samples; runs that take the baseline's epochs give the same figure at any load, only their wall time "
+            f"grows). Machine: {machine_line(next(iter(runs.values()))['machine'])}.", "",
+            "Each figure is one seed; margins of a few thousandths are within what another seed would move. The "
+            "study's first sitting was discarded in part and re-run: runs taken beside other work calibrated slower "
+            "and got an epoch less (Mohler's 3-minute budget sits near the 3/4-epoch boundary), and runs started after "
+            "`--head-lr`'s default changed in the working tree trained with it; hence `REFERENCE` (every run spells "
+            "out the study's starting defaults) and the baseline's epochs for the settings that cost what it costs.", ""]
 
 
 def render_cv(name: str, c: dict | None) -> list[str]:

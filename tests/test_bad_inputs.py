@@ -309,6 +309,8 @@ CASES = [
          Refuse(("cannot resume with --long-text giving chunks", "trained with truncate"))),
     Case("resume with another --score-range", resume_case("--score-range", "0", "10"),
          Refuse(("cannot resume with --score-range / --score-ranges giving {", "[0.0, 10.0]"))),
+    Case("resume with another --head-lr", resume_case("--head-lr", "1e-3"),
+         Refuse(("cannot resume with --head-lr giving 0.001", "trained with 0.0005"))),
     Case("resume with another encoder", resume_case("--model-name-or-path", tiny_encoder),
          Refuse(("cannot resume with --model-name-or-path giving", "tiny", "trained with None"))),
     Case("score() of a mapping", lambda tmp, ctx: (("score", {"a": "some text"}), None),

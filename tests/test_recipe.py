@@ -34,10 +34,23 @@ def lr_of(trainer) -> dict[str, float]:
     return {name: by_id[id(p)] for name, p in trainer.model.named_parameters()}
 
 
-def test_default_groups_are_todays_two(tmp_path):
-    """Defaults: the groups before these options (decay, then no decay, same parameters in the same order, all at
-    --lr), so training is unchanged."""
-    trainer = trainer_of(tmp_path)
+def test_default_trains_the_head_at_head_lr_and_the_encoder_at_lr(tmp_path):
+    """The default (issue 20's study): the encoder at --lr, everything above it at --head-lr's 5e-4."""
+    from scorelib.model import HEAD_LR as DEFAULT_HEAD_LR
+
+    trainer = trainer_of(tmp_path / "default")
+    assert trainer.args.head_lr == DEFAULT_HEAD_LR == 5e-4 and trainer.args.lr != DEFAULT_HEAD_LR
+    rates = lr_of(trainer)
+    assert {r for n, r in rates.items() if n.startswith("encoder.")} == {trainer.args.lr}
+    assert {r for n, r in rates.items() if not n.startswith("encoder.")} == {DEFAULT_HEAD_LR}
+    assert {"ques_emb.weight", trainer.model.output_layer_name + ".weight"} <= {
+        n for n, r in rates.items() if r == DEFAULT_HEAD_LR}
+
+
+def test_head_lr_equal_to_lr_gives_the_two_groups_of_earlier_releases(tmp_path):
+    """``--head-lr`` = ``--lr``: the groups before these options (decay, then no decay, same parameters in the same
+    order, all at --lr), so such a run trains as earlier releases did."""
+    trainer = trainer_of(tmp_path, "--head-lr", "8e-5", "--lr", "8e-5")
     decay, no_decay = [], []  # the construction of main before the recipe options
     for name, p in trainer.model.named_parameters():
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "ques_emb" in name else decay).append(p)
@@ -188,3 +201,26 @@ def test_without_stack_flag_nothing_changes(recipe_run):
     assert list(frame.columns) == COLUMNS
     assert not {"encoder", "stack", "blend_weight"} & set(recipe_run["metrics"]["valid"])
     assert scorelib.load(save_dir, device="cpu").stack is None
+
+
+def test_a_run_from_before_the_head_lr_default_resumes_only_at_its_own_rate(tmp_path):
+    """A checkpoint saved before --head-lr existed (no head_lr in its cfg) trained its head at --lr: resuming it
+    under the new default is refused in one line naming --head-lr, and with --head-lr at its --lr it resumes into
+    the optimizer's two groups of then."""
+    from scorelib import train
+    from scorelib.errors import CheckpointError
+
+    save = tmp_path / "old"
+    first = train(train_args(save, "--max-train-rows", "16", "--max-epoch", "1", "--head-lr", "8e-5", "--lr", "8e-5"))
+    state = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    del state["cfg"]["head_lr"]  # as saved by scorelib before issue 20
+    torch.save(state, save / "checkpoint_last.pt")
+    with pytest.raises(CheckpointError, match=r"cannot resume with --head-lr giving 0.0005: the checkpoint was "
+                                              r"trained with 8e-05"):
+        train(train_args(save, "--max-train-rows", "16", "--max-epoch", "2", "--lr", "8e-5"))
+    train(train_args(save, "--max-train-rows", "16", "--max-epoch", "2", "--lr", "8e-5", "--head-lr", "8e-5"))
+    resumed = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    updates = first["history"][-1]["updates"]
+    assert updates > 0 and resumed["extra_state"]["num_updates"] == 2 * updates and resumed["extra_state"]["epoch"] == 2
+    assert len(resumed["last_optimizer_state"]["param_groups"]) == 2
+

@@ -3,7 +3,8 @@
 No fairseq counterpart (fairseq builds one parameter group, ``fairseq/optim/adam.py``); the recipe of the
 Feedback Prize solutions (layer-wise learning-rate decay, a higher head learning rate, re-initialised top
 layers; Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning"). With the defaults (``--layer-lr-decay 1``,
-no ``--head-lr``, ``--reinit-layers 0``) the groups are today's two: weight decay and no decay, all at ``--lr``.
+``--head-lr 5e-4``, ``--reinit-layers 0``) the encoder trains at ``--lr`` and the head above it at ``--head-lr``,
+each with and without weight decay; ``--head-lr`` equal to ``--lr`` gives the two groups of earlier releases.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def param_groups(model, lr: float, weight_decay: float, layer_lr_decay: float = 
     ``layer_lr_decay`` times the one above it, the embeddings lowest (``lr * layer_lr_decay ** num_layers``);
     the head, the prompt embedding and any pooling weights at ``head_lr`` (default ``lr``). Biases, norms and the
     prompt embedding have no weight decay. Groups keep the parameters' order and are made once per
-    ``(lr, weight decay)``: the defaults give today's two groups (decay, then no decay), each at ``lr``.
+    ``(lr, weight decay)``: ``head_lr == lr`` without decay gives earlier releases' two groups (decay, no decay).
 
     Args:
         model (ScoringModel): with ``.encoder``.

@@ -187,11 +187,16 @@ def check_recipe(parser: argparse.ArgumentParser, values: dict) -> None:
         parser.error(f"--reinit-layers must be 0 or more, got {values['reinit_layers']}")
 
 
+# options whose default changed: a checkpoint saved before the option existed was trained at the old default
+FORMER_DEFAULTS = {"head_lr": None}  # None: the head trained at --lr (before bench/bench_recipe.py chose 5e-4)
+
+
 def complete_cfg(cfg: dict) -> dict:
-    """A checkpoint's options with those it lacks (saved by an older scorelib) set to today's defaults.
+    """A checkpoint's options with those it lacks (saved by an older scorelib) set to the defaults it was trained
+    with: :data:`FORMER_DEFAULTS`, else today's.
 
     Called once, where a checkpoint is loaded (:func:`scorelib.checkpoint.load_checkpoint`), so that no
     reader of ``cfg`` needs a fallback of its own.
     """
     parser = get_training_parser([], fast=False)
-    return {**vars(parser.parse_args([])), **cfg}
+    return {**vars(parser.parse_args([])), **FORMER_DEFAULTS, **cfg}
