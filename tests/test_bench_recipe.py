@@ -9,13 +9,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_recipe as R  # noqa: E402
 
 
-def run(data_set, setting, valid, maximize=True, budget_s=60.0, max_rows=None):
+def run(data_set, setting, valid, maximize=True, budget_s=60.0, max_rows=None, train_rows_cap=None):
     return {"data_set": data_set, "setting": setting, "valid": valid, "maximize": maximize, "budget_s": budget_s,
-            "max_rows": max_rows, "epochs": 2, "wall_s": 90.0}
+            "max_rows": max_rows, "train_rows_cap": train_rows_cap, "epochs": 2, "wall_s": 90.0}
 
 
 def key(r):
-    return f"{r['data_set']}|{r['setting']}|{r['budget_s']:.0f}|{r['max_rows']}"
+    return f"{r['data_set']}|{r['setting']}|{r['budget_s']:.0f}|{r['max_rows']}|{r['train_rows_cap']}"
 
 
 def test_wins_count_data_sets_where_a_setting_beats_baseline_in_the_metrics_direction():
@@ -24,6 +24,8 @@ def test_wins_count_data_sets_where_a_setting_beats_baseline_in_the_metrics_dire
             run("feedback_prize_ell", "cls", 0.60, False)]
     wins = R.wins({key(r): r for r in runs})
     assert wins == {"attention": ["demo", "feedback_prize_ell"], "cls": []}
+    smaller = run("demo", "dropout0", 0.9, train_rows_cap=100)  # another study size: no baseline of its own here
+    assert "dropout0" not in R.wins({key(r): r for r in [*runs, smaller]})
     text = R.table({key(r): r for r in runs})
     assert text.startswith("| setting | feedback_prize_ell (mcrmse) | demo (qwk) |")
     assert "| attention | 0.5000 (2 ep, 1.5 min) | 0.6000 (2 ep, 1.5 min) |" in text
@@ -45,3 +47,11 @@ def test_prepare_writes_train_and_valid_only(tmp_path):
     flags, train = R.prepare("demo", tmp_path / "data", max_rows=32)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["ranges.csv", "train.csv", "valid.csv"]
     assert len(train) == 32 and "--score-ranges" in flags
+
+
+def test_train_rows_keeps_a_seeded_train_sample_and_the_whole_valid_split(tmp_path):
+    flags, train = R.prepare("demo", tmp_path / "a", max_rows=None, train_rows=100)
+    again = R.prepare("demo", tmp_path / "b", max_rows=None, train_rows=100)[1]
+    valid = (tmp_path / "a" / "valid.csv").read_text().splitlines()
+    assert len(train) == 100 and train["key"].tolist() == again["key"].tolist()
+    assert len(valid) == 1 + 270 and "--max-length" not in flags  # the window is the data set's, unchanged
