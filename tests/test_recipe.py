@@ -145,7 +145,7 @@ def test_attention_pooled_model_scores_a_padded_text_the_same(tokenizer):
 
 
 @pytest.mark.parametrize("flag, value", [("--layer-lr-decay", "0"), ("--layer-lr-decay", "1.5"),
-                                         ("--head-lr", "0"), ("--reinit-layers", "-1")])
+                                         ("--head-lr", "-1e-4"), ("--reinit-layers", "-1")])
 def test_out_of_range_values_refused(flag, value, capsys):
     from scorelib.options import parse_args
 

@@ -277,11 +277,13 @@ def test_is_better_follows_the_metric_direction():
 
 
 def test_patience_stops_early_and_the_best_metric_follows_the_flag(tmp_path):
-    """One run checks both: lr 0 keeps the weights, so every validation ties the first; with --patience 0 the second
-    epoch is the last, and --best-checkpoint-metric loss --maximize-best-checkpoint-metric is what picks the best."""
+    """One run checks both: lr 0 (the head's too) keeps the weights, so every validation ties the first; with
+    --patience 0 the second epoch is the last, and --best-checkpoint-metric loss --maximize-best-checkpoint-metric is
+    what picks the best."""
     save_dir = tmp_path / "patience"
     out = train(train_args(save_dir, *TINY, "--max-train-rows", "8", "--max-epoch", "4", "--patience", "0",
-                           "--lr", "0", "--best-checkpoint-metric", "loss", "--maximize-best-checkpoint-metric",
+                           "--lr", "0", "--head-lr", "0", "--best-checkpoint-metric", "loss",
+                           "--maximize-best-checkpoint-metric",
                            "--no-save-optimizer-state"))
     epochs = [row["epoch"] for row in out["history"]]
     assert epochs == [1, 2], epochs

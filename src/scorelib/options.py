@@ -178,11 +178,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
 
 
 def check_recipe(parser: argparse.ArgumentParser, values: dict) -> None:
-    """Ranges of ``--layer-lr-decay`` (0, 1], ``--head-lr`` (> 0) and ``--reinit-layers`` (>= 0)."""
+    """Ranges of ``--layer-lr-decay`` (0, 1], ``--head-lr`` (>= 0, as ``--lr``) and ``--reinit-layers`` (>= 0)."""
     if values.get("layer_lr_decay") is not None and not 0 < values["layer_lr_decay"] <= 1:
         parser.error(f"--layer-lr-decay must be in (0, 1] (1: off), got {values['layer_lr_decay']}")
-    if values.get("head_lr") is not None and not values["head_lr"] > 0:
-        parser.error(f"--head-lr must be positive, got {values['head_lr']}")
+    if values.get("head_lr") is not None and not values["head_lr"] >= 0:
+        parser.error(f"--head-lr must be >= 0, got {values['head_lr']:g}")
     if values.get("reinit_layers") is not None and values["reinit_layers"] < 0:
         parser.error(f"--reinit-layers must be 0 or more, got {values['reinit_layers']}")
 
