@@ -233,7 +233,7 @@ def table(runs: dict) -> str:
     lines.append("")
     for s, where in wins(runs).items():
         lines.append(f"- {s}: beats baseline on valid on {len(where)} data set(s){': ' + ', '.join(where) if where else ''}"
-                     f"{'  -> change the default' if len(where) >= 3 else ''}")
+                     f"{('  (a combination, not one option: it changes no default by itself)' if s == 'recipe' else '  -> change the default') if len(where) >= 3 else ''}")
     return "\n".join(lines)
 
 

@@ -275,8 +275,11 @@ def render_recipe(r: dict | None) -> list[str]:
     sizes = {x["data_set"]: (x["budget_s"] / 60, x.get("train_rows")) for x in runs.values()}
     return ["### Regression recipe study (valid splits only; `bench/bench_recipe.py`)", "",
             "Each cell: checkpoint_best's valid figure after the epochs that the data set's wall-time budget allowed "
-            "with that setting (calibrated per setting), then the epochs and the run's wall time. Budgets and train "
-            "rows: " + "; ".join(f"{n} {b:g} min, {t} rows" for n, (b, t) in sizes.items()) + ".", "",
+            "(the baseline's calibrated speed; `recipe`, whose dropout 0 makes a step faster, calibrated its own and "
+            "got more epochs; `dropout0` alone is run at the baseline's epochs, which does not count its speed), then "
+            "the epochs and the run's wall time. Budgets and train rows: "
+            + "; ".join(f"{n} {b:g} min, {t} rows" for n, (b, t) in sizes.items()) + ". Feedback Prize ELL, the "
+            "study's fourth data set, has not run (its budget is 45 minutes a setting).", "",
             table(runs), "", f"1-minute load during the runs: {min(loads):.2f}-{max(loads):.2f} (mean of each run's "
             f"samples; runs that take the baseline's epochs give the same figure at any load, only their wall time "
             f"grows). Machine: {machine_line(next(iter(runs.values()))['machine'])}.", "",
