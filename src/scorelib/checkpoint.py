@@ -178,8 +178,11 @@ def check_resume(state: dict, args, prompts: PromptTable, path) -> None:
     saved, table = state["prompts"], prompts.to_dict()
     diffs = [(flag, state["cfg"].get(key), getattr(args, key, None)) for key, flag in RESUME_OPTIONS.items()]
     # the optimizer's parameter groups (its saved state fits only the same groups); no --head-lr: the head at --lr
+    def head_lr(cfg: dict):
+        return cfg.get("lr") if cfg.get("head_lr") is None else cfg["head_lr"]
+
     diffs += [("--layer-lr-decay", state["cfg"].get("layer_lr_decay"), args.layer_lr_decay),
-              ("--head-lr", state["cfg"].get("head_lr") or state["cfg"].get("lr"), args.head_lr or args.lr)]
+              ("--head-lr", head_lr(state["cfg"]), head_lr(vars(args)))]
     diffs += [(flag, saved.get(key), table.get(key)) for key, flag in RESUME_PROMPTS.items()]
     for flag, old, new in diffs:
         if old != new:
