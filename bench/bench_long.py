@@ -111,8 +111,8 @@ def train_one(parts, traits: list[str], mode: str, flags: list[str], workdir: Pa
         return {t: m["traits"][t]["overall"]["rmse"] for t in traits} if "traits" in m else {traits[0]: m["overall"]["rmse"]}
 
     per_trait = per_trait_rmse(test)
-    parts = {part: {"rmse": per_trait_rmse(test[part]), "mcrmse": float(np.mean(list(per_trait_rmse(test[part]).values())))}
-             for part in ("encoder", "stack") if part in test}  # --stack tfidf: the blend's two parts on test
+    parts = {part: per_trait_rmse(test[part]) for part in ("encoder", "stack") if part in test}  # --stack tfidf
+    parts = {part: {"rmse": r, "mcrmse": float(np.mean(list(r.values())))} for part, r in parts.items()}
     history = pd.read_csv(workdir / "ckpt" / "history.csv")
     long_line = next((line.split("| ")[-1] for line in log.splitlines() if "train:" in line and "--max-length" in line),
                      "")

@@ -48,8 +48,9 @@ def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
     c.add_argument("--save-dir", default="checkpoints", help="where checkpoints, tokenizer and prompt table go")
     c.add_argument("--restore-file", default=RESTORE_FILE,
                    help="resume from this (in --save-dir unless a path); a name other than the default must exist. "
-                        "Resuming refuses options that change the model or its data (encoder, --max-length, "
-                        "--long-text, --chunk-stride, score columns, ranges, step): train those in another --save-dir")
+                        "Resuming refuses options that change the model, its data or the optimizer's groups (encoder, "
+                        "--max-length, --long-text, --chunk-stride, score columns, ranges, step, --head-lr, "
+                        "--layer-lr-decay): train those in another --save-dir")
     c.add_argument("--finetune-from-model", metavar="PATH",
                    help="start from this checkpoint's weights with a fresh optimizer (ignored once checkpoint_last.pt exists)")
     c.add_argument("--save-interval-updates", type=int, default=0, metavar="N",
