@@ -21,6 +21,8 @@ result are timed. The save dirs live under ``bench/out/cv-<name>/`` so a stopped
     python bench/bench_cv.py --only mohler_sag          # ~30 min on 2 idle cores
     python bench/bench_cv.py --only clear_readability   # ~40 min (1 epoch per fold; see EPOCH_BUDGET)
     python bench/bench_cv.py --only demo                # ~8 min
+    python bench/bench_cv.py --only mohler_sag --stack  # with --stack tfidf: stored as cv_mohler_sag_stack, the
+                                                        # encoder's and the stack's own figures beside the blend's
     python bench/bench_cv.py --quick --only demo        # smoke run: 3 folds, few rows, nothing saved
 """
 from __future__ import annotations
@@ -135,11 +137,13 @@ def on_test(workdir: Path, test: pd.DataFrame) -> dict:
     table = ens.table
     if "prompt" not in test:  # one prompt (clear_readability): the id scorelib gave it
         test = test.assign(prompt=table.ids[0])
-    each = np.empty((len(ens.scorers), len(test)))
+    parts = {}  # "encoder", and with --stack tfidf "stack" and "blend": each (models, rows)
     for pid, rows in test.groupby("prompt", sort=False).indices.items():
         ctx = test["context"].iloc[rows].tolist() if "context" in test else None
         texts, pid, ctx = ens.check(test["text"].iloc[rows].tolist(), pid, ctx)
-        each[:, rows] = ens.models_scores01(ens.dataset(texts, pid, ctx))
+        for part, values in ens.models_parts01(ens.dataset(texts, pid, ctx)).items():
+            parts.setdefault(part, np.empty((ens.num_models, len(test))))[:, rows] = values
+    each = parts.get("blend", parts["encoder"])
     prompts, gold = test["prompt"].astype(str).to_numpy(), test["score"].to_numpy(np.float64)
 
     def metrics(pred01):
@@ -153,6 +157,8 @@ def on_test(workdir: Path, test: pd.DataFrame) -> dict:
                                                                                            prompts)))
     return {"n": len(test), "folds": folds, "fold_mean": mean_sd(folds, [k for k in folds[0] if k != "fold"]),
             "ensemble": ensemble, **gains(folds, ensemble),
+            **({"ensemble_parts": {p: metrics(parts[p].mean(axis=0)) for p in ("encoder", "stack")}}
+               if "blend" in parts else {}),
             "spread_median": float(np.median(spread)), "cutpoints": table.cutpoints or None}
 
 
@@ -164,14 +170,16 @@ def gains(folds: list[dict], ensemble: dict) -> dict:
             "ensemble_gain_vs_best_fold": {k: ensemble[k] - best[k][k] for k in ensemble}}
 
 
-def bench(name: str, folds: int, extra: list[str], quick: bool) -> dict:
+def bench(name: str, folds: int, extra: list[str], quick: bool, stack: bool = False) -> dict:
     pool, test, flags, ranges = prepare(name)
+    if stack:
+        extra = [*extra, "--stack", "tfidf"]
     if quick:
         keep = sorted(pool["prompt"].unique())[:4]  # 4 prompts, 15 rows each
         pool = pool[pool["prompt"].isin(keep)].groupby("prompt", group_keys=False).head(15)
         test = test[test["prompt"].isin(keep)].head(24).reset_index(drop=True)
         extra = [*extra, "--max-epoch", "1", "--max-length", "64"]
-    workdir = common.ROOT / "bench" / "out" / (f"cv-{name}" + ("-quick" if quick else ""))
+    workdir = common.ROOT / "bench" / "out" / (f"cv-{name}" + ("-stack" if stack else "") + ("-quick" if quick else ""))
     if quick:
         shutil.rmtree(workdir, ignore_errors=True)
     run = run_cv(name, pool, flags, ranges, workdir, folds, extra)
@@ -183,7 +191,10 @@ def bench(name: str, folds: int, extra: list[str], quick: bool) -> dict:
                        f"training folds) picks checkpoint_best and ridge's alpha; rows pool/test = "
                        f"{len(pool)}/{len(test)}",
               "epoch_budget": EPOCH_BUDGET[name] if not quick else 1, **run,
-              "scorelib": {"per_fold": cv["per_fold"], "overall": cv["overall"]},
+              "scorelib": {"per_fold": cv["per_fold"], "overall": cv["overall"],
+                           **({"blend_weight": cv["pooled"].get("blend_weight"),
+                               "pooled_parts": {p: {k: cv["pooled"][p]["overall"].get(k) for k in ("pearson", "rmse")}
+                                                for p in ("encoder", "stack")}} if stack else {})},
               "test": on_test(workdir, test), "machine": common.machine()}
     if name != "demo":
         result["tfidf_ridge"] = fold_baseline(workdir, pool, folds, metric)
@@ -195,6 +206,9 @@ def report(name: str, r: dict) -> None:
     o = r["scorelib"]["overall"]
     rows = [{"model": "scorelib", **{f"{m} mean±sd": f"{o[m]['mean']:.3f} ± {o[m]['sd']:.3f}" for m in ("pearson", "rmse")},
              "pooled pearson": o["pearson"]["pooled"], "pooled rmse": o["rmse"]["pooled"]}]
+    rows += [{"model": f"scorelib: {part} alone", "pearson mean±sd": "", "rmse mean±sd": "",
+              "pooled pearson": v["pearson"], "pooled rmse": v["rmse"]}
+             for part, v in r["scorelib"].get("pooled_parts", {}).items()]
     if "tfidf_ridge" in r:
         b = r["tfidf_ridge"]
         rows.append({"model": "TF-IDF + ridge", **{f"{m} mean±sd": f"{b[m]['mean']:.3f} ± {b[m]['sd']:.3f}"
@@ -204,6 +218,7 @@ def report(name: str, r: dict) -> None:
     t = r["test"]
     rows = [{"model": f"fold {f['fold']}", **{k: v for k, v in f.items() if k != "fold"}} for f in t["folds"]]
     rows.append({"model": "ensemble", **t["ensemble"]})
+    rows += [{"model": f"ensemble: {part} alone", **m} for part, m in t.get("ensemble_parts", {}).items()]
     common.print_table(rows, list(rows[-1]), f"{name}: held-out test (n={t['n']})")
     print("fold wall s:", r["fold_wall_s"], "total", r["wall_s"], flush=True)
 
@@ -213,6 +228,8 @@ def main(argv=None) -> int:
     p.add_argument("--only", choices=DATASETS, action="append")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="a smoke run: few rows, 1 epoch, 3 folds (nothing saved)")
+    p.add_argument("--stack", action="store_true", help="cross-validate with --stack tfidf; stored as "
+                   "cv_{name}_stack, with the encoder's and the stack's own figures beside the blend's")
     p.add_argument("extra", nargs="*", help="scorelib-cv flags after --, overriding the defaults")
     args = p.parse_args(argv)
     names = args.only or list(DATASETS)
@@ -220,11 +237,11 @@ def main(argv=None) -> int:
         print(f"SKIP cross-validation on real data: not found at {common.SHARED_DATA}")
         names = [n for n in names if n == "demo"]
     for name in names:
-        result = bench(name, 3 if args.quick else args.folds, args.extra, args.quick)
+        result = bench(name, 3 if args.quick else args.folds, args.extra, args.quick, args.stack)
         result["bench_command"] = "python bench/bench_cv.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        result["reproduced_by_make_bench"] = not args.extra and not args.quick and args.folds == 5
+        result["reproduced_by_make_bench"] = not args.extra and not args.quick and not args.stack and args.folds == 5
         if not args.quick:
-            common.save_result(f"cv_{name}", result)
+            common.save_result(f"cv_{name}" + ("_stack" if args.stack else ""), result)
     return 0
 
 

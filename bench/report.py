@@ -164,6 +164,7 @@ def render(data: dict) -> str:
                 f"{machine_line(q['machine'], o.get('torch_threads'))}.", ""]
     for name in ("mohler_sag", "clear_readability", "demo"):
         out += render_cv(name, data.get(f"cv_{name}"))
+        out += render_cv(f"{name} with `--stack tfidf`", data.get(f"cv_{name}_stack"))
     out += render_long(data.get("long_text"))
     out += render_recipe(data.get("recipe"))
     q = data.get("time_to_quality")
@@ -305,6 +306,9 @@ def render_cv(name: str, c: dict | None) -> list[str]:
            "|---|---:|---:|---:|---:|" + ("---:|---:|" if "qwk_nearest" in o else ""),
            f"| scorelib | {ms(o, 'pearson')} | {ms(o, 'rmse')} | {o['pearson']['pooled']:.3f} | {o['rmse']['pooled']:.3f} |"
            + (f" {ms(o, 'qwk')} | {ms(o, 'qwk_nearest')} |" if "qwk_nearest" in o else "")]
+    for part, v in c["scorelib"].get("pooled_parts", {}).items():
+        out.append(f"| its {part} alone (blend weight on the encoder {fmt_weight(c['scorelib'])}, fitted out of "
+                   f"fold) | | | {v['pearson']:.3f} | {v['rmse']:.3f} |" + (" | |" if "qwk_nearest" in o else ""))
     b = c.get("tfidf_ridge")
     if b:
         out.append(f"| TF-IDF + ridge (each fold's train; alpha on its valid) | {ms(b, 'pearson')} | {ms(b, 'rmse')} | "
@@ -315,6 +319,8 @@ def render_cv(name: str, c: dict | None) -> list[str]:
     for fold in t["folds"]:
         out.append(f"| fold {fold['fold']} | " + " | ".join(f"{fold[m]:.3f}" for m in metrics) + " |")
     out.append("| **ensemble (mean of the folds)** | " + " | ".join(f"**{t['ensemble'][m]:.3f}**" for m in metrics) + " |")
+    for part, m in t.get("ensemble_parts", {}).items():
+        out.append(f"| ensemble: its {part} alone | " + " | ".join(f"{m[k]:.3f}" for k in metrics) + " |")
     gain = t["ensemble_gain_vs_fold_mean"]
     best = t["ensemble_gain_vs_best_fold"]
     out += ["", "Ensemble gain over the mean single fold model: " + ", ".join(f"{m} {gain[m]:+.3f}" for m in metrics)
