@@ -347,3 +347,22 @@ def test_cv_predicts_held_out_rows_with_the_folds_long_text_mode(tmp_path):
     assert scorer.long_text == "chunks"
     assert len(scorer.tokenizer(longest["text"])["input_ids"]) > 24  # more than one window
     assert longest["pred"] == pytest.approx(scorer.score(longest["text"], prompt=longest["prompt"]), abs=1e-5)
+
+
+def test_bench_cv_scores_the_held_out_rows_with_each_fold_and_the_ensemble(cv_run):
+    """bench/bench_cv.py's test-split scoring: one figure per fold model, the ensemble the mean of their outputs."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_cv
+
+    save_dir, frame, _, _ = cv_run
+    test = load_demo()["test"].groupby("prompt").head(4).reset_index(drop=True)[["key", "prompt", "text", "score"]]
+    got = bench_cv.on_test(save_dir.parent, test)  # its work folder: the CV save dir is WORK/cv
+    ens = scorelib.load(save_dir, device="cpu")
+    each = np.concatenate([ens.models_scores01(ens.dataset(rows["text"].tolist(), pid))
+                           for pid, rows in test.groupby("prompt", sort=False)], axis=1)
+    order = np.concatenate([rows.index.to_numpy() for _, rows in test.groupby("prompt", sort=False)])
+    prompts, gold = test["prompt"].to_numpy()[order], test["score"].to_numpy(np.float64)[order]
+    pred = ens.table.unscale(each.mean(axis=0), prompts)
+    assert got["n"] == len(test) and [f["fold"] for f in got["folds"]] == [0, 1, 2]
+    assert got["ensemble"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - gold) ** 2))))
+    assert "ensemble_parts" not in got  # no --stack: no parts
