@@ -41,7 +41,7 @@ SEED = 1
 TRAITS = ["cohesion", "syntax", "vocabulary", "phraseology", "grammar", "conventions"]
 MODES = ["truncate", "head-tail", "chunks"]
 # 2 epochs: the goal is a time budget (45 minutes); one epoch of 512-token windows is 1.18 M tokens of training
-# (2,816 essays), 16 minutes on 2 CPU cores at the defaults of 2026-12 (21 before), so a third would not fit;
+# (2,816 essays), 16 minutes on 2 Intel Xeon cores (21 on the AMD EPYC machine of 2026-11), so a third would not fit;
 # chunks (4,105 windows) took 34.
 FLAGS = ["--score-range", "1", "5", "--score-step", "0.5", "--max-epoch", "2", "--max-length", "512"]
 QUICK = {"rows": {"train": 32, "valid": 16, "test": 16}, "traits": TRAITS[:2],

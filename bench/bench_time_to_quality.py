@@ -22,7 +22,7 @@ Question: how long does each take, training + per-epoch validation, to reach the
   fixes it. A side's time to target is the smallest cumulative time, over its lrs, at the first epoch whose
   valid Pearson reaches the target; the lr and epoch that gave it are recorded. (So "epochs tuned" means: the
   epoch of a fixed-length schedule at which the target is first reached.)
-* Ratio: ``time_to_quality.ratio_scorelib_vs_hf`` = scorelib's time / HF's (goal <= 0.6).
+* Ratio: ``time_to_quality.ratio_scorelib_vs_hf`` = scorelib's time / HF's (goal <= 0.5, issue 20; 0.6 before).
 
 Resumable: each (side, lr) run is stored in ``bench/out/time_to_quality/`` as it finishes, with the settings it
 ran under, and is skipped on the next call with the same settings (``--force`` reruns it). ``--only scorelib`` or
@@ -59,7 +59,7 @@ SEED = bench_quality.SEED
 HF_BATCH = 16
 MAX_LENGTH = 512
 SCORE_MIN, SCORE_MAX = 0.0, 5.0
-GOAL_RATIO = 0.6
+GOAL_RATIO = 0.5  # issue 20 (0.6 before it)
 QUICK_ROWS = {"train": 48, "valid": 32}
 SIDES = ("scorelib", "hf")
 os.environ["SCORELIB_FAST"] = "0"  # a SCORELIB_FAST=1 left in the shell would cut the rows: never in a benchmark
