@@ -47,6 +47,34 @@ def test_default_trains_the_head_at_head_lr_and_the_encoder_at_lr(tmp_path):
         n for n, r in rates.items() if r == DEFAULT_HEAD_LR}
 
 
+def test_default_encoder_dropout_is_off_and_config_keeps_the_encoders_own(tmp_path):
+    """The default (issue 20's second round): the encoder's hidden and attention dropout 0, in train mode too;
+    ``--encoder-dropout config`` keeps the encoder config's (MiniLM's 0.1), a number sets both."""
+    from transformers import AutoConfig
+
+    from scorelib.model import ENCODER_DROPOUT
+
+    pretrained = AutoConfig.from_pretrained(default_model_path())
+    assert ENCODER_DROPOUT == 0.0 and pretrained.hidden_dropout_prob > 0
+    for flags, want in (((), 0.0), (("--encoder-dropout", "config"), pretrained.hidden_dropout_prob),
+                        (("--encoder-dropout", "0.2"), 0.2)):
+        args = train_args(tmp_path / "run", "--max-train-rows", "16", *flags)
+        model = build(args)[1]
+        config = model.encoder.config
+        assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (want, want), flags
+        rates = {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)}
+        assert rates == {want}, (flags, rates)
+
+
+def test_encoder_dropout_that_is_neither_a_number_nor_config_is_refused(capsys):
+    from scorelib.options import parse_args
+
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--encoder-dropout", "none"])
+    assert e.value.code == 2
+    assert "--encoder-dropout: expected a probability in [0, 1) or 'config', got 'none'" in capsys.readouterr().err
+
+
 def test_head_lr_equal_to_lr_gives_the_two_groups_of_earlier_releases(tmp_path):
     """``--head-lr`` = ``--lr``: the groups before these options (decay, then no decay, same parameters in the same
     order, all at --lr), so such a run trains as earlier releases did."""
@@ -224,3 +252,23 @@ def test_a_run_from_before_the_head_lr_default_resumes_only_at_its_own_rate(tmp_
     assert updates > 0 and resumed["extra_state"]["num_updates"] == 2 * updates and resumed["extra_state"]["epoch"] == 2
     assert len(resumed["last_optimizer_state"]["param_groups"]) == 2
 
+
+
+def test_a_run_from_before_the_dropout_default_resumes_only_with_its_own_dropout(tmp_path):
+    """A checkpoint trained with the encoder config's dropout (saved before --encoder-dropout defaulted to 0, or
+    without the option in its cfg) is refused under the new default in one line naming --encoder-dropout, and
+    resumes with ``--encoder-dropout config``."""
+    from scorelib import train
+    from scorelib.errors import CheckpointError
+
+    save = tmp_path / "old"
+    train(train_args(save, "--max-train-rows", "16", "--max-epoch", "1", "--encoder-dropout", "config"))
+    state = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    del state["cfg"]["encoder_dropout"]  # as saved by scorelib before the option existed
+    torch.save(state, save / "checkpoint_last.pt")
+    with pytest.raises(CheckpointError, match=r"cannot resume with --encoder-dropout giving 0.0: the checkpoint "
+                                              r"was trained with config"):
+        train(train_args(save, "--max-train-rows", "16", "--max-epoch", "2"))
+    train(train_args(save, "--max-train-rows", "16", "--max-epoch", "2", "--encoder-dropout", "config"))
+    resumed = torch.load(save / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    assert resumed["extra_state"]["epoch"] == 2 and resumed["cfg"]["encoder_dropout"] is None

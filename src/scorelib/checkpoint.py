@@ -181,8 +181,14 @@ def check_resume(state: dict, args, prompts: PromptTable, path) -> None:
     def head_lr(cfg: dict):
         return cfg.get("lr") if cfg.get("head_lr") is None else cfg["head_lr"]
 
+    # dropout changes how the rest of the run trains: a run keeps its own (None, written 'config': the encoder's)
+    def dropout(value):
+        return "config" if value is None else value
+
     diffs += [("--layer-lr-decay", state["cfg"].get("layer_lr_decay"), args.layer_lr_decay),
-              ("--head-lr", head_lr(state["cfg"]), head_lr(vars(args)))]
+              ("--head-lr", head_lr(state["cfg"]), head_lr(vars(args))),
+              ("--encoder-dropout", dropout(state["cfg"].get("encoder_dropout")),
+               dropout(getattr(args, "encoder_dropout", None)))]
     diffs += [(flag, saved.get(key), table.get(key)) for key, flag in RESUME_PROMPTS.items()]
     for flag, old, new in diffs:
         if old != new:

@@ -6,6 +6,7 @@ Mirrors fairseq's model interface (``fairseq/models/fairseq_model.py``: ``add_ar
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -22,6 +23,17 @@ MODEL_FILES = (("config.json", ("config.json",)),
                 ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "*.model")))
 PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # position ids start after the padding index (+2)
 HEAD_LR = 5e-4  # --head-lr's default: it won on valid on every data set of bench/bench_recipe.py (bench/README.md)
+ENCODER_DROPOUT = 0.0  # --encoder-dropout's default: it won there too, on top of --head-lr 5e-4 (bench/README.md)
+
+
+def encoder_dropout(text: str) -> float | None:
+    """``--encoder-dropout``'s value: a probability, or ``config`` (None: the encoder config's own dropout)."""
+    if text.strip().lower() == "config":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1) or 'config', got {text!r}") from None
 
 
 def pick_device(cpu: bool = False) -> torch.device:
@@ -215,8 +227,9 @@ class ScoringModel(nn.Module):
                            help="how token states become one vector: masked mean, the first token, or a learned "
                                 "attention over the real tokens")
         group.add_argument("--head-dropout", type=float, default=0.1, metavar="P", help="dropout before the head")
-        group.add_argument("--encoder-dropout", type=float, default=None, metavar="P",
-                           help="set the encoder's hidden and attention dropout (default: the encoder config's)")
+        group.add_argument("--encoder-dropout", type=encoder_dropout, default=ENCODER_DROPOUT, metavar="P",
+                           help="the encoder's hidden and attention dropout (default: 0, the winner of "
+                                "bench/bench_recipe.py; 'config' keeps the encoder config's, 0.1 for MiniLM)")
         group.add_argument("--layer-lr-decay", type=float, default=1.0, metavar="F",
                            help="each encoder layer's learning rate is F times the one above it, the embeddings "
                                 "lowest (1: one rate for all, the default)")

@@ -189,7 +189,9 @@ def check_recipe(parser: argparse.ArgumentParser, values: dict) -> None:
 
 
 # options whose default changed: a checkpoint saved before the option existed was trained at the old default
-FORMER_DEFAULTS = {"head_lr": None}  # None: the head trained at --lr (before bench/bench_recipe.py chose 5e-4)
+# head_lr None: the head trained at --lr (before bench/bench_recipe.py chose 5e-4); encoder_dropout None: the encoder
+# config's dropout (before it chose 0)
+FORMER_DEFAULTS = {"head_lr": None, "encoder_dropout": None}
 
 
 def complete_cfg(cfg: dict) -> dict:
