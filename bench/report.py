@@ -277,9 +277,10 @@ def render_recipe(r: dict | None) -> list[str]:
     sizes = {x["data_set"]: (x["budget_s"] / 60, x.get("train_rows")) for x in runs.values()}
     return ["### Regression recipe study (valid splits only; `bench/bench_recipe.py`)", "",
             "Each cell: checkpoint_best's valid figure after the epochs that the data set's wall-time budget allowed "
-            "(the baseline's calibrated speed; `dropout0` and `recipe`, whose dropout 0 makes a step faster, "
-            "calibrated their own and got more epochs, as a user with that budget would), then the epochs and the "
-            "run's wall time. Budgets and train rows (smaller than `BUDGET_MINUTES` so that a setting fits a "
+            "(the baseline's calibrated speed; `dropout0`, `recipe` and `head_lr_dropout0`, whose dropout 0 makes a step "
+            "faster, calibrated their own and got more epochs, as a user with that budget would), then the epochs and "
+            "the run's wall time. `head_lr_dropout0` is the second round: dropout 0 on top of the first round's winner, "
+            "judged against `head_lr`, not the baseline. Budgets and train rows (smaller than `BUDGET_MINUTES` so that a setting fits a "
             "sitting): " + "; ".join(f"{n} {b:g} min, {t} rows" for n, (b, t) in sizes.items()) + ". "
             + ("" if "feedback_prize_ell" in sizes else "Feedback Prize ELL, the study's fourth data set, has not run "
                "(its budget is 45 minutes a setting). ")
