@@ -55,3 +55,14 @@ def test_train_rows_keeps_a_seeded_train_sample_and_the_whole_valid_split(tmp_pa
     valid = (tmp_path / "a" / "valid.csv").read_text().splitlines()
     assert len(train) == 100 and train["key"].tolist() == again["key"].tolist()
     assert len(valid) == 1 + 270 and "--max-length" not in flags  # the window is the data set's, unchanged
+
+
+def test_a_second_round_setting_is_judged_against_the_first_rounds_winner():
+    """``head_lr_dropout0`` counts a win where it beats ``head_lr`` (AGAINST), not where it beats the baseline."""
+    runs = [run("demo", "baseline", 0.5), run("demo", "head_lr", 0.7), run("demo", "head_lr_dropout0", 0.6),
+            run("feedback_prize_ell", "baseline", 0.55, False), run("feedback_prize_ell", "head_lr", 0.54, False),
+            run("feedback_prize_ell", "head_lr_dropout0", 0.52, False)]
+    wins = R.wins({key(r): r for r in runs})
+    assert wins["head_lr_dropout0"] == ["feedback_prize_ell"]  # beats baseline on demo too, but not head_lr
+    assert "head_lr_dropout0: beats head_lr on valid on 1 data set(s): feedback_prize_ell" in R.table(
+        {key(r): r for r in runs})
