@@ -188,7 +188,7 @@ def check_resume(state: dict, args, prompts: PromptTable, path) -> None:
     diffs += [("--layer-lr-decay", state["cfg"].get("layer_lr_decay"), args.layer_lr_decay),
               ("--head-lr", head_lr(state["cfg"]), head_lr(vars(args))),
               ("--encoder-dropout", dropout(state["cfg"].get("encoder_dropout")),
-               dropout(getattr(args, "encoder_dropout", None)))]
+               dropout(args.encoder_dropout))]
     diffs += [(flag, saved.get(key), table.get(key)) for key, flag in RESUME_PROMPTS.items()]
     for flag, old, new in diffs:
         if old != new:
