@@ -344,3 +344,21 @@ def test_cutpoints_give_qwk_nearest_and_undefined_figures_are_null(tmp_path):
     assert "NaN" not in text
     o = json.loads(text)["traits"]["score"]["overall"]["metrics"]
     assert o["pearson"]["value"] is None and o["pearson"]["ci"] == [None, None] and o["rmse"]["value"] > 0
+
+
+def test_report_of_a_frame_in_memory_renders_as_html():
+    """``report_of`` (no result file: the notebooks' way) gives a page as ``make_report`` does, flags first."""
+    from scorelib.report import report_of
+    from scorelib.report_html import render_html
+
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 4, 80).astype(float)
+    pred = np.clip(gold + 0.6 + rng.normal(0, 0.4, 80), 0, 3)  # scores high: the SMD flag fires
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(80)], "prompt": "q1", "gold": gold, "pred": pred,
+                          "pred_rounded": np.round(pred), "grader2": np.clip(gold + rng.integers(-1, 2, 80), 0, 3)})
+    table = PromptTable(ids=["q1"], ranges={"q1": (0.0, 3.0)}, step=1.0)
+    report = report_of(frame, table, second_score_columns=["grader2"], bootstrap=0)
+    page = render_html(report, "in memory <demo>")
+    assert "A result frame in memory" in page and "in memory &lt;demo&gt;" in page
+    assert any(f["check"] == "smd" for f in report["flags"]), report["flags"]
+    assert page.index("Flags") < page.index("All prompts") and "SMD" in page

@@ -147,11 +147,19 @@ def group_html(col: str, g: dict, thresholds: dict) -> str:
     return "\n".join(parts)
 
 
+def _source(src: dict) -> str:
+    """Where the rows came from: the result file, or a frame in memory (``report_of`` without ``source``)."""
+    if src.get("results_file"):
+        return f"Result file {escape(str(src['results_file']))}"
+    return "A result frame in memory"
+
+
 def render_html(report: dict, title: str) -> str:
     """The whole report: the flags table first, then one part per trait (all prompts pooled, then each prompt).
 
     Args:
-        report (dict): the output of :func:`scorelib.report.make_report` (before JSON conversion).
+        report (dict): the output of :func:`scorelib.report.make_report` (before JSON conversion) or of
+            :func:`scorelib.report.report_of` (a frame in memory: no result file to name).
         title (str): shown at the top.
 
     Returns:
@@ -161,7 +169,7 @@ def render_html(report: dict, title: str) -> str:
     out = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>"
            f"<style>{CSS}</style></head><body>",
            f"<h1>Evaluation report: {escape(title)}</h1>",
-           f'<p class="small">Result file {escape(src["results_file"])}; {src["bootstrap"]} bootstrap resamples '
+           f'<p class="small">{_source(src)}; {src["bootstrap"]} bootstrap resamples '
            f'(seed {src["seed"]}) within prompts for the 95% intervals.</p>',
            "<h2>Flags 提示</h2>", flags_table(report["flags"]),
            f'<p class="small">Thresholds: |SMD| &gt; {t["smd"]:g}; |DSM| &gt; {t["dsm"]:g}; degradation of QWK or r '
