@@ -172,6 +172,24 @@ def test_score_output_carries_the_stack_parts(stacked_run, tmp_path):
         assert np.allclose(out[col], first[col], atol=1e-6), col
 
 
+def test_widget_scores_with_the_blend(stacked_run):
+    """The widget shows the blended score (the one ``pred`` holds), not the encoder's alone."""
+    import scorelib
+    from scorelib.widget import ScoringWidget
+
+    save_dir = stacked_run["save_dir"]
+    scorer = scorelib.load(save_dir, device="cpu")
+    results = pd.read_csv(save_dir / "results" / "result-checkpoint_best-valid.csv", dtype={"key": str, "prompt": str})
+    w = ScoringWidget(scorer, results=results)
+    w.prompt.value, w.text.value = "q1", "Plants make sugar from light, water and carbon dioxide."
+    w.button.click()
+    parts = scorer.models_parts01(scorer.dataset([w.text.value], "q1"))
+    lo, hi = scorer.table.ranges["q1"]
+    assert w.last["score"] == pytest.approx(float(parts["blend"][0][0]) * (hi - lo) + lo, abs=1e-6)
+    assert abs(parts["blend"][0][0] - parts["encoder"][0][0]) > 1e-6  # the stack moved it: the test can tell
+    assert f"{w.last['score']:.1f}" in "".join(o.get("text", "") for o in w.output.outputs)
+
+
 def test_scorelib_load_refuses_a_planted_pickle(stacked_run, tmp_path, capsys):
     import scorelib
     from scorelib.cli import score_cli
