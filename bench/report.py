@@ -145,6 +145,8 @@ def render(data: dict) -> str:
                     f"picked on {o['picked_on'].split(' (')[0]})")
         else:
             ours = f"scorelib (checkpoint_best, {o['epochs']} epochs)"
+        if o.get("parts"):  # --stack: the row is the blend; its parts follow
+            ours += f", blended with its TF-IDF stack (weight on the encoder {fmt_weight(o)}, fitted on valid)"
         if "alpha" in base:
             theirs = f"TF-IDF + ridge ({base['inputs']}; alpha {base['alpha']:g} picked on {base['alpha_picked_on']}, fit on {base['fit_on']})"
         else:
@@ -153,7 +155,7 @@ def render(data: dict) -> str:
         out += [f"### Quality: {name}", "", *stale(q), f"Split: {q['split']}.", "",
                 "| model | test Pearson | test RMSE | wall time |", "|---|---:|---:|---:|",
                 f"| {ours} | {o['pearson']:.3f} | {o['rmse']:.3f} | {o['wall_s'] / 60:.1f} min |",
-                *[f"| its {part} alone (blend weight on the encoder {fmt_weight(o)}) | {v['pearson']:.3f} | "
+                *[f"| its {part} alone | {v['pearson']:.3f} | "
                   f"{v['rmse']:.3f} | |" for part, v in o.get("parts", {}).items()],
                 f"| {theirs} | {base['pearson']:.3f} | {base['rmse']:.3f} | |", ""]
         if curve:
@@ -305,15 +307,16 @@ def render_cv(name: str, c: dict | None) -> list[str]:
     def ms(d, m):
         return f"{d[m]['mean']:.3f} ± {d[m]['sd']:.3f}"
 
+    blend = (f", blended with its TF-IDF stack (weight on the encoder {fmt_weight(c['scorelib'])}, fitted out of fold)"
+             if c["scorelib"].get("pooled_parts") else "")
     out = [f"### Cross-validation: {name} ({c['folds']} folds, {c['epoch_budget']} epoch(s) per fold)", "", *stale(c),
            f"Split: {c['split']}.", "", "| model (out-of-fold) | Pearson mean ± sd | RMSE mean ± sd | pooled Pearson | "
            "pooled RMSE |" + (" QWK (cut-points) mean ± sd | QWK (nearest) mean ± sd |" if "qwk_nearest" in o else ""),
            "|---|---:|---:|---:|---:|" + ("---:|---:|" if "qwk_nearest" in o else ""),
-           f"| scorelib | {ms(o, 'pearson')} | {ms(o, 'rmse')} | {o['pearson']['pooled']:.3f} | {o['rmse']['pooled']:.3f} |"
+           f"| scorelib{blend} | {ms(o, 'pearson')} | {ms(o, 'rmse')} | {o['pearson']['pooled']:.3f} | {o['rmse']['pooled']:.3f} |"
            + (f" {ms(o, 'qwk')} | {ms(o, 'qwk_nearest')} |" if "qwk_nearest" in o else "")]
     for part, v in c["scorelib"].get("pooled_parts", {}).items():
-        out.append(f"| its {part} alone (blend weight on the encoder {fmt_weight(c['scorelib'])}, fitted out of "
-                   f"fold) | | | {v['pearson']:.3f} | {v['rmse']:.3f} |" + (" | |" if "qwk_nearest" in o else ""))
+        out.append(f"| its {part} alone | | | {v['pearson']:.3f} | {v['rmse']:.3f} |" + (" | |" if "qwk_nearest" in o else ""))
     b = c.get("tfidf_ridge")
     if b:
         out.append(f"| TF-IDF + ridge (each fold's train; alpha on its valid) | {ms(b, 'pearson')} | {ms(b, 'rmse')} | "
