@@ -66,3 +66,23 @@ def test_a_second_round_setting_is_judged_against_the_first_rounds_winner():
     assert wins["head_lr_dropout0"] == ["feedback_prize_ell"]  # beats baseline on demo too, but not head_lr
     assert "head_lr_dropout0: beats head_lr on valid on 1 data set(s): feedback_prize_ell" in R.table(
         {key(r): r for r in runs})
+
+
+def test_a_setting_at_the_same_cost_trains_for_the_epochs_of_the_run_it_is_judged_against(tmp_path, monkeypatch):
+    """``head_lr_dropout0_cls`` (pooling costs nothing) takes ``head_lr_dropout0``'s epochs, not the baseline's."""
+    import pandas as pd
+
+    calls = []
+
+    def fake_train(data, flags, save_dir):  # no training: record the flags, write what run_setting reads
+        calls.append(flags)
+        save_dir.mkdir(parents=True)
+        pd.DataFrame({"seconds": [1.0], "valid_qwk": [0.5]}).to_csv(save_dir / "history.csv", index=False)
+        return {"overall": {"qwk": 0.5}}, 1.0, {"mean": 0.0}, ""
+
+    monkeypatch.setattr(R, "train", fake_train)
+    against = {**run("demo", "head_lr_dropout0", 0.9), "epochs": 3, "estimated_epoch_s": 30.0}
+    got = R.run_setting("demo", "head_lr_dropout0_cls", 90.0, 10, None, None, against)
+    assert len(calls) == 1 and calls[0][calls[0].index("--max-epoch") + 1] == "3"  # no calibration of its own
+    assert calls[0][calls[0].index("--pooling") + 1] == "cls" and calls[0][calls[0].index("--head-lr") + 1] == "5e-4"
+    assert got["epochs"] == 3 and got["epochs_from"] == "head_lr_dropout0's calibration"
