@@ -77,6 +77,8 @@ SETTINGS = {
 }
 # what a setting is judged against (default: ``baseline``): a second-round setting against the first round's winner
 AGAINST = {"head_lr_dropout0": "head_lr", "head_lr_dropout0_cls": "head_lr_dropout0"}
+# a first-round winner judged again on top of the defaults that round set: the later round decides its default
+NEXT_ROUND = {"dropout0": "head_lr_dropout0", "cls": "head_lr_dropout0_cls"}
 CALIBRATION_UPDATES = 8
 # the study's reference: the defaults it started from, written out, so that a default the study changes (--head-lr
 # 5e-4 since this study) does not leak into the runs of later sittings; each setting's flags override these
@@ -241,9 +243,18 @@ def table(runs: dict) -> str:
             cells.append("" if r is None else f"{r['valid']:.4f} ({r['epochs']} ep, {r['wall_s'] / 60:.1f} min)")
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("")
-    for s, where in wins(runs).items():
-        lines.append(f"- {s}: beats {AGAINST.get(s, 'baseline')} on valid on {len(where)} data set(s){': ' + ', '.join(where) if where else ''}"
-                     f"{('  (a combination, not one option: it changes no default by itself)' if s == 'recipe' else '  -> change the default') if len(where) >= 3 else ''}")
+    won = wins(runs)
+    for s, where in won.items():
+        verdict = ""
+        if len(where) >= 3:
+            if s == "recipe":
+                verdict = "  (a combination, not one option: it changes no default by itself)"
+            elif NEXT_ROUND.get(s) in won:
+                verdict = f"  -> judged again on top of the newer defaults, as {NEXT_ROUND[s]}, which decides"
+            else:
+                verdict = "  -> change the default"
+        lines.append(f"- {s}: beats {AGAINST.get(s, 'baseline')} on valid on {len(where)} data set(s)"
+                     f"{': ' + ', '.join(where) if where else ''}{verdict}")
     return "\n".join(lines)
 
 

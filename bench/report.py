@@ -282,14 +282,16 @@ def render_recipe(r: dict | None) -> list[str]:
             "(the baseline's calibrated speed; `dropout0`, `recipe` and `head_lr_dropout0`, whose dropout 0 makes a step "
             "faster, calibrated their own and got more epochs, as a user with that budget would), then the epochs and "
             "the run's wall time. `head_lr_dropout0` is the second round: dropout 0 on top of the first round's winner, "
-            "judged against `head_lr`, not the baseline. Budgets and train rows (smaller than `BUDGET_MINUTES` so that a setting fits a "
+            "judged against `head_lr`, not the baseline; `head_lr_dropout0_cls` is the third: cls pooling (which beat "
+            "the baseline on three sets) on top of the defaults the first two rounds set, judged against "
+            "`head_lr_dropout0` and trained for its epochs (pooling does not change a step's cost). Budgets and train rows (smaller than `BUDGET_MINUTES` so that a setting fits a "
             "sitting): " + "; ".join(f"{n} {b:g} min, {t} rows" for n, (b, t) in sizes.items()) + ". "
             + ("" if "feedback_prize_ell" in sizes else "Feedback Prize ELL, the study's fourth data set, has not run "
                "(its budget is 45 minutes a setting). ")
             + "\"-> change the default\" is the study's rule (wins on valid on at least three of the four sets); "
             "README.md (\"Why these defaults\") says which defaults did change.", "",
             table(runs), "", f"1-minute load during the runs: {min(loads):.2f}-{max(loads):.2f} (mean of each run's "
-            f"samples; runs that take the baseline's epochs give the same figure at any load, only their wall time "
+            f"samples; runs that take another run's epochs give the same figure at any load, only their wall time "
             f"grows). Machine: {machine_line(next(iter(runs.values()))['machine'])}.", "",
             "Each figure is one seed; margins of a few thousandths are within what another seed would move. The "
             "study's first sitting was discarded in part and re-run: runs taken beside other work calibrated slower "

@@ -86,3 +86,18 @@ def test_a_setting_at_the_same_cost_trains_for_the_epochs_of_the_run_it_is_judge
     assert len(calls) == 1 and calls[0][calls[0].index("--max-epoch") + 1] == "3"  # no calibration of its own
     assert calls[0][calls[0].index("--pooling") + 1] == "cls" and calls[0][calls[0].index("--head-lr") + 1] == "5e-4"
     assert got["epochs"] == 3 and got["epochs_from"] == "head_lr_dropout0's calibration"
+
+
+def test_a_winner_judged_again_in_a_later_round_is_decided_there():
+    """``cls`` beats the baseline on three sets, but ``head_lr_dropout0_cls`` (cls on the new defaults) decides."""
+    sets = [("demo", True), ("mohler_sag", True), ("clear_readability", False), ("feedback_prize_ell", False)]
+    runs = []
+    for n, up in sets:
+        sign = 1 if up else -1
+        runs += [run(n, "baseline", 0.5, up), run(n, "cls", 0.5 + sign * 0.01, up),
+                 run(n, "head_lr_dropout0", 0.6, up), run(n, "head_lr_dropout0_cls", 0.6 - sign * 0.01, up)]
+    text = R.table({key(r): r for r in runs})
+    assert "- cls: beats baseline on valid on 4 data set(s)" in text
+    assert "judged again on top of the newer defaults, as head_lr_dropout0_cls, which decides" in text
+    assert "- head_lr_dropout0_cls: beats head_lr_dropout0 on valid on 0 data set(s)\n" in text + "\n"
+    assert "-> change the default" not in text.split("- cls:")[1].split("\n")[0]
