@@ -84,8 +84,9 @@ CALIBRATION_UPDATES = 8
 # 5e-4 since this study) does not leak into the runs of later sittings; each setting's flags override these
 REFERENCE = ["--head-lr", "8e-5", "--lr", "8e-5", "--layer-lr-decay", "1", "--reinit-layers", "0", "--pooling", "mean"]
 # settings that change a step's cost (dropout off is faster) get their own calibration; the others train for the
-# epochs that the calibration of the run they are judged against (:data:`AGAINST`, else the baseline) allowed (their cost is the baseline's: a calibration of their own would only
-# add timing noise, and at a budget near an epoch boundary that noise alone gives one setting an extra epoch)
+# epochs that the run they are judged against (:data:`AGAINST`, else the baseline) calibrated (their step costs what
+# its does: a calibration of their own would only add timing noise, and at a budget near an epoch boundary that
+# noise alone gives one setting an extra epoch)
 OWN_SPEED = {"dropout0", "recipe", "head_lr_dropout0"}
 
 
@@ -157,9 +158,11 @@ def train(data: Path, flags: list[str], save_dir: Path) -> tuple[dict, float, di
 
 
 def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_rows: int | None,
-                train_rows: int | None = None, baseline: dict | None = None, same_epochs: bool = False) -> dict:
-    """Calibrate the setting's speed, train it for the epochs the budget allows, return its valid figure."""
+                train_rows: int | None = None, reference_run: dict | None = None, same_epochs: bool = False) -> dict:
+    """Calibrate the setting's speed (or take ``reference_run``'s, the run it is judged against, where a step costs
+    the same), train it for the epochs the budget allows, return its valid figure."""
     metric, maximize = FIGURE[name]
+    against = AGAINST.get(setting, "the baseline")
     with tempfile.TemporaryDirectory(prefix=f"bench_recipe_{name}_{setting}_") as tmp:
         tmp = Path(tmp)
         flags, train_frame = prepare(name, tmp / "data", max_rows, train_rows)
@@ -167,7 +170,7 @@ def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_r
         if max_rows:
             flags = merge_flags(flags, ["--max-length", "128"])
         max_length = int(flags[flags.index("--max-length") + 1]) if "--max-length" in flags else 512
-        if (setting in OWN_SPEED and not same_epochs) or baseline is None:
+        if (setting in OWN_SPEED and not same_epochs) or reference_run is None:
             _, cal_wall, _, _ = train(tmp / "data", merge_flags(flags, ["--max-update", str(CALIBRATION_UPDATES),
                                                                        "--max-epoch", "1"]), tmp / "calibration")
             row = pd.read_csv(tmp / "calibration" / "history.csv").iloc[-1]
@@ -176,8 +179,7 @@ def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_r
             print(f"{name} / {setting}: {row['tokens_per_s']:.0f} tokens/s, about {epoch_s:.0f} s an epoch: "
                   f"{epochs} epoch(s) in {budget_s / 60:.0f} min", flush=True)
         else:
-            against = AGAINST.get(setting, "baseline")
-            cal_wall, epoch_s, epochs = 0.0, baseline["estimated_epoch_s"], baseline["epochs"]
+            cal_wall, epoch_s, epochs = 0.0, reference_run["estimated_epoch_s"], reference_run["epochs"]
             print(f"{name} / {setting}: {against}'s {epochs} epoch(s) (a step costs what {against}'s does)",
                   flush=True)
         metrics, wall, load, _ = train(tmp / "data", merge_flags(flags, ["--max-epoch", str(epochs)]), tmp / "run")
@@ -185,7 +187,7 @@ def run_setting(name: str, setting: str, budget_s: float, max_epochs: int, max_r
     figure = metrics["overall"][metric]
     curve_col = f"valid_{metric}"
     return {"data_set": name, "setting": setting, "flags": SETTINGS[setting], "reference": REFERENCE,
-            "epochs_from": "own calibration" if cal_wall else f"{AGAINST.get(setting, 'the baseline')}'s calibration",
+            "epochs_from": "own calibration" if cal_wall else f"{against}'s calibration",
             "metric": metric,
             "maximize": maximize, "valid": figure, "epochs": epochs, "budget_s": budget_s,
             "estimated_epoch_s": round(epoch_s, 1), "calibration_wall_s": round(cal_wall, 1), "wall_s": round(wall, 1),
