@@ -340,7 +340,7 @@ def render_cv(name: str, c: dict | None) -> list[str]:
             f"{t['spread_median']:.3f}.", ""]
     walls = c.get("fold_wall_s") or {}
     if walls:
-        out += [f"Wall time per fold (training, per-epoch validation, prediction): "
+        out += ["Wall time per fold (training, per-epoch validation, prediction): "
                 + ", ".join(f"fold {k}: {v / 60:.1f} min" for k, v in walls.items())
                 + f"; total {c['wall_s'] / 60:.1f} min"
                 + (f" ({c['fold_wall_note']})." if c.get("fold_wall_note") else
