@@ -270,8 +270,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-rows", type=int, help="smoke test: this many train rows (half as many valid), window 128")
     p.add_argument("--train-rows", default="", help="a smaller study: NAME=N,... keeps a seeded sample of N train "
                    "rows of that data set (valid whole, window unchanged), e.g. clear_readability=800")
-    p.add_argument("--same-epochs", action="store_true", help="every setting takes the baseline's epochs, the "
-                   "faster ones too (a comparison at equal epochs that any load leaves unchanged; it does not count "
+    p.add_argument("--same-epochs", action="store_true", help="every setting takes the epochs of the run it is "
+                   "judged against (AGAINST, else the baseline), the faster ones too (a comparison at equal epochs that any load leaves unchanged; it does not count "
                    "a faster setting's extra epochs)")
     p.add_argument("--results", default=str(common.RESULTS), help="the JSON file runs are appended to")
     p.add_argument("--redo", action="store_true", help="run again what the results file already holds")
