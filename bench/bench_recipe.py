@@ -21,7 +21,8 @@ later runs. Epochs: a calibration run (``--max-update`` a few updates) measures 
 the study run then takes ``--max-epoch E``, the most epochs of the train split that fit the budget (at least 1, at
 most ``--max-epochs``). The baseline and the settings that change a step's cost (:data:`OWN_SPEED`: dropout off)
 calibrate themselves, so a faster setting gets more epochs, as it would for a user with that budget; the others take
-the baseline's epochs (their step costs the same; their own calibration would only add timing noise).
+the epochs of the run they are judged against (:data:`AGAINST`: a later round's setting against the defaults an
+earlier round set; else the baseline), whose step costs the same (their own calibration would only add timing noise).
 
 Run it alone: a calibration taken while something else runs gives a setting fewer epochs. A smaller study that
 fits one sitting (about 9 minutes a setting, 2 cores):
