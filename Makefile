@@ -29,7 +29,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	SCORELIB_FAST=1 $(PY) -m pytest tests -m "not slow and not browser" -p no:cacheprovider
 
-# Re-run the notebooks in full mode (05 in its medium mode) and keep their outputs (times measured: README).
+# Re-run the notebooks in full mode (05 in its medium mode) and keep their outputs (times measured: docs/training.md).
 notebooks: $(STAMP)
 	for nb in notebooks/0*.ipynb; do SCORELIB_FAST=0 $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=1800 $$nb || exit 1; done

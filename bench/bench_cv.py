@@ -53,7 +53,7 @@ DATASETS = ("mohler_sag", "clear_readability", "demo")
 def prepare(name: str) -> tuple[pd.DataFrame, pd.DataFrame, list[str], Path | None]:
     """(pool, test, scorelib flags, ranges table or None) for a data set."""
     if name == "demo":
-        from scorelib.demo import DEMO_RANGES, load_demo
+        from scorelib.data.demo import DEMO_RANGES, load_demo
 
         demo = load_demo()
         pool = pd.concat([demo["train"], demo["valid"]], ignore_index=True)[["key", "prompt", "text", "score"]]

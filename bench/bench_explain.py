@@ -1,4 +1,4 @@
-"""Cost of ``scorelib.explain``: seconds per essay of about 450 word pieces, sentence view and token view.
+"""Cost of ``scorelib.explain.explanation``: seconds per essay of about 450 word pieces, sentence view and token view.
 
 * sentence view: the essay and its leave-one-out variants (one per sentence) scored in one call;
 * token view: Integrated Gradients on the input embeddings, ``--steps`` (default 32) interpolation steps.
@@ -32,7 +32,7 @@ def essays(tokenizer, n: int, lo: int = 430, hi: int = 470) -> tuple[list[str], 
         lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
         picked = [t for t, k in zip(texts, lengths) if lo <= k <= hi][:n]
         return picked, f"Feedback Prize ELL essays of {lo}-{hi} word pieces"
-    import scorelib.demo as demo
+    import scorelib.data.demo as demo
 
     answers, out = demo.load_demo("train")["text"].tolist(), []
     for i in range(n):
@@ -57,7 +57,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     import scorelib
-    from scorelib.explain import explain, split_sentences
+    from scorelib.explain.explanation import explain, split_sentences
 
     with tempfile.TemporaryDirectory() as tmp:
         save_dir = Path(args.save_dir) if args.save_dir else Path(tmp) / "tiny"

@@ -4,7 +4,7 @@ Padding efficiency = non-pad tokens / padded tokens (``len(batch) * longest``) o
 text set, the texts are tokenized as ``scorelib-train`` tokenizes them (the default tokenizer, truncation at
 ``--max-length 512``, one segment) into a ``ScoringDataset``, and batched by:
 
-* ``scorelib``: ``scorelib.dataset.epoch_batches`` (length-sorted ``batch_by_size``, ``--max-tokens 2048
+* ``scorelib``: ``scorelib.data.scoring_dataset.epoch_batches`` (length-sorted ``batch_by_size``, ``--max-tokens 2048
   --batch-size 16``: scorelib-train's defaults), epoch 1, seed 1;
 * ``random_16``: random batches of 16 (what ``transformers.Trainer`` forms by default), seed 1;
 * ``hf_group_by_length_16``: transformers' ``LengthGroupedSampler`` (batch size 16, seed 1), for reference.
@@ -37,15 +37,15 @@ MAX_LENGTH = 512
 
 def dataset_of(texts: list[str], tokenizer):
     """The texts as scorelib's training dataset holds them (one prompt, no context)."""
-    from scorelib.dataset import ScoringDataset
-    from scorelib.prompts import PromptTable
+    from scorelib.data.scoring_dataset import ScoringDataset
+    from scorelib.data.prompts import PromptTable
 
     frame = pd.DataFrame({"key": [str(i) for i in range(len(texts))], "prompt": "1", "text": texts, "score": 0.0})
     return ScoringDataset(frame, tokenizer, PromptTable(ids=["1"], ranges={"1": (0.0, 1.0)}), MAX_LENGTH)
 
 
 def batchings(ds, max_tokens: int, batch_size: int) -> dict[str, list[list[int]]]:
-    from scorelib.dataset import epoch_batches
+    from scorelib.data.scoring_dataset import epoch_batches
 
     n = len(ds)
     out = {"scorelib": epoch_batches(ds, 1, SEED, max_tokens, batch_size)}
@@ -89,7 +89,7 @@ def best_padding(sizes, max_tokens: int, batch_size: int, num_batches: int) -> f
 
 
 def measure(name: str, texts: list[str], tokenizer, max_tokens: int, batch_size: int) -> dict:
-    from scorelib.dataset import padding_efficiency
+    from scorelib.data.scoring_dataset import padding_efficiency
 
     t0 = time.perf_counter()
     ds = dataset_of(texts, tokenizer)
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--no-save", action="store_true", help="print only; leave bench/results.json alone")
     opts = p.parse_args(argv)
-    from scorelib.model import load_tokenizer
+    from scorelib.models.scoring_model import load_tokenizer
 
     tok = load_tokenizer(None)
     result = {"method": common.METHOD, "max_tokens": opts.max_tokens, "batch_size": opts.batch_size,

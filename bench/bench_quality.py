@@ -168,7 +168,7 @@ def run_scorelib(name: str, parts, flags, workdir: Path, extra: list[str]) -> di
     history = pd.read_csv(workdir / "ckpt" / "history.csv")
     metric = flag_value(cmd, "--best-checkpoint-metric")
     curve = history[f"valid_{metric}"].to_numpy(dtype=float)
-    # the epoch checkpoint_best holds: the first strict best on valid, as scorelib.train.Progress.is_better keeps it
+    # the epoch checkpoint_best holds: the first strict best on valid, as scorelib.training.Progress.is_better keeps it
     best = int(history["epoch"].iloc[int(np.argmax(curve) if MAXIMIZE[metric] else np.argmin(curve))])
     on_file = json.loads((results / "metrics-checkpoint_best-test.json").read_text())
     parts = {part: {m: on_file[part]["overall"][m] for m in ("pearson", "rmse")}
@@ -198,7 +198,7 @@ QUICK_ROWS = {"train": 64, "valid": 32, "test": 32}
 
 def quick_cut(parts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The seeded, prompt-balanced subsets ``--max-train-rows 64 --max-eval-rows 32`` give scorelib (for --quick)."""
-    from scorelib.tasks import subset
+    from scorelib.tasks.text_scoring import subset
 
     return {k: subset(v if "prompt" in v else v.assign(prompt="1"), QUICK_ROWS[k], SEED)[v.columns]
             .reset_index(drop=True) for k, v in parts.items()}

@@ -99,7 +99,7 @@ def prepare(name: str, folder: Path, max_rows: int | None,
     smaller study that still reads what the full one reads."""
     folder.mkdir(parents=True, exist_ok=True)
     if name == "demo":
-        from scorelib.demo import DEMO_RANGES, load_demo
+        from scorelib.data.demo import DEMO_RANGES, load_demo
 
         parts = {k: v for k, v in load_demo().items() if k in ("train", "valid")}
         pd.DataFrame([(p, lo, hi) for p, (lo, hi) in DEMO_RANGES.items()], columns=["prompt", "min", "max"]).to_csv(
@@ -130,7 +130,7 @@ def prepare(name: str, folder: Path, max_rows: int | None,
 
 def epoch_tokens(train: pd.DataFrame, max_length: int) -> int:
     """Tokens of one epoch of ``train`` (each text, with its context, cut to the window)."""
-    from scorelib.model import load_tokenizer
+    from scorelib.models.scoring_model import load_tokenizer
 
     tok = load_tokenizer(None)
     texts = train["text"].astype(str).tolist()

@@ -44,7 +44,7 @@ def batch_texts(n: int) -> tuple[list[str], str]:
         rng = np.random.default_rng(0)
         return m["student_answer"].astype(str).iloc[rng.permutation(len(m))[:n]].tolist(), f"{n} Mohler SAG answers"
     print(f"WARNING: {common.SHARED_DATA} not found: scoring the embedded demo answers instead", file=sys.stderr)
-    from scorelib import demo
+    from scorelib.data import demo
 
     texts = demo.load_demo()["test"]["text"].tolist()
     return (texts * (n // len(texts) + 1))[:n], f"{n} demo answers (fallback)"
@@ -52,7 +52,7 @@ def batch_texts(n: int) -> tuple[list[str], str]:
 
 def bare_batches(scorer, texts, prompt):
     """Pre-tokenized, pre-padded batches exactly as ``Scorer.score`` forms them (its dataset, its batches)."""
-    from scorelib.dataset import batch_by_size
+    from scorelib.data.scoring_dataset import batch_by_size
 
     texts, prompt, contexts = scorer.check(texts, prompt, None)
     ds = scorer.dataset(texts, prompt, contexts)

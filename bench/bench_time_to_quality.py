@@ -72,7 +72,7 @@ def write_data(folder: Path, quick: bool) -> tuple[Path, list[str], dict]:
     parts = bench_quality.split(frame)
     parts = {k: parts[k] for k in ("train", "valid")}
     if quick:
-        from scorelib.tasks import subset
+        from scorelib.tasks.text_scoring import subset
 
         train = subset(parts["train"], QUICK_ROWS["train"], SEED).reset_index(drop=True)
         valid = parts["valid"][parts["valid"]["prompt"].isin(set(train["prompt"]))]  # only prompts seen in train
@@ -120,7 +120,7 @@ def child_hf(opts) -> dict:
                               TrainerCallback, TrainingArguments)
 
     from scorelib import default_model_path
-    from scorelib.model import load_tokenizer
+    from scorelib.models.scoring_model import load_tokenizer
 
     if opts.threads:
         torch.set_num_threads(opts.threads)

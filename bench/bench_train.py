@@ -4,8 +4,8 @@ Configurations (same encoder, same texts, same epochs, float32, same CPU threads
 at most 16 texts per batch on both sides), each run in its own process so that its peak RSS is its own,
 ``--repeats`` times with the configuration order rotated each repeat; figures are medians:
 
-* ``scorelib``: one epoch through ``scorelib.train.train_epoch`` (the loop ``scorelib-train`` runs) with the
-  batches of ``scorelib.dataset.epoch_batches`` (length-sorted, ``--batch-size 16`` like HF, ``--max-tokens``
+* ``scorelib``: one epoch through ``scorelib.training.train_epoch`` (the loop ``scorelib-train`` runs) with the
+  batches of ``scorelib.data.scoring_dataset.epoch_batches`` (length-sorted, ``--batch-size 16`` like HF, ``--max-tokens``
   the smallest multiple of 64 at which the mean batch size is within 10% of 16).
 * ``scorelib_compile``: the same with ``--compile`` (``torch.compile`` of the encoder, dynamic shapes). Its first
   step compiles, so before the timed epoch it warms up: forward + backward (no optimizer step, so the weights
@@ -72,7 +72,7 @@ def scorelib_args(data: Path, save_dir: Path, max_tokens: int, epochs: int, comp
 
 
 def setup_task(args):
-    """The task with its train split loaded, as ``scorelib.train.train`` sets it up."""
+    """The task with its train split loaded, as ``scorelib.training.train`` sets it up."""
     from scorelib.registry import TASK_REGISTRY, lookup
 
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)
@@ -83,7 +83,7 @@ def setup_task(args):
 def choose_max_tokens(dataset, target: int = HF_BATCH) -> tuple[int, float, int]:
     """The smallest ``--max-tokens`` (a multiple of 64) at which scorelib's epoch-1 batches, capped at ``target``
     texts (``--batch-size``), have a mean size within 10% of ``target``; returns it, that mean and the batches."""
-    from scorelib.dataset import epoch_batches
+    from scorelib.data.scoring_dataset import epoch_batches
 
     first = 64 * -(-int(dataset.sizes.max()) // 64)
     for mt in range(first, 64 * 1024 + 1, 64):
@@ -95,9 +95,9 @@ def choose_max_tokens(dataset, target: int = HF_BATCH) -> tuple[int, float, int]
 
 
 def build_trainer(args):
-    """Task, model, criterion and ``Trainer`` as ``scorelib.train.train`` builds them (train split only)."""
-    from scorelib import checkpoint
-    from scorelib.train import set_seed
+    """Task, model, criterion and ``Trainer`` as ``scorelib.training.train`` builds them (train split only)."""
+    from scorelib import checkpoint_utils as checkpoint
+    from scorelib.training import set_seed
     from scorelib.trainer import Trainer
 
     set_seed(args.seed)
@@ -161,8 +161,8 @@ def compile_warmup(trainer, n_batches: int) -> dict:
 def child_scorelib(opts, compile: bool = False) -> dict:
     import torch
 
-    from scorelib.dataset import epoch_batches, padding_efficiency
-    from scorelib.train import Progress, train_epoch
+    from scorelib.data.scoring_dataset import epoch_batches, padding_efficiency
+    from scorelib.training import Progress, train_epoch
 
     torch.set_num_threads(opts.threads)
     save_dir = Path(tempfile.mkdtemp(prefix="scorelib-bench-ckpt-"))
@@ -203,7 +203,7 @@ def child_hf(opts, group: bool) -> dict:
                               TrainerCallback, TrainingArguments)
 
     from scorelib import default_model_path
-    from scorelib.model import load_tokenizer
+    from scorelib.models.scoring_model import load_tokenizer
 
     torch.set_num_threads(opts.threads)
     transformers.logging.set_verbosity_error()
@@ -261,8 +261,8 @@ def child_overhead(opts) -> dict:
     """Alternate scorelib epochs and bare epochs (same model, same batch shapes) in one process."""
     import torch
 
-    from scorelib.dataset import epoch_batches
-    from scorelib.train import Progress, train_epoch
+    from scorelib.data.scoring_dataset import epoch_batches
+    from scorelib.training import Progress, train_epoch
 
     torch.set_num_threads(opts.threads)
     save_dir = Path(tempfile.mkdtemp(prefix="scorelib-bench-ckpt-"))

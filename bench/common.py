@@ -60,7 +60,7 @@ def skewed_texts(n: int = 256, seed: int = 0, long_share: float = 0.5) -> tuple[
     if not have_shared_data():
         print(f"WARNING: {SHARED_DATA} not found: the speed benchmark falls back to the embedded demo data "
               f"(short answers only, so the figures are not comparable to the README's)", file=sys.stderr)
-        from scorelib import demo
+        from scorelib.data import demo
 
         frame = demo.load_demo()["train"]
         frame = frame.iloc[rng.permutation(len(frame))[:n]]

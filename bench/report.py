@@ -53,7 +53,7 @@ def render(data: dict) -> str:
                            f"{f(100 * b['padding_efficiency'])}% | {b['batches']} | {f(b['mean_batch_size'], 2)} | "
                            f"{b['max_padded_tokens']:,} |")
         out += ["", f"Padding efficiency = non-pad tokens / padded tokens over one epoch's batches; scorelib: "
-                    f"`scorelib.dataset.epoch_batches`. Command: `{pd_['command'].strip()}`.", ""]
+                    f"`scorelib.data.scoring_dataset.epoch_batches`. Command: `{pd_['command'].strip()}`.", ""]
         for r in pd_["sets"].values():
             if r.get("best_possible"):
                 out += [f"Best possible for {r['source']} (`best_padding`: any split of the sorted lengths under the "

@@ -46,7 +46,7 @@ def trait_table(folder, rows_per_prompt: int):
     content, accuracy), with ``folder/ranges.csv`` (trait, min, max, step); returns the rows written."""
     import pandas as pd
 
-    from scorelib.demo import DEMO_TRAITS, load_demo_traits
+    from scorelib.data.demo import DEMO_TRAITS, load_demo_traits
 
     frame = load_demo_traits("train").groupby("prompt").head(rows_per_prompt).reset_index(drop=True)
     frame = frame[["key", "prompt", "text", "content", "accuracy"]]
@@ -58,7 +58,7 @@ def trait_table(folder, rows_per_prompt: int):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from scorelib.model import load_tokenizer
+    from scorelib.models.scoring_model import load_tokenizer
 
     return load_tokenizer(None)
 

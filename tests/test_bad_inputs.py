@@ -15,7 +15,7 @@ import scorelib
 from conftest import train_args
 from scorelib.errors import ScorelibError
 from scorelib.options import parse_args
-from scorelib.tasks import TextScoringTask
+from scorelib.tasks.text_scoring import TextScoringTask
 
 HEADER = "key,prompt,text,score"
 TALLY = {"tried": 0, "accepted": 0, "refused": 0, "rows_lost": 0}
@@ -445,9 +445,9 @@ class Cli(NamedTuple):
 
 
 def entry(tool):
-    from scorelib import cli
+    import importlib
 
-    return getattr(cli, f"{tool}_cli")
+    return importlib.import_module(f"scorelib.cli.{tool}").cli_main
 
 
 def snapshot(*roots) -> dict:

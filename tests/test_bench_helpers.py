@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from bench_padding import best_padding  # noqa: E402
 
-from scorelib.dataset import batch_by_size, padding_efficiency  # noqa: E402
+from scorelib.data.scoring_dataset import batch_by_size, padding_efficiency  # noqa: E402
 
 
 def brute_force(sizes, max_tokens, batch_size, num_batches):

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import module_scratch
-from scorelib.demo import DEMO_RANGES
+from scorelib.data.demo import DEMO_RANGES
 
 pytestmark = pytest.mark.browser
 
@@ -59,7 +59,7 @@ ACTIVATE_JS = """(path) => {
 }"""
 WIDGET_NOTEBOOK = """import scorelib
 from pathlib import Path
-from scorelib.widget import ScoringWidget
+from scorelib.hub.widget import ScoringWidget
 
 save_dir = Path({save_dir!r})
 scorer = scorelib.load(save_dir, device="cpu")
@@ -237,7 +237,7 @@ def test_widget_scores_a_pasted_text_in_jupyterlab(page, lab, trained_dir):
 def test_report_flags_table_renders_in_chromium(sync_playwright, trained_dir, tmp_path):
     """A report of the tests' small save dir, opened from disk in headless Chromium: no kernel, no network, no
     JavaScript; the flags table is drawn with one row per flag (screenshot: tests/artifacts/report.png)."""
-    from scorelib.report import make_report
+    from scorelib.report.builder import make_report
 
     out = make_report(trained_dir, split="test", bootstrap=50, results_path=None)
     flags = out["report"]["flags"]

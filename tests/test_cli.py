@@ -13,8 +13,9 @@ import pytest
 import torch
 
 import scorelib
-from scorelib.cli import eval_cli, score_cli
-from scorelib.demo import DEMO_RANGES
+from scorelib.cli.eval import cli_main as eval_cli
+from scorelib.cli.score import cli_main as score_cli
+from scorelib.data.demo import DEMO_RANGES
 
 BIN = Path(sys.executable).parent
 FORMULA_LIKE = ["=1+1 is how a spreadsheet adds two numbers", '=HYPERLINK("http://example.com","click") here',
@@ -39,7 +40,7 @@ def scorer(trained_dir):
 @pytest.fixture(scope="module")
 def valid_keys(trained_dir, tokenizer):
     """The keys of the valid split the trained model was validated on, rebuilt from its options."""
-    from scorelib.tasks import TextScoringTask
+    from scorelib.tasks.text_scoring import TextScoringTask
 
     cfg = torch.load(trained_dir / "checkpoint_best.pt", weights_only=True)["cfg"]
     task = TextScoringTask.setup_task(argparse.Namespace(**cfg), tokenizer)

@@ -59,10 +59,10 @@ def test_tensorboard_event_files_hold_the_valid_metrics_and_the_train_curves(run
 def test_a_cv_fold_writes_its_curves_under_the_cv_runs_folder(tmp_path):
     import argparse
 
-    from scorelib.curves import run_dir
-    from scorelib.cv import fold_args
+    from scorelib.logging.progress_bar import run_dir
+    from scorelib.cv.cross_validate import fold_args
     from scorelib.options import parse_args
-    from scorelib.prompts import PromptTable
+    from scorelib.data.prompts import PromptTable
 
     args = parse_args(["--save-dir", str(tmp_path / "cv5"), "--tensorboard-logdir", str(tmp_path / "tb")])
     table = PromptTable(["a"], {"a": (0.0, 3.0)}, step=1.0)
@@ -78,7 +78,7 @@ def test_logs_leave_the_implicit_prompt_out(run):
 
 
 def test_the_score_line_of_a_one_prompt_model_names_no_prompt_and_the_cut_points(run, capsys):
-    from scorelib.cli import score_cli
+    from scorelib.cli.score import cli_main as score_cli
 
     assert score_cli([str(run.save_dir), "--cpu", "an answer about the cache"]) == 0  # one prompt: no --prompt
     out, err = capsys.readouterr()
@@ -91,7 +91,7 @@ def test_the_score_line_of_a_one_prompt_model_names_no_prompt_and_the_cut_points
 
 def test_input_without_column_flags_reads_the_training_runs_names(run, capsys):
     from scorelib import load
-    from scorelib.cli import score_cli
+    from scorelib.cli.score import cli_main as score_cli
 
     src, dst = run.tmp / "new.csv", run.tmp / "new-scored.csv"
     texts = ["an answer about the cache", "memory and latency", "a third answer"]
@@ -111,7 +111,7 @@ def test_input_without_column_flags_reads_the_training_runs_names(run, capsys):
 
 
 def test_input_names_the_training_runs_text_column_when_the_table_lacks_it(run, capsys):
-    from scorelib.cli import score_cli
+    from scorelib.cli.score import cli_main as score_cli
 
     src = run.tmp / "other.csv"
     pd.DataFrame({"id": ["n1"], "essay": ["an answer"]}).to_csv(src, index=False)

@@ -14,14 +14,16 @@ import torch
 
 import scorelib
 from conftest import module_scratch, trait_table
-from scorelib.cli import cv_cli, eval_cli, score_cli
-from scorelib.cutpoints import cross_fit_round, fit_table_cutpoints
-from scorelib.cv import assign_folds, cross_validate, parse_cv_args, pooled_rows
-from scorelib.demo import DEMO_RANGES, load_demo
+from scorelib.cli.cv import cli_main as cv_cli
+from scorelib.cli.eval import cli_main as eval_cli
+from scorelib.cli.score import cli_main as score_cli
+from scorelib.cutpoints.thresholds import cross_fit_round, fit_table_cutpoints
+from scorelib.cv.cross_validate import assign_folds, cross_validate, parse_cv_args, pooled_rows
+from scorelib.data.demo import DEMO_RANGES, load_demo
 from scorelib.errors import OptionError
 from scorelib.metrics import compute_metrics
 from scorelib.results import frame_metrics
-from scorelib.prompts import PromptTable
+from scorelib.data.prompts import PromptTable
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--cpu", "--max-epoch", "1", "--max-train-rows", "24", "--max-eval-rows", "8", "--log-format", "simple",
@@ -113,7 +115,7 @@ def test_rerun_finishes_fold2_without_retraining_fold1(cv_run, monkeypatch):
     before = stamps(fold1)
     shutil.rmtree(fold2)  # fold 2 again, killed after its last save but before its held-out rows were predicted
     killed = RuntimeError("killed while predicting fold 2's held-out rows")
-    monkeypatch.setattr("scorelib.cv.results_frame", lambda *a, **k: (_ for _ in ()).throw(killed))
+    monkeypatch.setattr("scorelib.cv.cross_validate.results_frame", lambda *a, **k: (_ for _ in ()).throw(killed))
     with pytest.raises(RuntimeError, match="killed while predicting"):
         cross_validate(parse_cv_args(argv))
     monkeypatch.undo()
@@ -206,7 +208,7 @@ def test_fit_cutpoints_refused_on_a_continuous_target(tmp_path, capsys):
                    "--fit-cutpoints", *TINY]) == 2
     assert "--fit-cutpoints" in capsys.readouterr().err and not (tmp_path / "cv").exists()
     from scorelib.options import parse_args
-    from scorelib.train import train
+    from scorelib.training import train
 
     with pytest.raises(OptionError, match="--score-step"):
         train(parse_args([str(tmp_path / "cont.csv"), "--save-dir", str(tmp_path / "t"), "--fit-cutpoints", *TINY]))
@@ -222,7 +224,7 @@ def test_fold_column_used_as_given(tmp_path):
     data = small_table(tmp_path, per_prompt=9, fold_column=True)
     args = parse_cv_args([str(data), "--fold-column", "split", "--save-dir", str(tmp_path / "cv")])
     frame, _ = pooled_rows(args)
-    from scorelib.cv import given_folds
+    from scorelib.cv.cross_validate import given_folds
 
     folds = given_folds(frame, args)
     raw = pd.read_csv(data, dtype=str)
@@ -244,15 +246,15 @@ def test_folds_drawn_by_stratified_kfold_seeded(tmp_path):
 
 
 def test_cv_console_script_entry():
-    proc = subprocess.run([sys.executable, "-c", "from scorelib.cli import cv_cli; raise SystemExit(cv_cli())",
+    proc = subprocess.run([sys.executable, "-c", "from scorelib.cli.cv import cli_main; raise SystemExit(cli_main())",
                            "--help"], capture_output=True, text=True, cwd=ROOT,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and "--folds" in proc.stdout and "--fit-cutpoints" in proc.stdout
-    assert 'scorelib-cv = "scorelib.cli:cv_cli"' in (ROOT / "pyproject.toml").read_text()
+    assert 'scorelib-cv = "scorelib.cli.cv:cli_main"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_widget_shows_the_spread_of_a_fold_ensemble(cv_run):
-    from scorelib.widget import ScoringWidget, check_and_score
+    from scorelib.hub.widget import ScoringWidget, check_and_score
 
     ensemble = scorelib.load(cv_run[0], device="cpu")
     result = check_and_score(ensemble, "q1", "The earth is tilted, so sunlight hits it at different angles.")
@@ -291,7 +293,7 @@ def test_continuous_scores_stratified_by_quantile_bins():
 
 
 def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tmp_path, capsys):
-    from scorelib.demo import DEMO_TRAITS
+    from scorelib.data.demo import DEMO_TRAITS
 
     frame = trait_table(tmp_path, 12)
     save = tmp_path / "cv"
@@ -324,7 +326,7 @@ def test_cv_of_two_traits_writes_trait_columns_mcrmse_and_per_trait_cutpoints(tm
     ensemble = scorelib.load(save, device="cpu")
     score, spread = ensemble.score("Plants use light to make sugar.", prompt="q1", return_spread=True)
     assert set(score) == set(spread) == {"content", "accuracy"} and all(v >= 0 for v in spread.values())
-    from scorelib.widget import check_and_score
+    from scorelib.hub.widget import check_and_score
 
     shown = check_and_score(ensemble, "q1", "Plants use light to make sugar.")
     assert {t: shown["traits"][t]["spread"] for t in spread} == pytest.approx(spread)

@@ -1,15 +1,15 @@
-"""Tests for table reading, the task's data setup, ``ScoringDataset`` and ``batch_by_size`` (scorelib.readers, tables, dataset, tasks)."""
+"""Tests for table reading, the task's data setup, ``ScoringDataset`` and ``batch_by_size`` (scorelib.data.readers, tables, dataset, tasks)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from scorelib.dataset import batch_by_size, padding_efficiency
+from scorelib.data.scoring_dataset import batch_by_size, padding_efficiency
 from scorelib.errors import DataError
-from scorelib.readers import read_table
+from scorelib.data.readers import read_table
 from scorelib.options import parse_args
-from scorelib.tasks import TextScoringTask
+from scorelib.tasks.text_scoring import TextScoringTask
 
 
 def setup(tokenizer, *argv):

@@ -1,12 +1,12 @@
-"""Tests for the embedded demo data set (scorelib.demo)."""
+"""Tests for the embedded demo data set (scorelib.data.demo)."""
 import pandas as pd
 import pytest
 
-from scorelib import demo
-from scorelib.demo import (DATA_CARD, DEMO_QUESTIONS, DEMO_RANGES, generate, load_bank, load_demo,
+from scorelib.data import demo
+from scorelib.data.demo import (DATA_CARD, DEMO_QUESTIONS, DEMO_RANGES, generate, load_bank, load_demo,
                            rubric_score, split_phrases, write_demo)
 
-from scorelib.tables import COLUMNS  # the demo uses the same columns as every table
+from scorelib.data.tables import COLUMNS  # the demo uses the same columns as every table
 
 
 @pytest.fixture(scope="module")

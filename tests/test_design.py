@@ -98,8 +98,8 @@ def test_train_cv_and_eval_refuse_a_bad_option_with_the_same_message(tmp_path, t
     lines = {}
     for tool in tools:
         argv = ([str(tmp_path)] if tool == "eval" else ["--save-dir", str(tmp_path / "run")]) + bad
-        proc = subprocess.run([sys.executable, "-c", f"import sys; from scorelib.cli import {tool}_cli; "
-                               f"sys.exit({tool}_cli({argv!r}))"], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([sys.executable, "-c", f"import sys; from scorelib.cli.{tool} import cli_main; "
+                               f"sys.exit(cli_main({argv!r}))"], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, (tool, proc.stderr)
         lines[tool] = proc.stderr.strip().splitlines()[-1]
         assert not (tmp_path / "run").exists(), f"{tool} wrote its save dir before refusing"

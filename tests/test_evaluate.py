@@ -15,7 +15,7 @@ from scorelib.metrics import compute_metrics as array_metrics
 from scorelib.metrics import flat_metrics
 from scorelib.results import evaluate, frame_metrics as compute_metrics, results_frame, write_results
 import scorelib
-from scorelib.prompts import PromptTable
+from scorelib.data.prompts import PromptTable
 
 
 @pytest.fixture(autouse=True)

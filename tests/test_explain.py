@@ -1,4 +1,4 @@
-"""Sentence occlusion and token Integrated Gradients (scorelib.explain): the splitter, the real model, long texts."""
+"""Sentence occlusion and token Integrated Gradients (scorelib.explain.explanation): the splitter, the real model, long texts."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 import scorelib
 from scorelib.errors import OptionError
-from scorelib.explain import explain, leave_out, render_html, render_text, split_sentences
+from scorelib.explain.explanation import explain, leave_out, render_html, render_text, split_sentences
 
 TEXT = ("In summer the sunlight hits our hemisphere more directly. The axis is tilted 23.5 degrees! "
         "Seasons feel different in different places.")
@@ -175,7 +175,7 @@ def test_traits_get_one_effect_each(scorer):
 
 @pytest.mark.slow
 def test_scorelib_score_explain_prints_signed_sentences(trained_dir, capsys):
-    from scorelib.cli import score_cli
+    from scorelib.cli.score import cli_main as score_cli
 
     assert score_cli([str(trained_dir), "--cpu", "--prompt", "q1", "--explain", TEXT]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -190,7 +190,7 @@ def test_scorelib_score_explain_prints_signed_sentences(trained_dir, capsys):
 
 @pytest.mark.slow
 def test_widget_explain_toggle_shades_sentences(scorer, monkeypatch):
-    from scorelib import widget as widget_module
+    from scorelib.hub import widget as widget_module
 
     w = widget_module.ScoringWidget(scorer)
     w.prompt.value, w.text.value = "q2", TEXT
@@ -203,7 +203,7 @@ def test_widget_explain_toggle_shades_sentences(scorer, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no gradients today")
 
-    monkeypatch.setattr("scorelib.explain.explain", broken)
+    monkeypatch.setattr("scorelib.explain.explanation.explain", broken)
     w.button.click()
     shown = "".join(o.get("text", "") for o in w.output.outputs)
     assert "(explanation not shown: RuntimeError: no gradients today)" in shown and "Traceback" not in shown

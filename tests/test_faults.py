@@ -1,6 +1,6 @@
 """Faults: unsafe or damaged checkpoints, NaN losses and out-of-memory batches.
 
-Checkpoints are loaded with ``torch.load(weights_only=True)`` (scorelib.checkpoint.load_checkpoint),
+Checkpoints are loaded with ``torch.load(weights_only=True)`` (scorelib.checkpoint_utils.load_checkpoint),
 so a file that smuggles Python objects is refused before any of its code can run.
 """
 import logging
@@ -12,9 +12,11 @@ import torch
 
 import scorelib
 from conftest import train_args
-from scorelib import checkpoint as C
-from scorelib.cli import eval_cli, score_cli, train_cli
-from scorelib.model import ScoringModel
+from scorelib import checkpoint_utils as C
+from scorelib.cli.eval import cli_main as eval_cli
+from scorelib.cli.score import cli_main as score_cli
+from scorelib.cli.train import cli_main as train_cli
+from scorelib.models.scoring_model import ScoringModel
 from scorelib.trainer import Trainer
 
 TRAIN_ARGV = ["--cpu", "--max-epoch", "1", "--max-train-rows", "16", "--max-eval-rows", "8", "--batch-size", "4",

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scorelib.cli import train_cli
+from scorelib.cli.train import cli_main as train_cli
 from scorelib.errors import DataError
-from scorelib.tables import Columns, read_splits
+from scorelib.data.tables import Columns, read_splits
 
 
 def essays(folder, n=12):
@@ -37,7 +37,7 @@ def test_ranges_file_naming_absent_prompts_is_refused_with_their_names(tmp_path,
 
 
 def test_cv_refuses_the_same_ranges_file_and_eval_reads_a_table_with_it(tmp_path):
-    from scorelib.cv import parse_cv_args, pooled_rows
+    from scorelib.cv.cross_validate import parse_cv_args, pooled_rows
 
     data, ranges = essays(tmp_path / "data")
     argv = [str(data), "--key-column", "essay_id", "--text-column", "answer", "--score-column", "mark",
@@ -81,7 +81,7 @@ def test_without_a_prompt_column_the_log_names_the_column_that_repeats_like_prom
 
 
 def test_a_column_named_like_prompt_ids_is_named_first(tmp_path):
-    from scorelib.ranges import prompt_column_candidates
+    from scorelib.data.ranges import prompt_column_candidates
 
     raw = pd.DataFrame({"rater": list("abab") * 3, "text": [f"t{i}" for i in range(12)],
                         "task_set": ["x", "y", "z"] * 4, "score": ["1"] * 12})
@@ -99,7 +99,7 @@ def test_no_hint_for_a_table_without_repeating_columns(tmp_path, log_of):
 # ---------------------------------------------------------------- item 2: an honest cross-validation headline
 def oof_rows(seed=0, n=90, k=3):
     """Fake out-of-fold rows of three prompts on 0..4 (predictions unique per row), and their folds."""
-    from scorelib.prompts import PromptTable
+    from scorelib.data.prompts import PromptTable
     from scorelib.results import results_frame
 
     rng = np.random.default_rng(seed)
@@ -113,7 +113,7 @@ def oof_rows(seed=0, n=90, k=3):
 
 
 def test_cross_fitted_rounding_never_fits_on_a_rows_own_fold(monkeypatch):
-    import scorelib.cutpoints as cp
+    import scorelib.cutpoints.thresholds as cp
 
     table, oof = oof_rows()
     fold_of = dict(zip(oof["pred"], oof["fold"]))
@@ -136,7 +136,7 @@ def test_cross_fitted_rounding_never_fits_on_a_rows_own_fold(monkeypatch):
 
 
 def test_cv_reports_the_cross_fitted_qwk_and_the_in_sample_one_by_its_name():
-    from scorelib.cv import cv_metrics, fit_oof_cutpoints, summarize
+    from scorelib.cv.cross_validate import cv_metrics, fit_oof_cutpoints, summarize
 
     table, oof = oof_rows(seed=3)
     insample = fit_oof_cutpoints(table, oof)
@@ -157,7 +157,7 @@ def test_cv_reports_the_cross_fitted_qwk_and_the_in_sample_one_by_its_name():
 def test_a_fold_whose_valid_part_cannot_rank_epochs_is_warned(log_of):
     from argparse import Namespace
 
-    from scorelib.cv import warn_unranked
+    from scorelib.cv.cross_validate import warn_unranked
 
     valid = pd.DataFrame({"prompt": ["q1"] * 3 + ["q2"] * 3 + ["q3"] * 2})
     history = [{"valid_qwk": 0.0}, {"valid_qwk": 0.0}, {"valid_qwk": 0.0}]
@@ -173,7 +173,7 @@ def test_a_fold_whose_valid_part_cannot_rank_epochs_is_warned(log_of):
 
 # ---------------------------------------------------------------- item 6: gold written as it was read
 def test_result_csv_writes_integral_gold_as_read_and_fractional_gold_unchanged(tmp_path):
-    from scorelib.prompts import PromptTable
+    from scorelib.data.prompts import PromptTable
     from scorelib.results import results_frame, write_results, frame_metrics
 
     table = PromptTable(["a"], {"a": (0.0, 4.0)}, step=0.5)
@@ -190,8 +190,8 @@ def test_result_csv_writes_integral_gold_as_read_and_fractional_gold_unchanged(t
 
 # ---------------------------------------------------------------- item 5: plots faceted by prompt
 def demo_like(n=60, seed=0):
-    from scorelib.demo import DEMO_RANGES
-    from scorelib.prompts import PromptTable
+    from scorelib.data.demo import DEMO_RANGES
+    from scorelib.data.prompts import PromptTable
     from scorelib.results import frame_metrics, results_frame
 
     ids = list(DEMO_RANGES)
@@ -260,7 +260,7 @@ def test_bilingual_titles_where_a_cjk_font_is_installed():
 
 def test_widget_plot_of_one_prompt_and_many_prompts_in_one_panel():
     from scorelib.plots import MAX_FACETS, plot_gold_vs_pred
-    from scorelib.prompts import PromptTable
+    from scorelib.data.prompts import PromptTable
     from scorelib.results import frame_metrics, results_frame
 
     frame, table, _ = demo_like()

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from scorelib.checkpoint import PAUSE_ENV
+from scorelib.checkpoint_utils import PAUSE_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -6,12 +6,12 @@ import torch
 
 import scorelib
 from conftest import train_args
-from scorelib.dataset import ScoringDataset, batch_by_size, tokenize
+from scorelib.data.scoring_dataset import ScoringDataset, batch_by_size, tokenize
 from scorelib.errors import OptionError
 from scorelib.inference import predict
-from scorelib.model import ScoringModel, default_model_path, load_encoder
-from scorelib.prompts import PromptTable
-from scorelib.windows import head_size
+from scorelib.models.scoring_model import ScoringModel, default_model_path, load_encoder
+from scorelib.data.prompts import PromptTable
+from scorelib.data.long_text import head_size
 
 TABLE = PromptTable(ids=["q"], ranges={"q": (0.0, 5.0)})
 PAIRS = PromptTable(ids=["q"], ranges={"q": (0.0, 5.0)}, uses_context=True)  # trained on (text, context) pairs

@@ -1,12 +1,12 @@
-"""Tests for ``ScoringModel`` and the criterion on the real default encoder (scorelib.model, scorelib.criterion)."""
+"""Tests for ``ScoringModel`` and the criterion on the real default encoder (scorelib.models.scoring_model, scorelib.criterions.score_mse)."""
 import math
 
 import pytest
 import torch
 
-from scorelib.model import pool
+from scorelib.models.scoring_model import pool
 from scorelib.options import parse_args
-from scorelib.tasks import TextScoringTask
+from scorelib.tasks.text_scoring import TextScoringTask
 
 
 @pytest.fixture(scope="module")

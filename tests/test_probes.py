@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from scorelib.errors import OptionError
-from scorelib.perturb import (NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, WORD, append_offtopic, drop_half,
+from scorelib.explain.perturb import (NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, WORD, append_offtopic, drop_half,
                               insert_prompt, perturb, random_words, repeat_text, shuffle_sentences, typos,
                               vocabulary_of)
-from scorelib.probes import parse_probes, probe_cli, run_probes, summarize
-from scorelib.prompts import PromptTable
+from scorelib.cli.probe import cli_main as probe_cli
+from scorelib.explain.probes import parse_probes, run_probes, summarize
+from scorelib.data.prompts import PromptTable
 
 THREE = "The sun is a star. It is very hot! Is it far away? Yes, quite far."
 GOOD = {"a": {"light", "water", "sugar", "carbon", "chlorophyll", "glucose", "energy", "leaves"},

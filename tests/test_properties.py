@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorelib.dataset import batch_by_size, collate
-from scorelib.prompts import PromptTable
+from scorelib.data.scoring_dataset import batch_by_size, collate
+from scorelib.data.prompts import PromptTable
 
 SETTINGS = settings(max_examples=50, deadline=None)
 PAD = 7
@@ -98,7 +98,7 @@ def test_empty_or_reversed_ranges_are_refused(lo, width):
 @given(st.integers(min_value=2, max_value=7), st.data())
 def test_fitted_cutpoints_strictly_increasing_on_tie_heavy_data(k, data):
     """Predictions drawn from a handful of values (many ties): thresholds stay strictly increasing, a band apart."""
-    from scorelib.cutpoints import MIN_GAP, fit_cutpoints
+    from scorelib.cutpoints.thresholds import MIN_GAP, fit_cutpoints
 
     n = data.draw(st.integers(min_value=2, max_value=60))
     gold = data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n))

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from conftest import module_scratch, train_args
-from scorelib.layerwise import encoder_layers
-from scorelib.model import AttentionPool, ScoringModel, default_model_path, load_encoder, pool
+from scorelib.optim.layerwise import encoder_layers
+from scorelib.models.scoring_model import AttentionPool, ScoringModel, default_model_path, load_encoder, pool
 
 LR, HEAD_LR, DECAY = 1e-4, 1e-3, 0.5
 
 
 def build(args):
-    from scorelib.tasks import TextScoringTask
+    from scorelib.tasks.text_scoring import TextScoringTask
 
     task = TextScoringTask.setup_task(args)
     task.load_dataset("train")
@@ -36,7 +36,7 @@ def lr_of(trainer) -> dict[str, float]:
 
 def test_default_trains_the_head_at_head_lr_and_the_encoder_at_lr(tmp_path):
     """The default (issue 20's study): the encoder at --lr, everything above it at --head-lr's 5e-4."""
-    from scorelib.model import HEAD_LR as DEFAULT_HEAD_LR
+    from scorelib.models.scoring_model import HEAD_LR as DEFAULT_HEAD_LR
 
     trainer = trainer_of(tmp_path / "default")
     assert trainer.args.head_lr == DEFAULT_HEAD_LR == 5e-4 and trainer.args.lr != DEFAULT_HEAD_LR
@@ -52,7 +52,7 @@ def test_default_encoder_dropout_is_off_and_config_keeps_the_encoders_own(tmp_pa
     ``--encoder-dropout config`` keeps the encoder config's (MiniLM's 0.1), a number sets both."""
     from transformers import AutoConfig
 
-    from scorelib.model import ENCODER_DROPOUT
+    from scorelib.models.scoring_model import ENCODER_DROPOUT
 
     pretrained = AutoConfig.from_pretrained(default_model_path())
     assert ENCODER_DROPOUT == 0.0 and pretrained.hidden_dropout_prob > 0
@@ -203,7 +203,7 @@ def recipe_run(request, tmp_path_factory):
 
 def test_checkpoint_with_the_new_options_loads_and_scores(recipe_run):
     import scorelib
-    from scorelib.checkpoint import load_checkpoint
+    from scorelib.checkpoint_utils import load_checkpoint
 
     save_dir = recipe_run["save_dir"]
     state = load_checkpoint(save_dir / "checkpoint_best.pt")

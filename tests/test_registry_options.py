@@ -68,7 +68,7 @@ def test_unknown_task_lists_the_known_ones():
 
 PLUGIN_TASK = textwrap.dedent('''
     from scorelib.registry import register_task
-    from scorelib.tasks import TextScoringTask
+    from scorelib.tasks.text_scoring import TextScoringTask
 
 
     @register_task("my_task")
@@ -113,7 +113,7 @@ def test_user_dir_without_init(tmp_path):
     folder = _plugin(tmp_path, "sl_plugin_c", with_init=False)
     (folder / "extra.py").write_text(textwrap.dedent('''
         from scorelib.registry import register_criterion
-        from scorelib.criterion import ScoreMSECriterion
+        from scorelib.criterions.score_mse import ScoreMSECriterion
 
 
         @register_criterion("my_mse")

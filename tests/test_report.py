@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scorelib import agreement as A
-from scorelib import assessment as S
-from scorelib.prompts import PromptTable
-from scorelib.report import make_report, report_cli
+from scorelib.report import agreement as A
+from scorelib.report import assessment as S
+from scorelib.data.prompts import PromptTable
+from scorelib.cli.report import cli_main as report_cli
+from scorelib.report.builder import make_report
 
 REF = Path(__file__).parent / "data" / "rsmtool_reference"
 TOL = 1e-6
@@ -284,7 +285,7 @@ def test_end_to_end_on_a_trained_save_dir(tmp_path):
     from conftest import train_args
 
     from scorelib import train
-    from scorelib.demo import write_demo
+    from scorelib.data.demo import write_demo
 
     paths = write_demo(tmp_path / "data")
     rng = np.random.default_rng(0)
@@ -312,7 +313,7 @@ def test_end_to_end_on_a_trained_save_dir(tmp_path):
         assert (cfg.parent / config["predictions_file"]).is_file() and config["subgroups"] == ["gender"]
 
     # scorelib-eval --report: the same report, from the result file the evaluation has just written
-    from scorelib.cli import eval_cli
+    from scorelib.cli.eval import cli_main as eval_cli
 
     again = tmp_path / "again"
     assert eval_cli([str(save_dir), "--split", "test", str(tmp_path / "data"), "--cpu", "--results-path", str(again),
@@ -348,8 +349,8 @@ def test_cutpoints_give_qwk_nearest_and_undefined_figures_are_null(tmp_path):
 
 def test_report_of_a_frame_in_memory_renders_as_html():
     """``report_of`` (no result file: the notebooks' way) gives a page as ``make_report`` does, flags first."""
-    from scorelib.report import report_of
-    from scorelib.report_html import render_html
+    from scorelib.report.builder import report_of
+    from scorelib.report.html import render_html
 
     rng = np.random.default_rng(3)
     gold = rng.integers(0, 4, 80).astype(float)

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import module_scratch, train_args, trait_table
-from scorelib.demo import load_demo
+from scorelib.data.demo import load_demo
 from scorelib.errors import CheckpointError
-from scorelib.stack import STACK_DIR, TfidfStack, fit_weight
+from scorelib.stack.tfidf import STACK_DIR, TfidfStack, fit_weight
 
 
 def demo_texts(n: int, split: str = "train"):
@@ -67,7 +67,7 @@ def test_alpha_is_picked_on_valid(fitted):
     from scipy.sparse import hstack
     from sklearn.linear_model import Ridge
 
-    from scorelib.stack import ALPHAS, VECTORIZERS, vectorizer
+    from scorelib.stack.tfidf import ALPHAS, VECTORIZERS, vectorizer
 
     stack, _, _, vx, vy = fitted
     x, y = demo_texts(200)
@@ -125,8 +125,8 @@ def test_run_writes_all_three_predictions_and_metrics(stacked_run):
 
 
 def test_fit_cutpoints_fits_the_blend(stacked_run):
-    from scorelib.cutpoints import fit_all_cutpoints
-    from scorelib.prompts import PromptTable
+    from scorelib.cutpoints.thresholds import fit_all_cutpoints
+    from scorelib.data.prompts import PromptTable
 
     save_dir = stacked_run["save_dir"]
     saved = PromptTable.load(save_dir / "prompts.json")
@@ -139,7 +139,7 @@ def test_fit_cutpoints_fits_the_blend(stacked_run):
 
 def test_scorer_and_eval_cli_use_the_blend(stacked_run, tmp_path):
     import scorelib
-    from scorelib.cli import eval_cli
+    from scorelib.cli.eval import cli_main as eval_cli
 
     save_dir = stacked_run["save_dir"]
     scorer = scorelib.load(save_dir, device="cpu")
@@ -159,7 +159,7 @@ def test_scorer_and_eval_cli_use_the_blend(stacked_run, tmp_path):
 
 
 def test_score_output_carries_the_stack_parts(stacked_run, tmp_path):
-    from scorelib.cli import score_cli
+    from scorelib.cli.score import cli_main as score_cli
 
     save_dir = stacked_run["save_dir"]
     first = pd.read_csv(save_dir / "results" / "result-checkpoint_best-valid.csv", dtype={"key": str})
@@ -175,7 +175,7 @@ def test_score_output_carries_the_stack_parts(stacked_run, tmp_path):
 def test_widget_scores_with_the_blend(stacked_run):
     """The widget shows the blended score (the one ``pred`` holds), not the encoder's alone."""
     import scorelib
-    from scorelib.widget import ScoringWidget
+    from scorelib.hub.widget import ScoringWidget
 
     save_dir = stacked_run["save_dir"]
     scorer = scorelib.load(save_dir, device="cpu")
@@ -192,7 +192,7 @@ def test_widget_scores_with_the_blend(stacked_run):
 
 def test_scorelib_load_refuses_a_planted_pickle(stacked_run, tmp_path, capsys):
     import scorelib
-    from scorelib.cli import score_cli
+    from scorelib.cli.score import cli_main as score_cli
 
     save_dir = stacked_run["save_dir"]
     copy = tmp_path / "copy"
@@ -207,7 +207,7 @@ def test_scorelib_load_refuses_a_planted_pickle(stacked_run, tmp_path, capsys):
 
 def test_cv_stack_fits_the_weight_on_out_of_fold_predictions(tmp_path):
     import scorelib
-    from scorelib.cv import cross_validate, parse_cv_args
+    from scorelib.cv.cross_validate import cross_validate, parse_cv_args
 
     frame = trait_table(tmp_path, 16)
     save = tmp_path / "cv"

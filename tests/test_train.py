@@ -1,4 +1,4 @@
-"""Tests of training runs and their checkpoints (scorelib.trainer, scorelib.checkpoint, scorelib.cli.train).
+"""Tests of training runs and their checkpoints (scorelib.trainer, scorelib.checkpoint_utils, scorelib.cli.train).
 
 Every run here is a real, tiny one: the default encoder on a few rows of the demo data.
 """
@@ -13,11 +13,11 @@ import torch
 from conftest import module_scratch, train_args
 from scorelib import train
 from scorelib.metrics import MAXIMIZE
-from scorelib.train import Progress
+from scorelib.training import Progress
 from scorelib.trainer import Trainer
 
-LOOP = importlib.import_module("scorelib.train")  # the module (``scorelib.train`` itself is the function)
-# the columns of SAVE_DIR/history.csv, one row per epoch (scorelib.train.train_epoch)
+LOOP = importlib.import_module("scorelib.training")  # the module (``scorelib.train`` itself is the function)
+# the columns of SAVE_DIR/history.csv, one row per epoch (scorelib.training.train_epoch)
 HISTORY_COLUMNS = ["epoch", "updates", "train_loss", "valid_qwk", "valid_qwk_pooled", "valid_pearson",
                    "valid_spearman", "valid_rmse", "valid_loss", "tokens_per_s", "seconds", "valid_seconds"]
 # 32 rows in batches of 8: 4 updates per epoch, a checkpoint after update 2 and at the end of the epoch
@@ -133,8 +133,8 @@ def test_history_csv_has_the_documented_columns(base_run):
 
 def build_trainer(args, tokenizer):
     """What ``scorelib.train`` builds before its epoch loop."""
-    from scorelib.train import set_seed
-    from scorelib.tasks import TextScoringTask
+    from scorelib.training import set_seed
+    from scorelib.tasks.text_scoring import TextScoringTask
 
     set_seed(args.seed)
     task = TextScoringTask.setup_task(args, tokenizer)
@@ -184,7 +184,7 @@ def test_rerun_with_more_epochs_resumes_optimizer_schedule_and_update_count(base
 
 
 def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeypatch):
-    import scorelib.checkpoint as C
+    import scorelib.checkpoint_utils as C
 
     src = tmp_path / "src"
     train(train_args(src, *TINY, "--prompts", "q1,q2"))

@@ -7,13 +7,13 @@ import pytest
 
 import scorelib
 from conftest import module_scratch, train_args
-from scorelib import demo
-from scorelib.cli import score_cli
+from scorelib.data import demo
+from scorelib.cli.score import cli_main as score_cli
 from scorelib.metrics import compute_metrics, flat_metrics
 from scorelib.options import parse_args
-from scorelib.prompts import PromptTable
+from scorelib.data.prompts import PromptTable
 from scorelib.results import frame_metrics, results_frame
-from scorelib.tasks import TextScoringTask
+from scorelib.tasks.text_scoring import TextScoringTask
 
 TRAITS = ["content", "accuracy"]
 
@@ -144,7 +144,7 @@ def test_single_score_column_is_unchanged(tokenizer):
 def test_two_trait_batch_and_loss(trait_data, tokenizer):
     import torch
 
-    from scorelib.criterion import ScoreMSECriterion
+    from scorelib.criterions.score_mse import ScoreMSECriterion
 
     args = parse_args([str(trait_data["train"].parent), "--score-column", "content,accuracy",
                        "--score-ranges", str(trait_data["ranges"]), "--max-train-rows", "8"])
@@ -170,7 +170,7 @@ def test_score_table_writes_columns_per_trait(trait_run, tmp_path):
 
 def test_widget_shows_every_trait_and_plots_the_chosen_one(trait_run):
     pytest.importorskip("ipywidgets")
-    from scorelib.widget import ScoringWidget
+    from scorelib.hub.widget import ScoringWidget
 
     scorer = scorelib.load(trait_run["save_dir"], device="cpu")
     w = ScoringWidget(scorer, trait_run["results_path"] / "result-checkpoint_best-valid.csv")
@@ -186,7 +186,7 @@ def test_widget_shows_every_trait_and_plots_the_chosen_one(trait_run):
 
 def test_cv_of_traits_refuses_a_missing_trait_column_before_writing(trait_data, tmp_path, capsys):
     """Cross-validation of several traits (tests/test_cv.py trains one) checks every trait column up front."""
-    from scorelib.cli import cv_cli
+    from scorelib.cli.cv import cli_main as cv_cli
 
     rc = cv_cli([str(trait_data["train"]), "--score-column", "content,fluency", "--save-dir", str(tmp_path / "cv")])
     err = capsys.readouterr().err
@@ -210,8 +210,8 @@ def test_fit_cutpoints_per_trait(trait_data, tmp_path):
 
 
 def test_trait_ranges_per_prompt_with_fallbacks(tmp_path):
-    from scorelib.tables import Tables
-    from scorelib.scores import ScoreColumns, read_trait_ranges
+    from scorelib.data.tables import Tables
+    from scorelib.data.scores import ScoreColumns, read_trait_ranges
 
     path = tmp_path / "ranges.csv"
     path.write_text("trait,prompt,min,max,step\nx,a,0,4,0.5\ny,,0,2,\n")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 import scorelib
-from scorelib.scorer import MAX_CHARS
-from scorelib.widget import ScoreInputError, ScoringWidget, check_and_score, plot_with_score
+from scorelib.hub.scorer import MAX_CHARS
+from scorelib.hub.widget import ScoreInputError, ScoringWidget, check_and_score, plot_with_score
 
 ANSWER = "A stack is last in, first out: push adds an item on top and pop removes the top item."
 CHINESE = "栈是一种后进先出的数据结构，压栈把元素放在顶部，出栈取走顶部的元素。"
@@ -117,9 +117,9 @@ def test_widget_turns_unexpected_errors_into_a_message_and_logs_them(scorer, mon
         w.on_click()
     assert w.last == {"error": "Could not score this text (RuntimeError: boom)."}
     assert "Traceback" not in _text(w.output)
-    logged = [r for r in caplog.records if r.name == "scorelib.widget"]
+    logged = [r for r in caplog.records if r.name == "scorelib.hub.widget"]
     assert len(logged) == 1 and logged[0].exc_info[0] is RuntimeError  # the log keeps the traceback
     w.text.value = ""
     with caplog.at_level("INFO", logger="scorelib"):
         w.on_click()
-    assert any("refused the input" in r.getMessage() for r in caplog.records if r.name == "scorelib.widget")
+    assert any("refused the input" in r.getMessage() for r in caplog.records if r.name == "scorelib.hub.widget")

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scorelib.cli import score_cli
-from scorelib.cv import write_fold_data
+from scorelib.cli.score import cli_main as score_cli
+from scorelib.cv.cross_validate import write_fold_data
 from scorelib.errors import DataError, OptionError
-from scorelib.prompts import PromptTable
-from scorelib.readers import read_table
+from scorelib.data.prompts import PromptTable
+from scorelib.data.readers import read_table
 from scorelib.results import frame_metrics, results_frame, write_results
 from scorelib.writers import ILLEGAL_XML, XLSX_MAX_CHARS, write_table
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .dataset import batch_by_size
+from scorelib.data.scoring_dataset import batch_by_size
 
 
 def move_to(sample: dict, device: torch.device) -> dict:

@@ -10,9 +10,9 @@ import argparse
 import importlib.util
 import os
 
-from . import windows
-from .errors import OptionError
-from .registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_user_dir, lookup
+from scorelib.data import long_text as windows
+from scorelib.errors import OptionError
+from scorelib.registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_user_dir, lookup
 
 # SCORELIB_FAST=1 (set by the tests): the same real model, fewer rows and epochs.
 # These only change defaults, so a flag given explicitly always wins.
@@ -119,7 +119,9 @@ def get_training_parser(argv=None, fast: bool | None = None) -> argparse.Argumen
     known, _ = base.parse_known_args(argv)
     if known.user_dir:
         import_user_dir(known.user_dir)
-    from . import criterion, model, tasks  # noqa: F401  (register the built-in classes)
+    from scorelib.criterions import score_mse as criterion
+    from scorelib.models import scoring_model as model
+    from scorelib.tasks import text_scoring as tasks  # noqa: F401  (register the built-in classes)
 
     parser = _base_parser()
     task_cls = lookup(TASK_REGISTRY, "task", known.task)
@@ -198,7 +200,7 @@ def complete_cfg(cfg: dict) -> dict:
     """A checkpoint's options with those it lacks (saved by an older scorelib) set to the defaults it was trained
     with: :data:`FORMER_DEFAULTS`, else today's.
 
-    Called once, where a checkpoint is loaded (:func:`scorelib.checkpoint.load_checkpoint`), so that no
+    Called once, where a checkpoint is loaded (:func:`scorelib.checkpoint_utils.load_checkpoint`), so that no
     reader of ``cfg`` needs a fallback of its own.
     """
     parser = get_training_parser([], fast=False)

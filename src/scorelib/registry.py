@@ -11,7 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .errors import MissingFileError, OptionError, PluginError
+from scorelib.errors import MissingFileError, OptionError, PluginError
 
 TASK_REGISTRY: dict[str, type] = {}
 MODEL_REGISTRY: dict[str, type] = {}
@@ -132,8 +132,8 @@ def import_user_dir(path) -> str:
 def plugin_traceback(error: BaseException) -> str:
     """The traceback of an error raised by a ``--user-dir`` file, without scorelib's and importlib's frames."""
     tb = error.__traceback__
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent  # scorelib/ and its folders
     while tb is not None and (tb.tb_frame.f_code.co_filename.startswith("<frozen")
-                              or Path(tb.tb_frame.f_code.co_filename).resolve().parent == here):
+                              or package in Path(tb.tb_frame.f_code.co_filename).resolve().parents):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(error), error, tb))

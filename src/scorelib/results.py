@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import OptionError
-from .files import atomic_write
-from .metrics import compute_metrics
-from .plots import plot_gold_vs_pred, plot_results  # noqa: F401  (plot_gold_vs_pred: results' name too)
-from .writers import jsonable, write_json, write_table  # noqa: F401  (jsonable: public here too)
+from scorelib.errors import OptionError
+from scorelib.files import atomic_write
+from scorelib.metrics import compute_metrics
+from scorelib.plots import plot_gold_vs_pred, plot_results  # noqa: F401  (plot_gold_vs_pred: results' name too)
+from scorelib.writers import jsonable, write_json, write_table  # noqa: F401  (jsonable: public here too)
 
 COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
 

@@ -14,14 +14,14 @@ import math
 import numpy as np
 import torch
 
-from . import checkpoint as C
-from . import distributed as dist
-from . import precision
-from .dataset import epoch_batches
-from .errors import BatchOutOfMemory, CheckpointError, InvalidLossError
-from .inference import inference_batches, move_to, predict
-from .layerwise import param_groups
-from .model import pick_device
+from scorelib import checkpoint_utils as C
+from scorelib.distributed import utils as dist
+from scorelib.optim import precision
+from scorelib.data.scoring_dataset import epoch_batches
+from scorelib.errors import BatchOutOfMemory, CheckpointError, InvalidLossError
+from scorelib.inference import inference_batches, move_to, predict
+from scorelib.optim.layerwise import param_groups
+from scorelib.models.scoring_model import pick_device
 
 logger = logging.getLogger(__name__)
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
@@ -92,11 +92,11 @@ class Trainer:
                                        num_training_steps=self.total_updates)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """All ranks' training batches of ``epoch`` (:func:`scorelib.dataset.epoch_batches`)."""
+        """All ranks' training batches of ``epoch`` (:func:`scorelib.data.scoring_dataset.epoch_batches`)."""
         return epoch_batches(self.train_data, epoch, self.args.seed, self.args.max_tokens, self.args.batch_size)
 
     def rank_batches(self, epoch: int) -> list[list[int] | None]:
-        """This rank's share of the epoch's batches (``None``: a dummy batch, see :func:`scorelib.distributed.shard`)."""
+        """This rank's share of the epoch's batches (``None``: a dummy batch, see :func:`scorelib.distributed.utils.shard`)."""
         return dist.shard(self.epoch_batches(epoch), self.world)
 
     def get_lr(self) -> float:

@@ -6,7 +6,7 @@ or killed write leaves an existing file as it was. The format follows the file's
 
 - ``.csv``: the csv module's default dialect (``QUOTE_MINIMAL``, lines ending in ``\\r\\n``), so a field
   holding a comma, a quote, ``\\r`` or ``\\n`` is quoted and reads back whole.
-- ``.tsv``: one line per row, fields as they are, as :func:`scorelib.readers.read_table` reads a TSV
+- ``.tsv``: one line per row, fields as they are, as :func:`scorelib.data.readers.read_table` reads a TSV
   (no quoting); a cell holding a tab, ``\\r`` or ``\\n`` cannot be written so and is refused, naming it.
 - ``.xlsx``: every non-numeric cell (header and keys included) is a text cell, never a formula;
   characters XML cannot carry become U+FFFD and texts longer than Excel's 32,767 characters are cut,
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, MissingFileError, OptionError
-from .files import atomic_write
+from scorelib.errors import DataError, MissingFileError, OptionError
+from scorelib.files import atomic_write
 
 logger = logging.getLogger(__name__)
 

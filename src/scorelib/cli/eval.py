@@ -1,0 +1,123 @@
+"""``scorelib-eval``: a saved checkpoint (or a CV dir's fold ensemble) on a data split, result files and report.
+
+Mirrors fairseq's ``fairseq_cli/validate.py``: the model and its options come from the checkpoint;
+data options the user does not give are taken from the training run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from scorelib import checkpoint_utils as C
+from scorelib import options
+from scorelib.logging.console import run, setup_logging
+from scorelib.errors import OptionError
+from scorelib.metrics import flat_metrics
+from scorelib.files import results_dir
+
+
+# scorelib-eval's own options, never taken from the checkpoint
+EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    from scorelib.tasks.text_scoring import TextScoringTask
+
+    p = argparse.ArgumentParser(prog="scorelib-eval", description="Evaluate a checkpoint on a data split.")
+    p.add_argument("checkpoint", help="a save dir (uses checkpoint_best.pt) or a .pt file")
+    p.add_argument("--split", choices=["valid", "test", "train"], action="append",
+                   help="split(s) to evaluate (default: valid and test)")
+    p.add_argument("--results-path", help="default: the checkpoint's folder/results")
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--bf16", action="store_true")
+    r = p.add_argument_group("evaluation report (scorelib-report)")
+    r.add_argument("--report", action="store_true",
+                   help="also write results/report-{ckpt}-{split}.html and .json, as scorelib-report does")
+    r.add_argument("--group-column", metavar="COL[,COL...]", help="--report: groups of writers (DSM, fairness)")
+    r.add_argument("--second-score-column", metavar="COL[,COL...]", help="--report: a second human score per trait")
+    r.add_argument("--bootstrap", type=int, default=1000, help="--report: resamples for the 95%% intervals")
+    TextScoringTask.add_args(p)
+    return p
+
+
+def cli_main(argv=None) -> int:
+    """``scorelib-eval SAVE_DIR_OR_CHECKPOINT [--split S] [data arguments]``."""
+    setup_logging()
+
+    def job():
+        parser = eval_parser()
+        args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
+        evaluate_checkpoint(args, parser)
+
+    return run("scorelib-eval", job)
+
+
+def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
+    """The options of an evaluation: those given, else the training run's (``cfg``), as a new namespace.
+
+    With another table (DATA given), the training data's column names and row subsets do not apply; the
+    model's traits are still looked up by name.
+    """
+    given = {k for k, v in vars(args).items() if v != parser.get_default(k)}
+    merged = dict(vars(args))
+    for key, value in cfg.items():
+        if key not in merged or key in given or key in EVAL_OWN:
+            continue
+        if "data" in given and (key.endswith("_column") or key.startswith("max_") and key.endswith("_rows")):
+            continue
+        merged[key] = value
+    merged["seed"] = cfg["seed"]
+    merged["score_column"] = merged["score_column"] or ",".join(traits) or None
+    return argparse.Namespace(**merged)
+
+
+def evaluate_checkpoint(args, parser) -> dict:
+    """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
+    from scorelib.hub.ensemble import is_cv_dir
+    from scorelib.models.scoring_model import check_window
+    from scorelib.hub.scorer import load, resolve_checkpoint
+    from scorelib.stack.tfidf import evaluate_scorer
+    from scorelib.tasks.text_scoring import TextScoringTask
+
+    if is_cv_dir(args.checkpoint):  # a scorelib-cv dir: the fold ensemble, with the options of the CV run
+        if args.data is None:
+            raise OptionError(f"{args.checkpoint}: a cross-validation dir was trained on every row of its data; "
+                              f"name a held-out table: scorelib-eval {args.checkpoint} --split test DATA")
+        ckpt, source = Path(args.checkpoint) / "ensemble", args.checkpoint  # results: result-ensemble-{split}
+        cfg = options.complete_cfg(json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"])
+    else:
+        source = ckpt = resolve_checkpoint(args.checkpoint)
+        cfg = C.load_checkpoint(ckpt)["cfg"]
+    scorer = load(source, device="cpu" if args.cpu else None)
+    args = eval_options(args, parser, cfg, scorer.traits)
+    check_window(args.max_length, scorer.models[0].encoder.config, source)
+    results_path = results_dir(args.results_path, ckpt.parent)
+    out = {}
+    for split in args.split or ["valid", "test"]:
+        task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
+        ds = task.load_dataset(split)
+        metrics = evaluate_scorer(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
+        print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
+        out[split] = metrics
+        if args.report:
+            write_report(args, source, ckpt, split, results_path)
+    return out
+
+
+def write_report(args, source, ckpt, split, results_path) -> None:
+    """``scorelib-eval --report``: :func:`scorelib.report.builder.make_report` on the result file just written."""
+    from scorelib.report.builder import make_report
+
+    if ckpt.name not in ("checkpoint_best.pt", "ensemble"):
+        raise OptionError(f"--report reads checkpoint_best's result files; {ckpt.name} is another checkpoint: "
+                          f"evaluate the save dir itself, or run scorelib-report on it")
+    names = {flag: [c.strip() for c in value.split(",") if c.strip()] if value else []
+             for flag, value in (("group", args.group_column), ("second", args.second_score_column))}
+    done = make_report(Path(source).parent if Path(source).is_file() else source, args.data, split=split,
+                       group_columns=names["group"], second_score_columns=names["second"],
+                       key_column=args.key_column or "key", bootstrap=args.bootstrap, seed=args.seed,
+                       results_path=results_path)
+    print(f"report: {done['html']} ({len(done['report']['flags'])} flag(s))")
+
+

@@ -1,0 +1,105 @@
+"""``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``.
+
+Mirrors fairseq's ``fairseq_cli/interactive.py``: load a trained model (:func:`scorelib.load`), read texts (arguments,
+stdin, or a table), print or write their scores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scorelib.errors import ScorelibError
+from scorelib.hub.inputs import prompt_to_use, read_input, texts_to_score
+from scorelib.logging.console import run, setup_logging
+from scorelib.writers import table_format, write_table
+
+
+def score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scorelib-score", description="Score texts with a trained model.")
+    p.add_argument("save_dir", help="save dir of scorelib-train (or a checkpoint file)")
+    p.add_argument("texts", nargs="*", help="texts to score (default: one per line from stdin)")
+    p.add_argument("--prompt", help="prompt id as in the data (needed for a model of several prompts, unless "
+                                    "--input has a prompt column)")
+    p.add_argument("--context", help="second segment for models trained on (text, context) pairs")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: one line per text (per trait, for a model of several traits) with the prompt's "
+                        "range and the rounded score; json: one object per text (prompt, score, score_rounded, min, "
+                        "max; with traits: prompt and traits, an object per trait)")
+    p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
+    p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
+                                    "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
+                                    "adds spread (spread_{trait}), the fold models' standard deviation)")
+    for name in ("key", "text", "prompt", "context"):
+        p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: the training "
+                                                f"run's, where --input has it, else {name!r})")
+    p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
+                   "(score minus the score without it; scorelib.explain.explanation)")
+    return p
+
+
+def cli_main(argv=None) -> int:
+    """``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``."""
+    setup_logging(logging.WARNING)
+    p = score_parser()
+    args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
+    if bool(args.input) != bool(args.output):
+        p.error("--input and --output go together")
+    if args.explain and args.input:
+        p.error("--explain takes texts, not --input")
+    return run("scorelib-score", score_texts, args)
+
+
+def score_texts(args) -> None:
+    from scorelib.hub.scorer import describe, load
+
+    if args.output:  # a folder or an unknown extension: refused before the model is loaded
+        table_format(args.output, "--output")
+    scorer = load(args.save_dir, device="cpu" if args.cpu else None)
+    if args.input:
+        score_table(scorer, args)
+        return
+    prompt = prompt_to_use(scorer.table, args.prompt)  # several prompts: --prompt says which; one: that one
+    texts = texts_to_score(args)
+    values, spreads = scorer.score(texts, prompt=prompt, contexts=args.context, return_spread=True)
+    for value, spread in zip(values, spreads):  # a fold ensemble's records carry the spread across its models
+        record = scorer.record(value, prompt, spread=spread)
+        print(json.dumps(record) if args.format == "json" else describe(record), flush=True)
+    if args.explain:  # scorelib.explain.explanation: one block per text (json: one object per text)
+        from scorelib.explain.explanation import explain, render_text
+        for text in texts:
+            e = explain(scorer, text, prompt=prompt, contexts=args.context)
+            print(json.dumps(e.to_dict()) if args.format == "json" else render_text(e), flush=True)
+
+
+def score_table(scorer, args) -> pd.DataFrame:
+    """Score every row of ``--input`` into ``--output`` (same rows and order, plus pred columns)."""
+    raw, frame = read_input(scorer, args)  # the training run's column names unless flags name others
+    values: dict[str, np.ndarray] = {}  # pred, spread (and a stack's parts), each (N, K), filled prompt by prompt
+    for pid in pd.unique(frame["prompt"]):
+        rows = np.flatnonzero((frame["prompt"] == pid).to_numpy())
+        ctx = frame["context"].iloc[rows].tolist() if frame["context"].notna().all() else args.context
+        try:
+            got = scorer.predict(frame["text"].iloc[rows].tolist(), prompt=pid, contexts=ctx)
+        except ScorelibError as e:
+            raise type(e)(f"{args.input}: rows {', '.join(map(str, frame['_row'].iloc[rows[:5]]))}"
+                          f"{' ...' if len(rows) > 5 else ''}: {e}") from None
+        for key, x in got.items():
+            values.setdefault(key, np.full((len(frame), scorer.table.num_traits), np.nan))[rows] = \
+                np.reshape(x, (len(rows), -1))
+    out = raw.drop(columns="_row").assign(**scorer.output_columns(values, frame["prompt"]))
+    output = Path(args.output)
+    write_table(out, output, option="--output", sheet="scores")  # by extension; text cells; atomic
+    print(f"scored {len(out)} rows into {output}", file=sys.stderr)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(cli_main())

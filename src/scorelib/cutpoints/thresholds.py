@@ -1,0 +1,171 @@
+"""QWK cut-points: per prompt, the thresholds between rubric points that maximise QWK.
+
+No fairseq counterpart; the field's usual last step for ordinal scores (e.g. the thresholds
+fitted on out-of-fold predictions in Kaggle's essay-scoring work). Rounding to the nearest
+point puts the thresholds at the midpoints; :func:`fit_cutpoints` starts there and moves one
+threshold at a time to the candidate value (between neighbouring predictions) that raises QWK,
+keeping the thresholds strictly increasing, at least :data:`MIN_GAP` steps apart, so every rubric point
+keeps a band of its own. It only ever accepts a change that raises QWK, so the fitted thresholds never
+score lower than nearest rounding on the data they were fitted on; that figure is in-sample, so
+:func:`cross_fit_round` rounds each fold by thresholds fitted on the other folds (the honest figure of a
+cross-validation). Fit on the valid split or on out-of-fold predictions, never on test.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from scorelib.errors import OptionError
+
+logger = logging.getLogger(__name__)
+MAX_CANDIDATES = 200  # per threshold and pass: quantiles of the predictions between its neighbours
+MIN_GAP = 0.01  # in rubric steps: the least distance between two thresholds (a point's band never vanishes)
+
+
+def qwk(gold: np.ndarray, pred: np.ndarray, k: int) -> float | None:
+    """Quadratic weighted kappa of integer labels in ``0 .. k-1`` (as sklearn's with ``labels=range(k)``)."""
+    if len(gold) < 2 or len(np.unique(gold)) < 2:
+        return None
+    observed = np.bincount(gold * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
+    expected = np.outer(observed.sum(1), observed.sum(0)) / observed.sum()
+    i = np.arange(k)
+    weights = (i[:, None] - i[None, :]) ** 2
+    return float(1.0 - (weights * observed).sum() / (weights * expected).sum())
+
+
+def labels_by(cuts: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Label of each prediction: how many thresholds lie at or below it."""
+    return np.searchsorted(cuts, pred, side="right")
+
+
+def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -> tuple[list[float], dict]:
+    """Thresholds between the ``k`` rubric points ``lo, lo + step, ...`` that maximise QWK.
+
+    Args:
+        gold (array-like, shape (N,)): gold scores on the prompt's scale (NaN rows are left out).
+        pred (array-like, shape (N,)): unrounded predictions on the prompt's scale.
+        lo (float): the prompt's min; step (float): the rubric step; k (int): number of rubric points.
+        passes (int): coordinate-search sweeps over the thresholds.
+
+    Returns:
+        tuple[list[float], dict]: ``k - 1`` strictly increasing thresholds, at least ``MIN_GAP * step`` apart
+        (the midpoints when QWK is undefined or cannot be raised) and ``{"qwk_nearest", "qwk"}`` on the fitted data.
+    """
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    keep = np.isfinite(gold) & np.isfinite(pred)
+    gold, pred = gold[keep], pred[keep]
+    g = np.clip(np.round((gold - lo) / step).astype(np.int64), 0, k - 1)
+    cuts = lo + (np.arange(1, k) - 0.5) * step
+    nearest = np.clip(np.floor((pred - lo) / step + 0.5).astype(np.int64), 0, k - 1)  # PromptTable.round_nearest
+    start = qwk(g, nearest, k)
+    if start is None or k < 2:
+        return cuts.tolist(), {"qwk_nearest": start, "qwk": start}
+    best, order, gap = start, np.sort(np.unique(pred)), MIN_GAP * step
+    for _ in range(passes):
+        improved = False
+        for j in range(k - 1):  # a candidate within `gap` of a neighbour (equal to it, say) is never tried
+            low = cuts[j - 1] + gap if j > 0 else -np.inf
+            high = cuts[j + 1] - gap if j < k - 2 else np.inf
+            inside = order[(order > low) & (order < high)]
+            cands = np.concatenate([(inside[:-1] + inside[1:]) / 2, inside[:1] - 1e-9, inside[-1:] + 1e-9])
+            cands = cands[(cands >= low) & (cands <= high)]
+            if len(cands) > MAX_CANDIDATES:
+                cands = np.quantile(cands, np.linspace(0, 1, MAX_CANDIDATES))
+            for c in cands:
+                trial = cuts.copy()
+                trial[j] = c
+                value = qwk(g, labels_by(trial, pred), k)
+                if value is not None and value > best + 1e-12:
+                    best, cuts, improved = value, trial, True
+        if not improved:
+            break
+    assert np.all(np.diff(cuts) > 0), cuts
+    return cuts.tolist(), {"qwk_nearest": start, "qwk": best}
+
+
+def fit_table_cutpoints(table, prompts, gold, pred, quiet: bool = False) -> dict:
+    """Fit every prompt's thresholds on ``(gold, pred)`` and store them in ``table.cutpoints``.
+
+    Args:
+        table (PromptTable): with a ``step``; its ``cutpoints`` are replaced.
+        prompts, gold, pred (array-like, shape (N,)): prompt id, gold and unrounded prediction per row.
+        quiet (bool): leave out the log line per prompt.
+
+    Returns:
+        dict: per prompt ``{"cutpoints", "qwk_nearest", "qwk"}`` (prompts whose QWK is undefined keep
+        nearest rounding and are left out of ``table.cutpoints``).
+    """
+    if table.step is None:
+        raise OptionError("--fit-cutpoints needs rubric points: give --score-step (a continuous target has none)")
+    prompts = np.asarray([str(p) for p in prompts], dtype=object)
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    cutpoints, report = {}, {}
+    for pid in table.ids:
+        rows = prompts == pid
+        if not rows.any():
+            continue
+        cuts, fit = fit_cutpoints(gold[rows], pred[rows], table.ranges[pid][0], table.step, table.num_points(pid))
+        report[pid] = {"cutpoints": cuts, **fit}
+        if fit["qwk"] is not None:
+            cutpoints[pid] = cuts
+        if fit["qwk"] is not None and not quiet:
+            logger.info("prompt %s: cut-points %s raise QWK from %.4f (nearest) to %.4f on the fitted rows",
+                        pid, [float(f"{c:.5g}") for c in cuts], fit["qwk_nearest"], fit["qwk"])
+    table.cutpoints = cutpoints
+    table.__post_init__()  # checks the thresholds
+    return report
+
+
+def fit_all_cutpoints(table, prompts, gold, pred, quiet: bool = False) -> dict:
+    """:func:`fit_table_cutpoints` for each score's own thresholds (one score column: one score).
+
+    Args:
+        table (PromptTable): its :attr:`~scorelib.data.prompts.PromptTable.views` get their cut-points.
+        prompts (array-like, shape (N,)): prompt id per row.
+        gold, pred (array-like, shape (N,) or (N, K)): column k is score k of ``table.views``.
+
+    Returns:
+        dict: per score name, :func:`fit_table_cutpoints`'s report.
+    """
+    k = table.num_traits
+    gold, pred = (np.asarray(x, dtype=np.float64).reshape(-1, k) for x in (gold, pred))
+    return {name: fit_table_cutpoints(view, prompts, gold[:, i], pred[:, i], quiet)
+            for i, (name, view) in enumerate(table.views.items())}
+
+
+def cross_fit_round(table, prompts, gold, pred, folds) -> np.ndarray:
+    """Round each fold's predictions by thresholds fitted on the other folds only (cross-fitted cut-points).
+
+    The QWK of these rounded scores is an honest estimate of what fitted cut-points give on new texts:
+    no row is rounded by thresholds that saw its own gold score. ``table`` itself is left as it was.
+
+    Args:
+        table (PromptTable): ranges and step (per trait); its cut-points are not used or changed.
+        prompts (array-like, shape (N,)): prompt id per row.
+        gold, pred (array-like, shape (N,) or (N, K)): gold and unrounded predictions, column k score k.
+        folds (array-like, shape (N,)): fold number of each row.
+
+    Returns:
+        np.ndarray: the rounded predictions, shape of ``pred``.
+    """
+    prompts, folds = np.asarray([str(p) for p in prompts], dtype=object), np.asarray(folds)
+    gold, pred = np.asarray(gold, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    out = np.full(pred.shape, np.nan)
+    for fold in np.unique(folds):
+        rest, own = folds != fold, folds == fold
+        fitted = table.without_cutpoints()
+        fit_all_cutpoints(fitted, prompts[rest], gold[rest], pred[rest], quiet=True)
+        out[own] = fitted.round(pred[own], prompts[own])
+    return out
+
+
+def check_can_fit(table, has_valid: bool = True, where: str = "the valid split") -> None:
+    """Refuse ``--fit-cutpoints`` on a continuous target (any trait's) or without data to fit on."""
+    for name, view in zip([f"trait {t!r}" for t in table.traits] or ["the score"], table.views.values()):
+        if view.step is None:
+            raise OptionError(f"--fit-cutpoints needs rubric points: {name} is continuous (no --score-step, and no step in --score-ranges); give a step or drop "
+                              f"--fit-cutpoints")
+    if not has_valid:
+        raise OptionError(f"--fit-cutpoints fits on {where}, and the data has none; give a valid table or "
+                          f"--valid-fraction above 0")

@@ -1,0 +1,233 @@
+"""The seed's ``dataset.py``: ``ScoringDataset.__getitem__``, ``collater`` and ``batch_by_size``.
+
+Mirrors fairseq's ``fairseq/data/fairseq_dataset.py`` (``__getitem__``, ``collater``,
+``num_tokens``, ``ordered_indices``) and ``fairseq/data/data_utils.py`` (``batch_by_size``),
+plus the epoch's batch order of ``fairseq/data/iterators.py`` (``EpochBatchIterator``).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from scorelib.data import long_text as windows
+from scorelib.errors import InputError, OptionError
+from scorelib.data.scores import seed_shape
+
+logger = logging.getLogger(__name__)
+
+
+class ScoringDataset(torch.utils.data.Dataset):
+    """Scored texts, tokenized (text, and context as a pair), padded only when batched.
+
+    Args:
+        frame (pd.DataFrame): columns ``key, prompt, text, context, score`` (see :func:`scorelib.data.tables.normalize`).
+        tokenizer: a Hugging Face tokenizer.
+        table (PromptTable): prompt ids, ranges and contexts; scores are scaled to [0, 1] with it.
+        max_length (int): the encoder's window in tokens (the seed's ``max_length=512``).
+        long_text (str): what to do with longer texts (``--long-text``, :mod:`scorelib.data.long_text`): ``truncate``,
+            ``head-tail``, or ``chunks`` (each item then holds its windows, lists of 1-D tensors).
+        chunk_stride (int | None): overlap of the windows under ``chunks`` (default: a quarter of the window).
+    """
+
+    def __init__(self, frame, tokenizer, table, max_length: int = 512, long_text: str = "truncate",
+                 chunk_stride: int | None = None):
+        self.frame = frame.reset_index(drop=True)
+        self.tokenizer = tokenizer
+        self.table = table
+        self.max_length = max_length
+        self.long_text, self.chunk_stride = long_text, chunk_stride
+        self.keys = self.frame["key"].astype(str).tolist()
+        self.prompts = self.frame["prompt"].astype(str).tolist()  # each row's prompt id
+        self.texts = self.frame["text"].astype(str).tolist()
+        self.contexts = resolve_contexts(self.frame, table)
+        self.prompt_ids = np.array([table.index(p) for p in self.prompts], dtype=np.int64)
+        # gold exactly as read (NaN: unlabeled) and targets in [0, 1], float64: (N,) for one score, (N, K) for K
+        self.scores = seed_shape(table.scores.matrix(self.frame))
+        self.targets = table.scale(self.scores, self.prompts)
+        if long_text == "truncate":
+            self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
+            self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
+            self.num_truncated = count_truncated(tokenizer, self.texts, self.contexts, self.sizes, max_length)
+            self.num_long = self.num_truncated
+        else:
+            self.encodings, self.num_long = windows.encode(tokenizer, self.texts, self.contexts, max_length,
+                                                           long_text, chunk_stride)
+            self.num_truncated = self.num_long if long_text == "head-tail" else 0
+            # chunks: a text's size is its windows' padded tokens (windows x the longest of them)
+            self.sizes = np.array([len(ids) if long_text == "head-tail" else len(ids) * max(map(len, ids))
+                                   for ids in self.encodings["input_ids"]], dtype=np.int64)
+        self.num_windows = (sum(len(w) for w in self.encodings["input_ids"]) if long_text == "chunks"
+                            else len(self.keys))
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> dict:
+        """One row: ids and masks as 1-D tensors (no padding), with its key, prompt and target."""
+        item = {"id": index, "key": self.keys[index], "prompt": self.prompts[index], "text": self.texts[index],
+                "prompt_id": int(self.prompt_ids[index]), "score": self.scores[index].tolist(),
+                "target": self.targets[index].tolist()}  # a float, or a list of K with traits
+        for name, values in self.encodings.items():
+            if self.long_text == "chunks":  # one 1-D tensor per window
+                item[name] = [torch.tensor(w, dtype=torch.long) for w in values[index]]
+            else:
+                item[name] = torch.tensor(values[index], dtype=torch.long)
+        return item
+
+    def num_tokens(self, index: int) -> int:
+        return int(self.sizes[index])
+
+    def ordered_indices(self, seed: int | None = None) -> np.ndarray:
+        """Indices sorted by length; ties broken by a seeded shuffle (as fairseq does per epoch)."""
+        order = np.arange(len(self)) if seed is None else np.random.default_rng(seed).permutation(len(self))
+        return order[np.argsort(self.sizes[order], kind="stable")]
+
+    def collater(self, samples: list[dict]) -> dict:
+        """Pad a list of items into a batch.
+
+        Returns:
+            dict: ``id`` (B,), ``key``/``prompt``/``text`` (lists), ``nsentences``, ``ntokens`` (non-pad tokens),
+            ``net_input`` with ``input_ids``/``attention_mask`` (B, T), ``prompt_ids`` (B,) and
+            ``token_type_ids`` (B, T) where the tokenizer gives them, ``score`` (B,) float64, the gold scores
+            exactly as read (for result files), and ``target`` (B,) float32, those scaled to [0, 1] (for the loss);
+            both are (B, K) with K traits.
+            Under ``--long-text chunks`` the token tensors are (W, T), one row per window, and
+            ``net_input["window_to_text"]`` (W,) gives each window's row in the batch.
+        """
+        return collate(samples, pad_id=self.tokenizer.pad_token_id or 0)
+
+
+def resolve_contexts(frame, table) -> list[str] | None:
+    """Each row's context: its own cell, else the context stored with its prompt (None without contexts)."""
+    if not table.uses_context:
+        return None
+    if "context" in frame and frame["context"].notna().all():
+        return frame["context"].astype(str).tolist()
+    out = []
+    for p in frame["prompt"].astype(str):
+        ctx = table.contexts.get(p)
+        if ctx is None:
+            raise InputError(f"prompt {p!r}: the model was trained on (text, context) pairs and this prompt has no "
+                             f"stored context; pass a context for each text (--context TEXT, or a context column)")
+        out.append(ctx)
+    return out
+
+
+def tokenize(tokenizer, texts, contexts, max_length) -> dict[str, list[list[int]]]:
+    """Tokenize texts (with contexts as the second segment) with truncation and no padding."""
+    enc = tokenizer(texts, contexts, truncation=True, max_length=max_length, padding=False, verbose=False)
+    return {k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def count_truncated(tokenizer, texts, contexts, sizes, max_length) -> int:
+    """How many texts lost tokens to ``max_length`` (only those that reach it are tokenized again)."""
+    full = [i for i in np.flatnonzero(sizes >= max_length)]
+    if not full:
+        return 0
+    sub_t = [texts[i] for i in full]
+    sub_c = [contexts[i] for i in full] if contexts is not None else None
+    lengths = [len(x) for x in tokenizer(sub_t, sub_c, truncation=False, verbose=False)["input_ids"]]
+    return int(sum(n > max_length for n in lengths))
+
+
+def collate(samples: list[dict], pad_id: int = 0) -> dict:
+    """Pad items to the longest in the batch (dynamic padding); see :meth:`ScoringDataset.collater`."""
+    if not samples:
+        return {}
+    if isinstance(samples[0]["input_ids"], list):  # windows: flatten them, remembering each one's text (batch row)
+        rows = [{k: s[k][w] for k in windows.NAMES if k in s} for s in samples for w in range(len(s["input_ids"]))]
+        net_input = pad_rows(rows, pad_id)
+        net_input["window_to_text"] = torch.tensor([b for b, s in enumerate(samples) for _ in s["input_ids"]],
+                                                   dtype=torch.long)
+    else:
+        net_input = pad_rows(samples, pad_id)
+    net_input["prompt_ids"] = torch.tensor([s["prompt_id"] for s in samples], dtype=torch.long)
+    return {
+        "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
+        "key": [s["key"] for s in samples],
+        "prompt": [s["prompt"] for s in samples],
+        "text": [s["text"] for s in samples],
+        "nsentences": len(samples),
+        "ntokens": int(net_input["attention_mask"].sum()),
+        "net_input": net_input,
+        "score": torch.tensor([s["score"] for s in samples], dtype=torch.float64),
+        "target": torch.tensor([s["target"] for s in samples], dtype=torch.float32),
+    }
+
+
+def pad_rows(rows: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """``input_ids`` / ``attention_mask`` / ``token_type_ids`` of ``rows`` padded to the longest: (len(rows), T)."""
+    width = max(len(r["input_ids"]) for r in rows)
+    out = {}
+    for name, pad in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+        if name not in rows[0]:
+            continue
+        t = torch.full((len(rows), width), pad, dtype=torch.long)
+        for i, r in enumerate(rows):
+            t[i, : len(r[name])] = r[name]
+        out[name] = t
+    return out
+
+
+def batch_by_size(indices, num_tokens_fn, max_tokens: int | None = None, max_sentences: int | None = None):
+    """Group indices (in the given order) into batches whose padded size stays within ``max_tokens``.
+
+    A batch's padded size is ``len(batch) * longest item``. Pass length-sorted indices
+    (:meth:`ScoringDataset.ordered_indices`) so that items of like length share a batch.
+    An item longer than ``max_tokens`` becomes a batch of its own, with a warning.
+
+    Args:
+        indices (sequence[int]): dataset indices, in batching order.
+        num_tokens_fn (callable): index -> number of tokens.
+        max_tokens (int | None): budget of padded tokens per batch.
+        max_sentences (int | None): most items per batch.
+
+    Returns:
+        list[list[int]]: the batches, covering every index exactly once.
+    """
+    if max_tokens is None and max_sentences is None:
+        raise OptionError("batch_by_size needs --max-tokens or --batch-size")
+    if max_tokens is not None and max_tokens <= 0 or max_sentences is not None and max_sentences <= 0:
+        raise OptionError(f"--max-tokens and --batch-size must be positive (got {max_tokens}, {max_sentences})")
+    batches, batch, longest, oversize = [], [], 0, 0
+    for idx in indices:
+        n = num_tokens_fn(idx)
+        if max_tokens is not None and n > max_tokens:
+            oversize += 1
+            if batch:
+                batches.append(batch)
+            batches.append([int(idx)])
+            batch, longest = [], 0
+            continue
+        new_longest = max(longest, n)
+        too_many = max_sentences is not None and len(batch) + 1 > max_sentences
+        too_long = max_tokens is not None and new_longest * (len(batch) + 1) > max_tokens
+        if batch and (too_many or too_long):
+            batches.append(batch)
+            batch, new_longest = [], n
+        batch.append(int(idx))
+        longest = new_longest
+    if batch:
+        batches.append(batch)
+    if oversize:
+        logger.warning("%d item(s) longer than --max-tokens %d were put in batches of their own", oversize, max_tokens)
+    return batches
+
+
+def epoch_batches(dataset: ScoringDataset, epoch: int, seed: int, max_tokens, max_sentences) -> list[list[int]]:
+    """The training batches of one epoch: length-sorted (ties shuffled), then the batches in a seeded order.
+
+    The same ``(seed, epoch)`` gives the same batches, so a resumed epoch continues where it stopped.
+    """
+    batches = batch_by_size(dataset.ordered_indices(seed=seed + epoch), dataset.num_tokens, max_tokens, max_sentences)
+    order = np.random.default_rng(seed + epoch).permutation(len(batches))
+    return [batches[i] for i in order]
+
+
+def padding_efficiency(batches, sizes) -> float:
+    """Non-pad tokens / all tokens (padded) over a list of batches."""
+    real = sum(int(sum(sizes[i] for i in b)) for b in batches)
+    padded = sum(len(b) * int(max(sizes[i] for i in b)) for b in batches)
+    return real / padded if padded else 1.0

@@ -1,0 +1,294 @@
+"""``scorelib.train(args)``: the whole job of ``scorelib-train``, and its epoch loop.
+
+Mirrors ``fairseq_cli/train.py``: ``main`` (set up the task, model and criterion, resume or
+fine-tune, loop over epochs, save), ``train`` (one epoch), ``validate_and_save`` and
+``should_stop_early`` (patience), as plain functions around a :class:`Trainer`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scorelib import checkpoint_utils as C
+from scorelib.distributed import utils as dist
+from scorelib.logging.progress_bar import Curves, emit, save_history
+from scorelib.cutpoints.thresholds import check_can_fit, fit_all_cutpoints
+from scorelib.errors import MissingFileError, OptionError
+from scorelib.files import atomic_write, check_writable, results_dir
+from scorelib.options import RESTORE_FILE
+from scorelib.metrics import MAXIMIZE, flat_metrics
+from scorelib.registry import TASK_REGISTRY, lookup
+from scorelib.results import evaluate_dataset, frame_metrics, results_frame
+from scorelib.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Progress:
+    """Where the loop stands; saved in each checkpoint's ``extra_state`` so that a run resumes whole."""
+
+    metric: str
+    maximize: bool
+    epoch: int = 1
+    iterations_in_epoch: int = 0
+    best: float | None = None
+    bad_validations: int = 0
+    history: list = field(default_factory=list)
+    meters: dict = field(default_factory=dict)  # this epoch's running sums, so a resumed epoch reports them whole
+
+    def extra_state(self, end_of_epoch: bool) -> dict:
+        state = asdict(self)
+        state["best"] = {"metric": self.metric, "value": self.best, "maximize": self.maximize}
+        return {**{k: v for k, v in state.items() if k not in ("metric", "maximize")}, "end_of_epoch": end_of_epoch}
+
+    def resume(self, extra: dict) -> None:
+        self.epoch = extra["epoch"] + (1 if extra["end_of_epoch"] else 0)
+        self.iterations_in_epoch = 0 if extra["end_of_epoch"] else extra["iterations_in_epoch"]
+        self.best, self.bad_validations = extra["best"]["value"], extra["bad_validations"]
+        self.history = list(extra["history"])
+        self.meters = {} if extra["end_of_epoch"] else dict(extra.get("meters") or {})
+
+    def is_better(self, value) -> bool:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return self.best is None
+        return self.best is None or (value > self.best if self.maximize else value < self.best)
+
+
+def fresh_meters() -> dict:
+    return {"loss": 0.0, "sample_size": 0.0, "ntokens": 0, "seconds": 0.0, "valid_seconds": 0.0}
+
+
+def train(args) -> dict:
+    """The whole job of ``scorelib-train``: set up, resume or fine-tune, train, evaluate ``checkpoint_best``.
+
+    Args:
+        args (argparse.Namespace): from :func:`scorelib.options.parse_args`.
+
+    Returns:
+        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
+        ``metric``, the valid metric that picked ``checkpoint_best`` (``history``'s ``valid_{metric}``).
+    """
+    world = dist.init(args.cpu)
+    set_seed(args.seed)
+    check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
+    results_path = results_dir(args.results_path, args.save_dir)
+    task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
+    check_trait_options(args, task.prompts)
+    if args.fit_cutpoints:
+        check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
+    if args.stack and not ("valid" in task.frames and len(task.frames["valid"]) > 0):
+        raise OptionError("--stack tfidf needs a valid split: its ridge penalty and blend weight are fitted there")
+    task.load_dataset("train")
+    if "valid" in task.frames:
+        task.load_dataset("valid")
+    model = task.build_model(args)
+    criterion = task.build_criterion(args)
+    save_dir = C.prepare_save_dir(args.save_dir, create=False)  # a file in its way: refused; created below
+    restore = Path(args.restore_file)
+    restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
+    if not restore.is_file() and args.restore_file != RESTORE_FILE:
+        raise MissingFileError(f"--restore-file {args.restore_file}: {restore} not found (only the default, "
+                               f"{RESTORE_FILE}, may be absent: then training starts afresh)")
+    if not restore.is_file() and args.finetune_from_model:
+        state = C.load_checkpoint(args.finetune_from_model)
+        moved = C.load_finetune_weights(model, state, task.prompts, model.encoder.config, args.finetune_from_model)
+        logger.info("fine-tuning from %s: prompts kept %s, new %s", args.finetune_from_model,
+                    moved["shared"] or "none", moved["new"] or "none")
+    elif restore.is_file() and args.finetune_from_model:
+        logger.info("%s exists, so --finetune-from-model is ignored and training resumes", restore)
+    trainer = Trainer(args, task, model, criterion)
+    metric = args.best_checkpoint_metric or ("mcrmse" if task.prompts.traits else
+                                             "qwk" if task.prompts.step is not None else "pearson")
+    progress = Progress(metric, args.maximize_best_checkpoint_metric or MAXIMIZE[metric])
+    extra = trainer.load_checkpoint(restore)  # checked against this run's options before anything is written
+    if world.is_main:
+        C.prepare_save_dir(save_dir)
+        C.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
+    if extra is not None:
+        progress.resume(extra)
+        logger.info("resumed from %s: epoch %d, %d updates done, %d batches into the epoch",
+                    restore, progress.epoch, trainer.num_updates, progress.iterations_in_epoch)
+    curves = Curves(args.tensorboard_logdir if world.is_main else None, save_dir)
+    try:
+        while not should_stop(args, trainer, progress):
+            if not train_epoch(args, trainer, progress, curves):
+                break
+    finally:
+        curves.close()
+    if args.stack:
+        from scorelib.stack.tfidf import fit_for_trainer
+        fit_for_trainer(trainer, save_dir / "checkpoint_best.pt")
+    if args.fit_cutpoints and world.is_main:
+        fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
+    metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
+    return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path,
+            "metric": progress.metric}
+
+
+def check_trait_options(args, table) -> None:
+    """Refuse the options that need several score columns."""
+    if args.best_checkpoint_metric == "mcrmse" and not table.traits:
+        raise OptionError("--best-checkpoint-metric mcrmse needs several traits (--score-column a,b,...); "
+                          "with one score column use rmse")
+
+
+def should_stop(args, trainer: Trainer, progress: Progress) -> bool:
+    """``--max-update``, ``--max-epoch`` or ``--patience`` reached."""
+    over_updates = args.max_update and trainer.num_updates >= args.max_update
+    over_epochs = args.max_epoch and progress.epoch > args.max_epoch
+    patience = args.patience >= 0 and progress.bad_validations > args.patience
+    return bool(over_updates or over_epochs or patience)
+
+
+def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | None = None) -> bool:
+    """Train (the rest of) one epoch, validating and saving as due; returns whether the epoch finished.
+
+    ``curves`` (``--tensorboard-logdir``) receives the train loss and lr every ``--log-interval`` updates and at the
+    end of the epoch, and the valid metrics of every validation. Only training counts towards the epoch's ``seconds`` and ``tokens_per_s``; validation time is
+    logged on its own as ``valid_seconds``.
+    """
+    from tqdm.auto import tqdm
+
+    ds, main = trainer.train_data, trainer.world.is_main
+    curves = curves or Curves()
+    batches = trainer.rank_batches(progress.epoch)
+    groups = [batches[i:i + args.update_freq] for i in range(0, len(batches), args.update_freq)]
+    start = progress.iterations_in_epoch // args.update_freq
+    progress.meters = {**fresh_meters(), **(progress.meters if start else {})}
+    m = progress.meters
+    bar = tqdm(total=len(groups), initial=start, desc=f"epoch {progress.epoch:03d}", leave=False,
+               disable=args.log_format != "tqdm" or not main)
+    t0 = time.perf_counter()
+    for g in range(start, len(groups)):
+        log = trainer.train_step([ds.collater([ds[i] for i in b]) if b is not None else None for b in groups[g]])
+        progress.iterations_in_epoch = (g + 1) * args.update_freq
+        for k in ("ntokens", "loss", "sample_size"):
+            m[k] += log[k]
+        bar.update(1)
+        bar.set_postfix(loss=f"{log['loss'] / max(log['sample_size'], 1):.4f}", lr=f"{trainer.get_lr():.1e}")
+        if main and trainer.num_updates % args.log_interval == 0:
+            inner = {"loss": log["loss"] / max(log["sample_size"], 1), "lr": trainer.get_lr(),
+                     "gnorm": log["grad_norm"]}
+            curves.log("train_inner", inner, trainer.num_updates)
+            if args.log_format != "tqdm":
+                emit(args, {"epoch": progress.epoch, "update": trainer.num_updates, "loss": round(inner["loss"], 5),
+                            "lr": inner["lr"], "gnorm": round(inner["gnorm"], 3)}, digits=None)
+        if args.save_interval_updates and trainer.num_updates % args.save_interval_updates == 0 \
+                and g + 1 < len(groups):
+            m["seconds"] += time.perf_counter() - t0
+            validate_and_save(args, trainer, progress, end_of_epoch=False, curves=curves)
+            t0 = time.perf_counter()  # the clock restarts after validation: it is not training time
+        if args.max_update and trainer.num_updates >= args.max_update:
+            break
+    bar.close()
+    m["seconds"] += time.perf_counter() - t0
+    finished = progress.iterations_in_epoch >= len(batches)
+    row = {"epoch": progress.epoch, "updates": trainer.num_updates,
+           "train_loss": m["loss"] / max(m["sample_size"], 1)}
+    validate_and_save(args, trainer, progress, end_of_epoch=finished, row=row, curves=curves)
+    if main:
+        emit(args, progress.history[-1])
+        curves.log("train", {"loss": row["train_loss"], "lr": trainer.get_lr()}, trainer.num_updates)
+    if finished:
+        progress.epoch, progress.iterations_in_epoch = progress.epoch + 1, 0
+    if main:
+        save_history(args.save_dir, progress.history)
+    return finished
+
+
+def validate(trainer: Trainer) -> dict:
+    """Loss and metrics on the valid split (``qwk``, ``pearson``, ``spearman``, ``rmse``, ``loss``)."""
+    ds = trainer.valid_data
+    loss, preds = trainer.valid_step(ds)
+    frame = results_frame(ds.keys, ds.prompts, ds.scores, preds, ds.texts, trainer.task.prompts)
+    return {**flat_metrics(frame_metrics(frame, trainer.task.prompts)), "loss": loss / max(len(ds), 1)}
+
+
+def validate_and_save(args, trainer: Trainer, progress: Progress, end_of_epoch: bool, row: dict | None = None,
+                      curves: Curves | None = None):
+    """Validate, track the best value and save; ``row`` (the epoch's history row) goes into that checkpoint."""
+    t0 = time.perf_counter()
+    metrics = validate(trainer) if trainer.valid_data is not None else {}
+    if trainer.world.is_main and curves is not None:
+        curves.log("valid", metrics, trainer.num_updates)
+    progress.meters["valid_seconds"] += time.perf_counter() - t0
+    value = metrics.get(progress.metric)
+    is_best = progress.is_better(value)
+    if is_best:
+        progress.best = value if value is not None else progress.best
+        progress.bad_validations = 0
+    else:
+        progress.bad_validations += 1
+    if row is not None:  # appended before saving, so that resuming from this checkpoint keeps the row
+        m = progress.meters
+        progress.history.append({**row, **{f"valid_{k}": v for k, v in metrics.items() if k != "n"},
+                                 "tokens_per_s": m["ntokens"] / max(m["seconds"], 1e-9), "seconds": m["seconds"],
+                                 "valid_seconds": m["valid_seconds"]})
+    names = ["checkpoint_last.pt"]
+    if end_of_epoch and not args.no_epoch_checkpoints:
+        names.append(f"checkpoint{progress.epoch}.pt")
+    if not end_of_epoch and args.save_interval_updates:
+        names.append(f"checkpoint_{progress.epoch}_{trainer.num_updates}.pt")
+    if is_best:
+        names.append("checkpoint_best.pt")
+    trainer.save_checkpoint(names, progress.extra_state(end_of_epoch))
+    return metrics
+
+
+def evaluate_best(trainer: Trainer, best: Path, results_path: Path) -> dict:
+    """Reload ``checkpoint_best.pt`` and write its result files for the valid and test splits."""
+    metrics = {}
+    if not best.is_file():
+        return metrics
+    trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
+    for split in ("valid", "test"):
+        if split in trainer.task.frames:
+            ds = trainer.task.dataset(split)
+            _, preds = trainer.valid_step(ds)
+            if trainer.world.is_main:
+                metrics[split] = write_split(trainer.args, best, ds, preds, trainer.task.prompts, results_path, split)
+                logger.info("checkpoint_best on %s: %s", split, flat_metrics(metrics[split]))
+    return metrics
+
+
+def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
+    """``--fit-cutpoints``: fit thresholds on ``checkpoint_best``'s valid predictions, store them with its prompts."""
+    if not best.is_file():
+        return
+    state = C.load_checkpoint(best)
+    trainer.model.load_state_dict(state["model"])
+    ds, table = trainer.task.dataset("valid"), trainer.task.prompts
+    _, preds = trainer.valid_step(ds)
+    if trainer.args.stack:  # thresholds of the blend
+        from scorelib.stack.tfidf import run_parts
+        preds = run_parts(best.parent, ds, preds)["blend"]
+    pred = table.unscale(preds, ds.prompts)
+    fit_all_cutpoints(table, ds.prompts, ds.scores, pred)  # with traits: each trait's own thresholds
+    state["prompts"] = table.to_dict()
+    atomic_write(best, lambda tmp: torch.save(state, tmp))
+    atomic_write(Path(best).parent / "prompts.json", table.save)
+
+
+def write_split(args, best: Path, ds, preds, table, results_path, split) -> dict:
+    """Result files of one split (with ``--stack tfidf``: the blend, and both parts' columns and metrics)."""
+    if not args.stack:
+        return evaluate_dataset(ds, preds, table, results_path, best.name, split)[1]
+    from scorelib.stack.tfidf import evaluate_parts, run_parts
+
+    parts = run_parts(best.parent, ds, preds)
+    return evaluate_parts(ds, parts, table, results_path, best.name, split, parts["weight"])[1]
