@@ -60,7 +60,7 @@ def test_a_cv_fold_writes_its_curves_under_the_cv_runs_folder(tmp_path):
     import argparse
 
     from scorelib.logging.progress_bar import run_dir
-    from scorelib.cv.cross_validate import fold_args
+    from scorelib.cv.out_of_fold import fold_args
     from scorelib.options import parse_args
     from scorelib.data.prompts import PromptTable
 

@@ -18,7 +18,10 @@ from scorelib.cli.cv import cli_main as cv_cli
 from scorelib.cli.eval import cli_main as eval_cli
 from scorelib.cli.score import cli_main as score_cli
 from scorelib.cutpoints.thresholds import cross_fit_round, fit_table_cutpoints
-from scorelib.cv.cross_validate import assign_folds, cross_validate, parse_cv_args, pooled_rows
+from scorelib.cli.cv import cross_validate
+from scorelib.cv.folds import assign_folds
+from scorelib.cv.out_of_fold import pooled_rows
+from scorelib.options import parse_cv_args
 from scorelib.data.demo import DEMO_RANGES, load_demo
 from scorelib.errors import OptionError
 from scorelib.metrics import compute_metrics
@@ -115,7 +118,7 @@ def test_rerun_finishes_fold2_without_retraining_fold1(cv_run, monkeypatch):
     before = stamps(fold1)
     shutil.rmtree(fold2)  # fold 2 again, killed after its last save but before its held-out rows were predicted
     killed = RuntimeError("killed while predicting fold 2's held-out rows")
-    monkeypatch.setattr("scorelib.cv.cross_validate.results_frame", lambda *a, **k: (_ for _ in ()).throw(killed))
+    monkeypatch.setattr("scorelib.cli.cv.results_frame", lambda *a, **k: (_ for _ in ()).throw(killed))
     with pytest.raises(RuntimeError, match="killed while predicting"):
         cross_validate(parse_cv_args(argv))
     monkeypatch.undo()
@@ -208,7 +211,7 @@ def test_fit_cutpoints_refused_on_a_continuous_target(tmp_path, capsys):
                    "--fit-cutpoints", *TINY]) == 2
     assert "--fit-cutpoints" in capsys.readouterr().err and not (tmp_path / "cv").exists()
     from scorelib.options import parse_args
-    from scorelib.training import train
+    from scorelib import train
 
     with pytest.raises(OptionError, match="--score-step"):
         train(parse_args([str(tmp_path / "cont.csv"), "--save-dir", str(tmp_path / "t"), "--fit-cutpoints", *TINY]))
@@ -224,7 +227,7 @@ def test_fold_column_used_as_given(tmp_path):
     data = small_table(tmp_path, per_prompt=9, fold_column=True)
     args = parse_cv_args([str(data), "--fold-column", "split", "--save-dir", str(tmp_path / "cv")])
     frame, _ = pooled_rows(args)
-    from scorelib.cv.cross_validate import given_folds
+    from scorelib.cv.folds import given_folds
 
     folds = given_folds(frame, args)
     raw = pd.read_csv(data, dtype=str)

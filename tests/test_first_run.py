@@ -37,7 +37,8 @@ def test_ranges_file_naming_absent_prompts_is_refused_with_their_names(tmp_path,
 
 
 def test_cv_refuses_the_same_ranges_file_and_eval_reads_a_table_with_it(tmp_path):
-    from scorelib.cv.cross_validate import parse_cv_args, pooled_rows
+    from scorelib.cv.out_of_fold import pooled_rows
+    from scorelib.options import parse_cv_args
 
     data, ranges = essays(tmp_path / "data")
     argv = [str(data), "--key-column", "essay_id", "--text-column", "answer", "--score-column", "mark",
@@ -81,7 +82,7 @@ def test_without_a_prompt_column_the_log_names_the_column_that_repeats_like_prom
 
 
 def test_a_column_named_like_prompt_ids_is_named_first(tmp_path):
-    from scorelib.data.ranges import prompt_column_candidates
+    from scorelib.data.scores import prompt_column_candidates
 
     raw = pd.DataFrame({"rater": list("abab") * 3, "text": [f"t{i}" for i in range(12)],
                         "task_set": ["x", "y", "z"] * 4, "score": ["1"] * 12})
@@ -136,7 +137,7 @@ def test_cross_fitted_rounding_never_fits_on_a_rows_own_fold(monkeypatch):
 
 
 def test_cv_reports_the_cross_fitted_qwk_and_the_in_sample_one_by_its_name():
-    from scorelib.cv.cross_validate import cv_metrics, fit_oof_cutpoints, summarize
+    from scorelib.cv.out_of_fold import cv_metrics, fit_oof_cutpoints, summarize
 
     table, oof = oof_rows(seed=3)
     insample = fit_oof_cutpoints(table, oof)
@@ -157,7 +158,7 @@ def test_cv_reports_the_cross_fitted_qwk_and_the_in_sample_one_by_its_name():
 def test_a_fold_whose_valid_part_cannot_rank_epochs_is_warned(log_of):
     from argparse import Namespace
 
-    from scorelib.cv.cross_validate import warn_unranked
+    from scorelib.cv.out_of_fold import warn_unranked
 
     valid = pd.DataFrame({"prompt": ["q1"] * 3 + ["q2"] * 3 + ["q3"] * 2})
     history = [{"valid_qwk": 0.0}, {"valid_qwk": 0.0}, {"valid_qwk": 0.0}]

@@ -11,7 +11,7 @@ from scorelib.errors import OptionError
 from scorelib.inference import predict
 from scorelib.models.scoring_model import ScoringModel, default_model_path, load_encoder
 from scorelib.data.prompts import PromptTable
-from scorelib.data.long_text import head_size
+from scorelib.data.long_text import build_dataset, head_size
 
 TABLE = PromptTable(ids=["q"], ranges={"q": (0.0, 5.0)})
 PAIRS = PromptTable(ids=["q"], ranges={"q": (0.0, 5.0)}, uses_context=True)  # trained on (text, context) pairs
@@ -59,7 +59,7 @@ def test_truncate_is_todays_tokenization(tokenizer):
 def test_head_tail_keeps_exactly_head_and_tail(tokenizer):
     text = words(600)
     full = tokenizer(text, add_special_tokens=False)["input_ids"]
-    ds = ScoringDataset(frame([text, "a short one"]), tokenizer, TABLE, 512, long_text="head-tail")
+    ds = build_dataset(frame([text, "a short one"]), tokenizer, TABLE, 512, long_text="head-tail")
     ids = ds.encodings["input_ids"][0]
     head, tail = head_size(512), 512 - 2 - head_size(512)
     assert (head, tail) == (128, 382)
@@ -69,7 +69,7 @@ def test_head_tail_keeps_exactly_head_and_tail(tokenizer):
 
 
 def test_head_tail_with_a_context_cuts_only_the_text(tokenizer):
-    ds = ScoringDataset(frame([words(200)], ["the question"]), tokenizer, PAIRS, 64, long_text="head-tail")
+    ds = build_dataset(frame([words(200)], ["the question"]), tokenizer, PAIRS, 64, long_text="head-tail")
     ids, types = ds.encodings["input_ids"][0], ds.encodings["token_type_ids"][0]
     ctx = tokenizer("the question", add_special_tokens=False)["input_ids"]
     assert len(ids) == 64 and ids[-len(ctx) - 1:-1] == ctx and sum(types) == len(ctx) + 1
@@ -78,7 +78,7 @@ def test_head_tail_with_a_context_cuts_only_the_text(tokenizer):
 def test_chunks_windows_overlap_and_carry_the_context(tokenizer):
     text = words(100)
     full = tokenizer(text, add_special_tokens=False)["input_ids"]
-    ds = ScoringDataset(frame([text], ["why"]), tokenizer, PAIRS, WINDOW, long_text="chunks", chunk_stride=STRIDE)
+    ds = build_dataset(frame([text], ["why"]), tokenizer, PAIRS, WINDOW, long_text="chunks", chunk_stride=STRIDE)
     wins = ds.encodings["input_ids"][0]
     ctx = tokenizer("why", add_special_tokens=False)["input_ids"]
     pieces = [w[1:w.index(tokenizer.sep_token_id)] for w in wins]
@@ -91,7 +91,7 @@ def test_chunks_windows_overlap_and_carry_the_context(tokenizer):
 @pytest.mark.parametrize("stride", [WINDOW, WINDOW + 5])
 def test_stride_not_smaller_than_the_window_is_refused(tokenizer, stride):
     with pytest.raises(OptionError, match=f"--chunk-stride {stride}.*smaller than the window"):
-        ScoringDataset(frame(["a text"]), tokenizer, TABLE, WINDOW, long_text="chunks", chunk_stride=stride)
+        build_dataset(frame(["a text"]), tokenizer, TABLE, WINDOW, long_text="chunks", chunk_stride=stride)
 
 
 def test_all_three_windows_count_under_chunks(tokenizer, model):
@@ -99,7 +99,7 @@ def test_all_three_windows_count_under_chunks(tokenizer, model):
     base = ["x"] * n
     changed = {"first": 3, "middle": n // 2, "last": n - 3}
     texts = [" ".join(base)] + [" ".join(base[:i] + ["dog"] + base[i + 1:]) for i in changed.values()]
-    chunks = ScoringDataset(frame(texts), tokenizer, TABLE, WINDOW, long_text="chunks", chunk_stride=STRIDE)
+    chunks = build_dataset(frame(texts), tokenizer, TABLE, WINDOW, long_text="chunks", chunk_stride=STRIDE)
     assert [len(w) for w in chunks.encodings["input_ids"]] == [3] * 4
     truncate = ScoringDataset(frame(texts), tokenizer, TABLE, WINDOW)
     c, t = score(model, chunks), score(model, truncate)
@@ -111,7 +111,7 @@ def test_all_three_windows_count_under_chunks(tokenizer, model):
 def test_windows_stay_with_their_text_in_any_batch_order(tokenizer, model):
     rng = np.random.default_rng(0)
     texts = [words(int(n), start=int(s)) for n, s in zip(rng.integers(3, 90, 9), rng.integers(0, 50, 9))]
-    ds = ScoringDataset(frame(texts), tokenizer, TABLE, WINDOW, long_text="chunks", chunk_stride=STRIDE)
+    ds = build_dataset(frame(texts), tokenizer, TABLE, WINDOW, long_text="chunks", chunk_stride=STRIDE)
     assert len({len(w) for w in ds.encodings["input_ids"]}) >= 3  # texts of 1, 2, 3+ windows
     alone = score(model, ds)
     for seed in range(4):

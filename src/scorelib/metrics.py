@@ -6,6 +6,10 @@ so that a test can check each against those libraries on the exact values.
 """
 from __future__ import annotations
 
+import functools
+import math
+import warnings
+
 import numpy as np
 
 METRICS = ("qwk", "pearson", "spearman", "rmse")
@@ -24,42 +28,235 @@ def qwk_labels(gold, rounded, step: float, ends) -> dict:
     return {"gold_labels": g, "pred_labels": r, "label_range": (int(span.min()), int(span.max()))}
 
 
-def pair_metrics(gold, pred, gold_labels=None, pred_labels=None, label_range=None, step=None):
-    """QWK / Pearson / Spearman / RMSE of one group of labeled rows, with reasons for undefined ones.
+FIGURES = ("exact_pct", "adjacent_pct", "qwk", "qwk_nearest", "pearson", "spearman", "rmse", "r2", "smd")
+EXACT_TOL = 1e-9  # two scores closer than this agree exactly
+
+
+def _div(a, b):
+    """``a / b`` elementwise, NaN where ``|b| <= 1e-12`` (no warnings)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(b) > 1e-12, a / np.where(b == 0, 1, b), np.nan)
+
+
+@functools.lru_cache(maxsize=64)
+def _squared_distances(k: int) -> np.ndarray:
+    """QWK's weights ``(i - j)^2`` of a k x k confusion matrix (read only)."""
+    w = np.zeros((k, k)) + np.arange(k)
+    w = (w - w.T) ** 2
+    w.flags.writeable = False
+    return w
+
+
+def qwk(h, m, label_range=None):
+    """Quadratic weighted kappa of gold ``h`` and predicted ``m`` along the last axis.
+
+    ``1 - sum(w O) / sum(w E)``: ``O`` the confusion matrix, ``E`` the outer product of its marginals over N,
+    ``w = (i - j)^2`` the squared distance between the two scores. This equals RSMTool's covariance form
+    ``2 cov(h, m) / (var h + var m + (mean h - mean m)^2)`` (population moments), which also holds for scores on
+    no grid. Two orders of evaluation keep each caller's numbers bit for bit:
+
+    - integer labels (both arrays of an integer dtype): the confusion matrix over ``label_range``, with
+      scikit-learn's operations, so the value is exactly ``cohen_kappa_score(h, m, weights="quadratic",
+      labels=range(lo, hi + 1))`` (the result files' metrics, the cut-point fit);
+    - otherwise (float scores: rubric points, half points, unrounded): the covariance form (the report).
+
+    Args:
+        h, m (array-like, shape (..., N)): gold (human) and predicted (machine) labels or scores.
+        label_range (tuple[int, int] | None): integer labels only, the lowest and highest label (default: the
+            data's); every label must lie in it. The kappa does not depend on it (its last bits do).
 
     Returns:
-        tuple[dict, dict]: ``{metric: value or None}`` and ``{metric: why it is undefined}``.
+        np.ndarray, shape (...) (a NumPy float for 1-D input): the kappa; NaN where it is 0/0 (no rows, or
+        ``h`` and ``m`` one same constant). A single gold value with other predictions gives 0, as RSMTool;
+        callers that call that undefined (the result files, the cut-point fit) check it first
+        (:func:`why_undefined`).
     """
-    from scipy.stats import pearsonr, spearmanr
-    from sklearn.metrics import cohen_kappa_score
-    out, why = dict.fromkeys(METRICS), {}
+    h, m = np.asarray(h), np.asarray(m)
+    if h.dtype.kind in "iu" and m.dtype.kind in "iu":
+        if h.shape != m.shape:
+            h, m = np.broadcast_arrays(h, m)
+        low, high = (min(h.min(), m.min()), max(h.max(), m.max())) if h.size else (0, 0)
+        lo, hi = (int(low), int(high)) if label_range is None else (int(label_range[0]), int(label_range[1]))
+        if low < lo or high > hi:
+            raise ValueError(f"qwk: labels {low} .. {high} outside label_range {label_range}")
+        k, lead = hi - lo + 1, h.shape[:-1]
+        cell = (h - lo) * k + (m - lo)
+        if lead:  # one k x k matrix per leading index
+            cell = cell + (np.arange(math.prod(lead)) * (k * k)).reshape(lead + (1,))
+        observed = np.bincount(cell.ravel(), minlength=math.prod(lead) * k * k).reshape(lead + (k, k))
+        observed = observed.astype(np.float64)
+        sum0, sum1 = observed.sum(-2), observed.sum(-1)  # as sklearn: E = outer(column sums, row sums) / N
+        w = _squared_distances(k)
+        with np.errstate(divide="ignore", invalid="ignore"):  # no rows: 0/0
+            expected = sum0[..., :, None] * sum1[..., None, :] / sum0.sum(-1)[..., None, None]
+            num, den = (w * observed).sum((-2, -1)), (w * expected).sum((-2, -1))
+            return np.where(den > 0, 1 - num / den, np.nan)[()]  # den is 0 only where h and m are one constant
+    h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
+    dh, dm = h - h.mean(-1, keepdims=True), m - m.mean(-1, keepdims=True)
+    cov = (dh * dm).mean(-1)
+    return _div(2 * cov, (dh ** 2).mean(-1) + (dm ** 2).mean(-1) + (h.mean(-1) - m.mean(-1)) ** 2)[()]
+
+
+def pearson(h, m):
+    """Pearson's r along the last axis, SciPy's ``pearsonr`` (a 1-D value is its own bit for bit).
+
+    Args:
+        h, m (array-like, shape (..., N)).
+
+    Returns:
+        np.ndarray, shape (...): r; NaN where N < 2 or a column is constant.
+    """
+    from scipy import stats
+    h, m = np.broadcast_arrays(np.asarray(h, np.float64), np.asarray(m, np.float64))
+    if h.shape[-1] < 2:
+        return np.full(h.shape[:-1], np.nan)[()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # constant columns: NaN
+        return np.asarray(stats.pearsonr(h, m, axis=-1).statistic, np.float64)[()]
+
+
+def spearman(h, m):
+    """Spearman's rho along the last axis, SciPy's ``spearmanr`` (average ranks for ties) on each leading index.
+
+    Returns:
+        np.ndarray, shape (...): rho; NaN where N < 2 or a column is constant.
+    """
+    from scipy import stats
+    h, m = np.broadcast_arrays(np.asarray(h, np.float64), np.asarray(m, np.float64))
+    out = np.full(h.shape[:-1], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        for i in np.ndindex(out.shape):
+            out[i] = stats.spearmanr(h[i], m[i]).statistic
+    return out[()]
+
+
+def smd(h, m, pooled: bool = False):
+    """Standardized mean difference ``(mean m - mean h) / SD`` along the last axis, RSMTool's
+    ``standardized_mean_difference``.
+
+    Args:
+        h, m (np.ndarray, shape (..., N)): human and machine scores.
+        pooled (bool): SD = ``sqrt((SD_h^2 + SD_m^2) / 2)`` (RSMTool's human-human SMD) instead of ``SD_h``;
+            SDs use ddof 1.
+
+    Returns:
+        np.ndarray, shape (...): NaN where N < 2 or the SD is 0.
+    """
+    h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
+    if h.shape[-1] < 2:
+        return np.full(h.shape[:-1], np.nan)
+    sd_h, sd_m = h.std(-1, ddof=1), m.std(-1, ddof=1)
+    return _div(m.mean(-1) - h.mean(-1), np.sqrt((sd_h ** 2 + sd_m ** 2) / 2) if pooled else sd_h)
+
+
+def pair_metrics(h, m, rounded=None, nearest=None, tolerance: float = 1.0, pooled_smd: bool = False, labels=None,
+                 figures=None) -> dict:
+    """Agreement of machine with gold (human) scores: every figure of one set of rows, or of many at once.
+
+    Works along the last axis: ``h`` and ``m`` of shape (..., N) (e.g. (B, N) bootstrap resamples) give values of
+    shape (...). Formulas as RSMTool's ``metrics_helper``; QWK is :func:`qwk`, Pearson :func:`pearson`. A value
+    the formula cannot give is NaN; :func:`why_undefined` says why, as the result files need.
+
+    Args:
+        h (array-like, shape (..., N)): gold (human) scores.
+        m (array-like, shape (..., N)): machine scores, unrounded (Pearson, Spearman, RMSE, R2, SMD use these).
+        rounded (array-like | None, shape (..., N)): machine scores rounded to the rubric points (exact and
+            adjacent agreement, and QWK unless ``labels``); None for a continuous target.
+        nearest (array-like | None): the same rounded to the nearest point, where cut-points round ``rounded``
+            (``qwk_nearest``).
+        tolerance (float): largest difference counted as adjacent (one score step).
+        pooled_smd (bool): SMD with the pooled SD (human-human).
+        labels (dict | None): :func:`qwk_labels`'s integer ``gold_labels``, ``pred_labels`` and ``label_range``:
+            QWK from these (scikit-learn's value bit for bit) instead of from ``h`` and ``rounded``.
+        figures (Iterable[str] | None): which of :data:`FIGURES` to compute; default every one the arguments
+            allow except ``spearman`` (a loop over the leading axes: name it to get it).
+
+    Returns:
+        dict[str, np.ndarray]: in :data:`FIGURES`' order, of those computed: ``exact_pct, adjacent_pct``
+        (percent of rows), ``qwk``, ``qwk_nearest``, ``pearson``, ``spearman``, ``rmse``, ``r2``, ``smd``.
+    """
+    h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
+    can = {"pearson", "spearman", "rmse", "r2", "smd"} | ({"exact_pct", "adjacent_pct", "qwk"} if rounded is not None
+                                                          else set())
+    can |= ({"qwk"} if labels is not None else set()) | ({"qwk_nearest"} if nearest is not None else set())
+    want = can - {"spearman"} if figures is None else set(figures)
+    if want - can:
+        raise ValueError(f"pair_metrics: {sorted(want - can)} need rounded, nearest or labels")
+    err, out = m - h, {}
+    if want & {"exact_pct", "adjacent_pct"}:
+        diff = np.abs(np.asarray(rounded, np.float64) - h)
+        out["exact_pct"] = (diff <= EXACT_TOL).mean(-1) * 100
+        out["adjacent_pct"] = (diff <= tolerance + EXACT_TOL).mean(-1) * 100
+    if "qwk" in want:
+        out["qwk"] = qwk(h, np.asarray(rounded, np.float64)) if labels is None else \
+            qwk(labels["gold_labels"], labels["pred_labels"], labels["label_range"])
+    if "qwk_nearest" in want:
+        out["qwk_nearest"] = qwk(h, np.asarray(nearest, np.float64))
+    if "pearson" in want:
+        out["pearson"] = pearson(h, m)
+    if "spearman" in want:
+        out["spearman"] = spearman(h, m)
+    if "rmse" in want:
+        out["rmse"] = np.sqrt((err ** 2).mean(-1))
+    if "r2" in want:
+        out["r2"] = 1 - _div((err ** 2).sum(-1), ((h - h.mean(-1, keepdims=True)) ** 2).sum(-1))
+    if "smd" in want:
+        out["smd"] = smd(h, m, pooled=pooled_smd)
+    return {k: out[k] for k in FIGURES if k in want}
+
+
+def why_undefined(gold, pred, gold_labels=None, step=None) -> dict:
+    """Why each of :data:`METRICS` is undefined for one group of labeled rows (the result files' ``"undefined"``).
+
+    Stricter than the formulas: no rows, or a NaN or inf prediction, leave every figure undefined; Pearson and
+    Spearman need 2 rows and spread in both columns (up to float noise); QWK needs a step, 2 rows and 2 gold
+    labels (one gold value gives kappa 0, or 0/0, whatever the predictions). Constant predictions with varied
+    gold give a defined QWK of 0, which is kept.
+
+    Args:
+        gold, pred (np.ndarray, shape (N,)): gold and unrounded predicted scores of the labeled rows.
+        gold_labels (np.ndarray | None, shape (N,)): QWK's integer gold labels (:func:`qwk_labels`).
+        step (float | None): the rubric step; None: a continuous target (no QWK).
+
+    Returns:
+        dict[str, str]: ``{metric: reason}`` for the undefined metrics only.
+    """
     n = len(gold)
     if n == 0:
-        return out, {m: "no labeled rows" for m in METRICS}
+        return {m: "no labeled rows" for m in METRICS}
     if not np.all(np.isfinite(pred)):
-        return out, {m: "predictions contain NaN or inf" for m in METRICS}
-    out["rmse"] = float(np.sqrt(np.mean((pred - gold) ** 2)))
+        return {m: "predictions contain NaN or inf" for m in METRICS}
+    why = {}
     if n < 2:
         why.update(pearson="fewer than 2 labeled rows", spearman="fewer than 2 labeled rows")
     elif _is_constant(gold):
         why.update(pearson="a single gold value", spearman="a single gold value")
     elif _is_constant(pred):
         why.update(pearson="constant predictions", spearman="constant predictions")
-    else:
-        out["pearson"] = float(pearsonr(gold, pred).statistic)
-        out["spearman"] = float(spearmanr(gold, pred).statistic)  # average ranks for ties
     if step is None:
         why["qwk"] = "continuous target (step is None)"
     elif n < 2:
         why["qwk"] = "fewer than 2 labeled rows"
     elif len(np.unique(gold_labels)) < 2:
-        why["qwk"] = "a single gold value"  # kappa is 0 (or 0/0) whatever the predictions
-    else:  # constant predictions give a defined kappa of 0, which is kept
-        # sklearn weights by *position* among the labels it sees ({0, 1, 5}: 1 -> 5 is one
-        # step), so pass the whole range to make the quadratic weights real score distances
-        labels = np.arange(label_range[0], label_range[1] + 1)
-        out["qwk"] = float(cohen_kappa_score(gold_labels, pred_labels, weights="quadratic", labels=labels))
-    return out, why
+        why["qwk"] = "a single gold value"
+    return why
+
+
+def labeled_metrics(gold, pred, gold_labels=None, pred_labels=None, label_range=None, step=None):
+    """QWK / Pearson / Spearman / RMSE of one group of labeled rows, with reasons for undefined ones.
+
+    :func:`pair_metrics` of the defined figures (QWK on the integer labels of :func:`qwk_labels`), ``None``
+    for the others with :func:`why_undefined`'s reason.
+
+    Returns:
+        tuple[dict, dict]: ``{metric: value or None}`` and ``{metric: why it is undefined}``.
+    """
+    why = why_undefined(gold, pred, gold_labels, step)
+    labels = None if "qwk" in why else \
+        {"gold_labels": gold_labels, "pred_labels": pred_labels, "label_range": label_range}
+    values = pair_metrics(gold, pred, labels=labels, figures=[m for m in METRICS if m not in why])
+    return {m: None if m in why else float(values[m]) for m in METRICS}, why
 
 
 def score_metrics(prompts, gold, pred, rounded, table) -> dict:
@@ -92,12 +289,12 @@ def score_metrics(prompts, gold, pred, rounded, table) -> dict:
         rows = labeled & (prompts == pid)
         lo, hi = table.ranges[pid]
         kw = {} if step is None else qwk_labels(gold[rows] - lo, rounded[rows] - lo, step, [0.0, hi - lo])
-        vals, why = pair_metrics(gold[rows], pred[rows], step=step, **kw)
+        vals, why = labeled_metrics(gold[rows], pred[rows], step=step, **kw)
         per_prompt[pid] = {"n": int(rows.sum()), "n_unlabeled": int((prompts == pid).sum() - rows.sum()),
                            **vals, "undefined": why}
     ends = [v for p in per_prompt for v in table.ranges[p]]
     kw = {} if step is None else qwk_labels(gold[labeled], rounded[labeled], step, ends)
-    pooled, why = pair_metrics(gold[labeled], pred[labeled], step=step, **kw)
+    pooled, why = labeled_metrics(gold[labeled], pred[labeled], step=step, **kw)
     qwks = [m["qwk"] for m in per_prompt.values() if m["qwk"] is not None]
     overall = {"qwk": float(np.mean(qwks)) if qwks else None, "qwk_pooled": pooled["qwk"],
                "pearson": pooled["pearson"], "spearman": pooled["spearman"], "rmse": pooled["rmse"],

@@ -1,8 +1,10 @@
-"""Command-line options with ``fairseq-train``'s names.
+"""Every command's options, ``fairseq-train``'s names where fairseq has them.
 
-Mirrors fairseq's ``fairseq/options.py`` (``get_training_parser``,
-``parse_args_and_arch``): ``--user-dir`` is read and imported first, then the chosen
-task and model add their own arguments, then everything is parsed.
+Mirrors fairseq's ``fairseq/options.py`` (``get_training_parser``, ``get_validation_parser``,
+``get_interactive_parser``, ``parse_args_and_arch``): one module builds the parser of each command
+(:mod:`scorelib.cli`) from shared groups of options. For training, ``--user-dir`` is read and
+imported first, then the chosen task and model add their own arguments, then everything is parsed
+and checked once (:func:`check_args`).
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import argparse
 import importlib.util
 import os
 
-from scorelib.data import long_text as windows
 from scorelib.errors import OptionError
 from scorelib.registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_user_dir, lookup
 
@@ -35,15 +36,20 @@ class HelpFormatter(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def _base_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="scorelib-train", description="Train a text scorer, as fairseq-train trains a custom task.",
-        formatter_class=HelpFormatter, allow_abbrev=False, add_help=add_help)
+def add_plugin_args(p: argparse.ArgumentParser) -> None:
+    """``--user-dir`` and the registered names it may add: read before the rest (:func:`get_training_parser`)."""
     p.add_argument("--user-dir", metavar="PATH",
                    help="import a plugin folder (and its tasks/, models/, criterions/, data/) first; runs its code")
     p.add_argument("--task", default="text_scoring", help="registered task name")
     p.add_argument("--arch", default="text_scorer", help="registered model name")
     p.add_argument("--criterion", default="score_mse", help="registered criterion name")
+
+
+def _base_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scorelib-train", description="Train a text scorer, as fairseq-train trains a custom task.",
+        formatter_class=HelpFormatter, allow_abbrev=False)
+    add_plugin_args(p)
     c = p.add_argument_group("checkpoints")
     c.add_argument("--save-dir", default="checkpoints", help="where checkpoints, tokenizer and prompt table go")
     c.add_argument("--restore-file", default=RESTORE_FILE,
@@ -115,13 +121,14 @@ def get_training_parser(argv=None, fast: bool | None = None) -> argparse.Argumen
     ``--user-dir`` is imported before anything else, so a plugin can register the task it names.
     ``fast`` (default: :func:`fast_mode`) applies the quick defaults of ``SCORELIB_FAST=1``.
     """
-    base = _base_parser(add_help=False)  # --help waits for the full parser, which lists the task's options
-    known, _ = base.parse_known_args(argv)
+    plugins = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --help waits for the full parser
+    add_plugin_args(plugins)
+    known, _ = plugins.parse_known_args(argv)
     if known.user_dir:
         import_user_dir(known.user_dir)
-    from scorelib.criterions import score_mse as criterion
-    from scorelib.models import scoring_model as model
-    from scorelib.tasks import text_scoring as tasks  # noqa: F401  (register the built-in classes)
+    import scorelib.criterions.score_mse  # noqa: F401  (register the built-in task, model and criterion)
+    import scorelib.models.scoring_model  # noqa: F401
+    import scorelib.tasks.text_scoring  # noqa: F401
 
     parser = _base_parser()
     task_cls = lookup(TASK_REGISTRY, "task", known.task)
@@ -145,7 +152,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # (option, lowest allowed, first value above the range or None, the rule in words) for check_args
 RANGES = [("lr", 0, None, ">= 0"), ("head_dropout", 0, 1, "in [0, 1)"), ("encoder_dropout", 0, 1, "in [0, 1)"),
           ("max_epoch", 0, None, ">= 0 (0: no limit)"), ("max_update", 0, None, ">= 0 (0: no limit)"),
-          ("folds", 2, None, "at least 2")]
+          ("folds", 2, None, "at least 2"), ("num_workers", 0, None, ">= 0")]
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
@@ -171,10 +178,14 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
         parser.error(f"--tensorboard-logdir {values['tensorboard_logdir']}: the tensorboard package is not installed; "
                      f"pip install 'scorelib[tensorboard]' (or pip install tensorboard)")
     check_recipe(parser, values)
-    try:
-        windows.check_options(values["long_text"], values["max_length"], values["chunk_stride"])
-    except OptionError as e:
-        parser.error(str(e))
+    if "long_text" in values and (values["long_text"] != "truncate" or values["chunk_stride"] is not None
+                                  or values["max_length"] < 8):
+        from scorelib.data import long_text
+
+        try:
+            long_text.check_options(values["long_text"], values["max_length"], values["chunk_stride"])
+        except OptionError as e:
+            parser.error(str(e))
     if values.get("no_progress_bar") and values.get("log_format") == "tqdm":
         values["log_format"] = "simple"
     return argparse.Namespace(**values)
@@ -205,3 +216,110 @@ def complete_cfg(cfg: dict) -> dict:
     """
     parser = get_training_parser([], fast=False)
     return {**vars(parser.parse_args([])), **FORMER_DEFAULTS, **cfg}
+
+
+def parse_cv_args(argv=None):
+    """``scorelib-train``'s options plus ``--folds`` and ``--fold-column``; ``--test-fraction`` is left unset."""
+    parser = get_training_parser(argv)
+    parser.prog, parser.description = "scorelib-cv", "k-fold cross-validation of a text scorer."
+    g = parser.add_argument_group("cross-validation")
+    g.add_argument("--folds", type=int, metavar="K", help="number of folds, numbered from 0 (default: 5)")
+    g.add_argument("--fold-column", metavar="NAME", help="use this column's folds as given instead of drawing them")
+    parser.set_defaults(test_fraction=None)  # every row is predicted out of fold: a test share makes no sense
+    return check_args(parser, parser.parse_args(argv))
+
+
+# ---------------------------------------------------------------------------- the other commands' parsers
+def add_device_args(p: argparse.ArgumentParser, bf16: bool = False) -> None:
+    p.add_argument("--cpu", action="store_true", help="use the CPU even if a GPU is there")
+    if bf16:
+        p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA, and CPU)")
+
+
+def add_report_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The report's groups, second rater and bootstrap (``scorelib-report``; ``scorelib-eval --report``)."""
+    p.add_argument("--group-column", metavar="COL[,COL...]",
+                   help=f"{prefix}groups of writers for DSM and the fairness analyses")
+    p.add_argument("--second-score-column", metavar="COL[,COL...]",
+                   help=f"{prefix}a second human score, one per trait in trait order")
+    p.add_argument("--bootstrap", type=int, default=1000, help=f"{prefix}resamples for the 95%% intervals (0: none)")
+
+
+def get_eval_parser() -> argparse.ArgumentParser:
+    """``scorelib-eval``: a checkpoint, the splits, the report's options, and the task's data options (fairseq's
+    ``get_validation_parser``)."""
+    from scorelib.tasks.text_scoring import TextScoringTask
+
+    p = argparse.ArgumentParser(prog="scorelib-eval", description="Evaluate a checkpoint on a data split.")
+    p.add_argument("checkpoint", help="a save dir (uses checkpoint_best.pt) or a .pt file")
+    p.add_argument("--split", choices=["valid", "test", "train"], action="append",
+                   help="split(s) to evaluate (default: valid and test)")
+    p.add_argument("--results-path", help="default: the checkpoint's folder/results")
+    add_device_args(p, bf16=True)
+    r = p.add_argument_group("evaluation report (scorelib-report)")
+    r.add_argument("--report", action="store_true",
+                   help="also write results/report-{ckpt}-{split}.html and .json, as scorelib-report does")
+    add_report_args(r, prefix="--report: ")
+    TextScoringTask.add_args(p)
+    return p
+
+
+def get_score_parser() -> argparse.ArgumentParser:
+    """``scorelib-score`` (fairseq's ``get_interactive_parser``)."""
+    p = argparse.ArgumentParser(prog="scorelib-score", description="Score texts with a trained model.")
+    p.add_argument("save_dir", help="save dir of scorelib-train (or a checkpoint file)")
+    p.add_argument("texts", nargs="*", help="texts to score (default: one per line from stdin)")
+    p.add_argument("--prompt", help="prompt id as in the data (needed for a model of several prompts, unless "
+                                    "--input has a prompt column)")
+    p.add_argument("--context", help="second segment for models trained on (text, context) pairs")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="text: one line per text (per trait, for a model of several traits) with the prompt's "
+                        "range and the rounded score; json: one object per text (prompt, score, score_rounded, min, "
+                        "max; with traits: prompt and traits, an object per trait)")
+    p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
+    p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
+                                    "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
+                                    "adds spread (spread_{trait}), the fold models' standard deviation)")
+    for name in ("key", "text", "prompt", "context"):
+        p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: the training "
+                                                f"run's, where --input has it, else {name!r})")
+    p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
+    add_device_args(p)
+    p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
+                   "(score minus the score without it; scorelib.explain)")
+    return p
+
+
+def get_probe_parser(probe_names=()) -> argparse.ArgumentParser:
+    """``scorelib-probe``; ``probe_names`` lists the probes in ``--probes``' help."""
+    p = argparse.ArgumentParser(prog="scorelib-probe", description="Rescore a split's texts after perturbations "
+                                "that should not raise their scores (robustness probes).")
+    p.add_argument("save_dir", help="save dir of scorelib-train or scorelib-cv (or a checkpoint file)")
+    p.add_argument("data", nargs="?", help="a folder of train/valid/test tables or one table (default: the demo data)")
+    p.add_argument("--split", default="test", help="the split to probe (a single table is read whole as it)")
+    p.add_argument("--probes", default="all", help=f"all, or a comma list of: {', '.join(probe_names)}")
+    p.add_argument("--seed", type=int, default=1, help="seeds every perturbation")
+    p.add_argument("--max-rows", type=int, help="probe a seeded sample of this many rows")
+    p.add_argument("--results-path", help="default: the save dir's results/")
+    for name in ("key", "prompt", "text", "context", "score"):
+        p.add_argument(f"--{name}-column", help=f"DATA's column holding the {name}")
+    p.add_argument("--layout", default="table", help="a named layout of DATA (see scorelib-train --layout)")
+    p.add_argument("--encoding", help="text encoding of DATA (default: UTF-8)")
+    add_device_args(p)
+    return p
+
+
+def get_report_parser() -> argparse.ArgumentParser:
+    """``scorelib-report``."""
+    p = argparse.ArgumentParser(prog="scorelib-report", description="Write an evaluation report (HTML and JSON) "
+                                "from a save dir's or a CV dir's result file.")
+    p.add_argument("dir", help="a save dir of scorelib-train or a cross-validation dir of scorelib-cv")
+    p.add_argument("data", nargs="?", help="the input table (or a folder of tables), to join --group-column and "
+                   "--second-score-column by key where the result file lacks them")
+    p.add_argument("--split", help="default: test (oof, the out-of-fold predictions, for a CV dir)")
+    add_report_args(p)
+    p.add_argument("--key-column", default="key", help="DATA's key column (default: key)")
+    p.add_argument("--seed", type=int, default=1, help="seeds the bootstrap (default 1)")
+    p.add_argument("--results-path", help="where the result files are and the report goes (default: DIR/results)")
+    p.add_argument("--rsmeval-dir", help="also write rsmeval-ready predictions and config files here")
+    return p

@@ -10,6 +10,7 @@ Titles are bilingual where matplotlib finds a font with Chinese glyphs (:func:`c
 from __future__ import annotations
 
 import functools
+import io
 import logging
 
 import numpy as np
@@ -45,6 +46,14 @@ def cjk_font() -> str | None:
                     continue
         name = known()
     return name
+
+
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """A figure as PNG bytes (``bbox_inches="tight"``), as the widget shows it and the report inlines it; the
+    figure is left open (scorelib's figures are not registered with pyplot, so nothing holds them)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
 
 
 def bilingual(en: str, zh: str) -> str:

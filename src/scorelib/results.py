@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from scorelib.errors import OptionError
-from scorelib.files import atomic_write
+from scorelib.checkpoint_utils import atomic_write
 from scorelib.metrics import compute_metrics
 from scorelib.plots import plot_gold_vs_pred, plot_results  # noqa: F401  (plot_gold_vs_pred: results' name too)
 from scorelib.writers import jsonable, write_json, write_table  # noqa: F401  (jsonable: public here too)

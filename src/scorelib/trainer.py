@@ -24,16 +24,14 @@ from scorelib.optim.layerwise import param_groups
 from scorelib.models.scoring_model import pick_device
 
 logger = logging.getLogger(__name__)
-OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
+OUT_OF_MEMORY = torch.OutOfMemoryError  # torch >= 2.5; torch.cuda.OutOfMemoryError is the same class
 
 
 def total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
     """The 2-norm of all gradients together (as ``clip_grad_norm_`` computes it)."""
     if not grads:
         return torch.zeros(())
-    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
-        return torch.nn.utils.get_total_norm(grads, foreach=True)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    return torch.nn.utils.get_total_norm(grads, foreach=True)  # torch >= 2.6
 
 
 def compile_encoder(model: torch.nn.Module) -> bool:

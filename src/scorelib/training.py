@@ -1,8 +1,12 @@
-"""``scorelib.train(args)``: the whole job of ``scorelib-train``, and its epoch loop.
+"""The epoch loop of ``scorelib-train``: ``main(args, steps)``, ``train_epoch``, ``validate_and_save``.
 
 Mirrors ``fairseq_cli/train.py``: ``main`` (set up the task, model and criterion, resume or
 fine-tune, loop over epochs, save), ``train`` (one epoch), ``validate_and_save`` and
 ``should_stop_early`` (patience), as plain functions around a :class:`Trainer`.
+
+What runs after the loop and is not part of the course (``--stack tfidf``, ``--fit-cutpoints``) comes in as
+:class:`AfterTraining` steps, which :func:`scorelib.train` (:mod:`scorelib.cli.train`) builds from the options:
+this module knows the interface only, never the extras.
 """
 from __future__ import annotations
 
@@ -19,9 +23,8 @@ import torch
 from scorelib import checkpoint_utils as C
 from scorelib.distributed import utils as dist
 from scorelib.logging.progress_bar import Curves, emit, save_history
-from scorelib.cutpoints.thresholds import check_can_fit, fit_all_cutpoints
 from scorelib.errors import MissingFileError, OptionError
-from scorelib.files import atomic_write, check_writable, results_dir
+from scorelib.checkpoint_utils import check_writable, results_dir
 from scorelib.options import RESTORE_FILE
 from scorelib.metrics import MAXIMIZE, flat_metrics
 from scorelib.registry import TASK_REGISTRY, lookup
@@ -73,11 +76,29 @@ def fresh_meters() -> dict:
     return {"loss": 0.0, "sample_size": 0.0, "ntokens": 0, "seconds": 0.0, "valid_seconds": 0.0}
 
 
-def train(args) -> dict:
-    """The whole job of ``scorelib-train``: set up, resume or fine-tune, train, evaluate ``checkpoint_best``.
+class AfterTraining:
+    """A step that runs once the epoch loop has ended, on ``checkpoint_best.pt``, before its result files are
+    written. The extras subclass it (:class:`scorelib.stack.tfidf.StackStep`,
+    :class:`scorelib.cutpoints.thresholds.CutpointStep`); the loop calls the three methods in this order."""
+
+    def check(self, task) -> None:
+        """Refuse, before any file is written, data or options this step cannot work with."""
+
+    def run(self, trainer, best: Path) -> None:
+        """Fit on ``checkpoint_best`` (called on every process; the step decides which ones work)."""
+
+    def write_split(self, trainer, best: Path, ds, preds01, results_path: Path, split: str) -> dict | None:
+        """Write one split's result files in place of :func:`write_split` (``None``: leave them to it)."""
+        return None
+
+
+def main(args, steps: tuple = ()) -> dict:
+    """Set up, resume or fine-tune, train, run the ``steps``, and evaluate ``checkpoint_best``.
 
     Args:
         args (argparse.Namespace): from :func:`scorelib.options.parse_args`.
+        steps (sequence of AfterTraining): run in order after the loop (:func:`scorelib.train` passes those the
+            options ask for).
 
     Returns:
         dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
@@ -89,10 +110,8 @@ def train(args) -> dict:
     results_path = results_dir(args.results_path, args.save_dir)
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
     check_trait_options(args, task.prompts)
-    if args.fit_cutpoints:
-        check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
-    if args.stack and not ("valid" in task.frames and len(task.frames["valid"]) > 0):
-        raise OptionError("--stack tfidf needs a valid split: its ridge penalty and blend weight are fitted there")
+    for step in steps:
+        step.check(task)
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")
@@ -130,12 +149,11 @@ def train(args) -> dict:
                 break
     finally:
         curves.close()
-    if args.stack:
-        from scorelib.stack.tfidf import fit_for_trainer
-        fit_for_trainer(trainer, save_dir / "checkpoint_best.pt")
-    if args.fit_cutpoints and world.is_main:
-        fit_valid_cutpoints(trainer, save_dir / "checkpoint_best.pt")
-    metrics = evaluate_best(trainer, save_dir / "checkpoint_best.pt", results_path)
+    best = save_dir / "checkpoint_best.pt"
+    if best.is_file():
+        for step in steps:
+            step.run(trainer, best)
+    metrics = evaluate_best(trainer, best, results_path, steps)
     return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path,
             "metric": progress.metric}
 
@@ -164,6 +182,8 @@ def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | Non
     """
     from tqdm.auto import tqdm
 
+    from scorelib.data.scoring_dataset import batch_iterator
+
     ds, main = trainer.train_data, trainer.world.is_main
     curves = curves or Curves()
     batches = trainer.rank_batches(progress.epoch)
@@ -174,8 +194,10 @@ def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | Non
     bar = tqdm(total=len(groups), initial=start, desc=f"epoch {progress.epoch:03d}", leave=False,
                disable=args.log_format != "tqdm" or not main)
     t0 = time.perf_counter()
+    # the epoch's batches from the first group not yet trained (a resumed epoch), loaded by --num-workers processes
+    samples = batch_iterator(ds, batches[start * args.update_freq:], args.num_workers)
     for g in range(start, len(groups)):
-        log = trainer.train_step([ds.collater([ds[i] for i in b]) if b is not None else None for b in groups[g]])
+        log = trainer.train_step([next(samples) for _ in groups[g]])
         progress.iterations_in_epoch = (g + 1) * args.update_freq
         for k in ("ntokens", "loss", "sample_size"):
             m[k] += log[k]
@@ -195,6 +217,7 @@ def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | Non
             t0 = time.perf_counter()  # the clock restarts after validation: it is not training time
         if args.max_update and trainer.num_updates >= args.max_update:
             break
+    samples.close()  # stopped early (--max-update): the loader's workers end here
     bar.close()
     m["seconds"] += time.perf_counter() - t0
     finished = progress.iterations_in_epoch >= len(batches)
@@ -250,8 +273,9 @@ def validate_and_save(args, trainer: Trainer, progress: Progress, end_of_epoch: 
     return metrics
 
 
-def evaluate_best(trainer: Trainer, best: Path, results_path: Path) -> dict:
-    """Reload ``checkpoint_best.pt`` and write its result files for the valid and test splits."""
+def evaluate_best(trainer: Trainer, best: Path, results_path: Path, steps: tuple = ()) -> dict:
+    """Reload ``checkpoint_best.pt`` and write its result files for the valid and test splits (a step that writes
+    them its own way, as ``--stack tfidf`` does, takes over)."""
     metrics = {}
     if not best.is_file():
         return metrics
@@ -261,34 +285,13 @@ def evaluate_best(trainer: Trainer, best: Path, results_path: Path) -> dict:
             ds = trainer.task.dataset(split)
             _, preds = trainer.valid_step(ds)
             if trainer.world.is_main:
-                metrics[split] = write_split(trainer.args, best, ds, preds, trainer.task.prompts, results_path, split)
+                written = (step.write_split(trainer, best, ds, preds, results_path, split) for step in steps)
+                metrics[split] = next((m for m in written if m is not None), None) or \
+                    write_split(best, ds, preds, trainer.task.prompts, results_path, split)
                 logger.info("checkpoint_best on %s: %s", split, flat_metrics(metrics[split]))
     return metrics
 
 
-def fit_valid_cutpoints(trainer: Trainer, best: Path) -> None:
-    """``--fit-cutpoints``: fit thresholds on ``checkpoint_best``'s valid predictions, store them with its prompts."""
-    if not best.is_file():
-        return
-    state = C.load_checkpoint(best)
-    trainer.model.load_state_dict(state["model"])
-    ds, table = trainer.task.dataset("valid"), trainer.task.prompts
-    _, preds = trainer.valid_step(ds)
-    if trainer.args.stack:  # thresholds of the blend
-        from scorelib.stack.tfidf import run_parts
-        preds = run_parts(best.parent, ds, preds)["blend"]
-    pred = table.unscale(preds, ds.prompts)
-    fit_all_cutpoints(table, ds.prompts, ds.scores, pred)  # with traits: each trait's own thresholds
-    state["prompts"] = table.to_dict()
-    atomic_write(best, lambda tmp: torch.save(state, tmp))
-    atomic_write(Path(best).parent / "prompts.json", table.save)
-
-
-def write_split(args, best: Path, ds, preds, table, results_path, split) -> dict:
-    """Result files of one split (with ``--stack tfidf``: the blend, and both parts' columns and metrics)."""
-    if not args.stack:
-        return evaluate_dataset(ds, preds, table, results_path, best.name, split)[1]
-    from scorelib.stack.tfidf import evaluate_parts, run_parts
-
-    parts = run_parts(best.parent, ds, preds)
-    return evaluate_parts(ds, parts, table, results_path, best.name, split, parts["weight"])[1]
+def write_split(best: Path, ds, preds01, table, results_path: Path, split: str) -> dict:
+    """One split's result files (:func:`scorelib.results.write_dataset_results`); returns its metrics."""
+    return evaluate_dataset(ds, preds01, table, results_path, best.name, split)[1]

@@ -1,7 +1,7 @@
 """The one writer of every table scorelib leaves behind: CSV, TSV, XLSX or JSON Lines, read back exactly.
 
 fairseq writes binary files and logs only; these are the result tables a teacher opens. Every
-file goes through :func:`scorelib.files.atomic_write` (a temporary file, then a rename), so a failed
+file goes through :func:`scorelib.checkpoint_utils.atomic_write` (a temporary file, then a rename), so a failed
 or killed write leaves an existing file as it was. The format follows the file's extension:
 
 - ``.csv``: the csv module's default dialect (``QUOTE_MINIMAL``, lines ending in ``\\r\\n``), so a field
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from scorelib.errors import DataError, MissingFileError, OptionError
-from scorelib.files import atomic_write
+from scorelib.checkpoint_utils import atomic_write
 
 logger = logging.getLogger(__name__)
 

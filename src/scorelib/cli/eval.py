@@ -14,31 +14,11 @@ from scorelib import options
 from scorelib.logging.console import run, setup_logging
 from scorelib.errors import OptionError
 from scorelib.metrics import flat_metrics
-from scorelib.files import results_dir
+from scorelib.checkpoint_utils import results_dir
 
 
 # scorelib-eval's own options, never taken from the checkpoint
 EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
-
-
-def eval_parser() -> argparse.ArgumentParser:
-    from scorelib.tasks.text_scoring import TextScoringTask
-
-    p = argparse.ArgumentParser(prog="scorelib-eval", description="Evaluate a checkpoint on a data split.")
-    p.add_argument("checkpoint", help="a save dir (uses checkpoint_best.pt) or a .pt file")
-    p.add_argument("--split", choices=["valid", "test", "train"], action="append",
-                   help="split(s) to evaluate (default: valid and test)")
-    p.add_argument("--results-path", help="default: the checkpoint's folder/results")
-    p.add_argument("--cpu", action="store_true")
-    p.add_argument("--bf16", action="store_true")
-    r = p.add_argument_group("evaluation report (scorelib-report)")
-    r.add_argument("--report", action="store_true",
-                   help="also write results/report-{ckpt}-{split}.html and .json, as scorelib-report does")
-    r.add_argument("--group-column", metavar="COL[,COL...]", help="--report: groups of writers (DSM, fairness)")
-    r.add_argument("--second-score-column", metavar="COL[,COL...]", help="--report: a second human score per trait")
-    r.add_argument("--bootstrap", type=int, default=1000, help="--report: resamples for the 95%% intervals")
-    TextScoringTask.add_args(p)
-    return p
 
 
 def cli_main(argv=None) -> int:
@@ -46,7 +26,7 @@ def cli_main(argv=None) -> int:
     setup_logging()
 
     def job():
-        parser = eval_parser()
+        parser = options.get_eval_parser()
         args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
         evaluate_checkpoint(args, parser)
 

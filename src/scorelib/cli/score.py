@@ -5,7 +5,6 @@ stdin, or a table), print or write their scores.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -14,41 +13,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from scorelib import options
 from scorelib.errors import ScorelibError
 from scorelib.hub.inputs import prompt_to_use, read_input, texts_to_score
 from scorelib.logging.console import run, setup_logging
 from scorelib.writers import table_format, write_table
 
 
-def score_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scorelib-score", description="Score texts with a trained model.")
-    p.add_argument("save_dir", help="save dir of scorelib-train (or a checkpoint file)")
-    p.add_argument("texts", nargs="*", help="texts to score (default: one per line from stdin)")
-    p.add_argument("--prompt", help="prompt id as in the data (needed for a model of several prompts, unless "
-                                    "--input has a prompt column)")
-    p.add_argument("--context", help="second segment for models trained on (text, context) pairs")
-    p.add_argument("--format", choices=["text", "json"], default="text",
-                   help="text: one line per text (per trait, for a model of several traits) with the prompt's "
-                        "range and the rounded score; json: one object per text (prompt, score, score_rounded, min, "
-                        "max; with traits: prompt and traits, an object per trait)")
-    p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
-    p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
-                                    "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
-                                    "adds spread (spread_{trait}), the fold models' standard deviation)")
-    for name in ("key", "text", "prompt", "context"):
-        p.add_argument(f"--{name}-column", help=f"column of --input holding the {name} (default: the training "
-                                                f"run's, where --input has it, else {name!r})")
-    p.add_argument("--encoding", help="text encoding of --input (default: UTF-8)")
-    p.add_argument("--cpu", action="store_true")
-    p.add_argument("--explain", action="store_true", help="also print each sentence with its effect on the score "
-                   "(score minus the score without it; scorelib.explain.explanation)")
-    return p
-
-
 def cli_main(argv=None) -> int:
     """``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``."""
     setup_logging(logging.WARNING)
-    p = score_parser()
+    p = options.get_score_parser()
     args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")

@@ -16,7 +16,7 @@ import numpy as np
 from scorelib import options
 from scorelib.distributed import utils as dist
 from scorelib.logging.console import run, setup_logging
-from scorelib.training import train
+from scorelib import training
 
 logger = logging.getLogger("scorelib")
 
@@ -28,6 +28,35 @@ def cli_main(argv=None) -> int:
         return run("scorelib-train", lambda: train_and_report(options.parse_args(argv)))
     finally:  # under torchrun: leave the process group cleanly
         dist.close()
+
+
+def after_training_steps(args) -> list:
+    """The extras that ``args`` ask for after the epoch loop, in the order they run: ``--stack tfidf`` (the stack
+    and its blend weight), then ``--fit-cutpoints`` (thresholds of the blend, where there is one)."""
+    steps = []
+    if args.stack:
+        from scorelib.stack.tfidf import StackStep
+
+        steps.append(StackStep())
+    if args.fit_cutpoints:
+        from scorelib.cutpoints.thresholds import CutpointStep
+
+        steps.append(CutpointStep(blend=steps[0] if steps else None))
+    return steps
+
+
+def train(args) -> dict:
+    """The whole job of ``scorelib-train`` (``scorelib.train``): the epoch loop (:func:`scorelib.training.main`) with
+    the steps after it that the options ask for.
+
+    Args:
+        args (argparse.Namespace): from :func:`scorelib.options.parse_args`.
+
+    Returns:
+        dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
+        ``metric``, the valid metric that picked ``checkpoint_best`` (``history``'s ``valid_{metric}``).
+    """
+    return training.main(args, after_training_steps(args))
 
 
 def train_and_report(args) -> dict:

@@ -13,25 +13,21 @@ cross-validation). Fit on the valid split or on out-of-fold predictions, never o
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
+import torch
+
+from scorelib import checkpoint_utils as C
 from scorelib.errors import OptionError
+from scorelib.checkpoint_utils import atomic_write
+from scorelib.metrics import qwk
+from scorelib.training import AfterTraining
 
 logger = logging.getLogger(__name__)
 MAX_CANDIDATES = 200  # per threshold and pass: quantiles of the predictions between its neighbours
 MIN_GAP = 0.01  # in rubric steps: the least distance between two thresholds (a point's band never vanishes)
-
-
-def qwk(gold: np.ndarray, pred: np.ndarray, k: int) -> float | None:
-    """Quadratic weighted kappa of integer labels in ``0 .. k-1`` (as sklearn's with ``labels=range(k)``)."""
-    if len(gold) < 2 or len(np.unique(gold)) < 2:
-        return None
-    observed = np.bincount(gold * k + pred, minlength=k * k).reshape(k, k).astype(np.float64)
-    expected = np.outer(observed.sum(1), observed.sum(0)) / observed.sum()
-    i = np.arange(k)
-    weights = (i[:, None] - i[None, :]) ** 2
-    return float(1.0 - (weights * observed).sum() / (weights * expected).sum())
 
 
 def labels_by(cuts: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -58,7 +54,8 @@ def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -
     g = np.clip(np.round((gold - lo) / step).astype(np.int64), 0, k - 1)
     cuts = lo + (np.arange(1, k) - 0.5) * step
     nearest = np.clip(np.floor((pred - lo) / step + 0.5).astype(np.int64), 0, k - 1)  # PromptTable.round_nearest
-    start = qwk(g, nearest, k)
+    defined = len(g) >= 2 and len(np.unique(g)) >= 2  # as the result files (metrics.why_undefined): else None
+    start = float(qwk(g, nearest, (0, k - 1))) if defined else None
     if start is None or k < 2:
         return cuts.tolist(), {"qwk_nearest": start, "qwk": start}
     best, order, gap = start, np.sort(np.unique(pred)), MIN_GAP * step
@@ -75,8 +72,8 @@ def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -
             for c in cands:
                 trial = cuts.copy()
                 trial[j] = c
-                value = qwk(g, labels_by(trial, pred), k)
-                if value is not None and value > best + 1e-12:
+                value = float(qwk(g, labels_by(trial, pred), (0, k - 1)))
+                if value > best + 1e-12:
                     best, cuts, improved = value, trial, True
         if not improved:
             break
@@ -169,3 +166,33 @@ def check_can_fit(table, has_valid: bool = True, where: str = "the valid split")
     if not has_valid:
         raise OptionError(f"--fit-cutpoints fits on {where}, and the data has none; give a valid table or "
                           f"--valid-fraction above 0")
+
+
+class CutpointStep(AfterTraining):
+    """``scorelib-train --fit-cutpoints``, once the epoch loop has ended: fit each prompt's thresholds (per trait) on
+    ``checkpoint_best``'s valid predictions and store them with its prompt table (the checkpoint and
+    ``prompts.json``), so that its result files, and every later score, round by them.
+
+    Args:
+        blend (StackStep | None): with ``--stack tfidf``, thresholds of the blend (the step that fitted it).
+    """
+
+    def __init__(self, blend=None):
+        self.blend = blend
+
+    def check(self, task) -> None:
+        check_can_fit(task.prompts, "valid" in task.frames and len(task.frames["valid"]) > 0)
+
+    def run(self, trainer, best: Path) -> None:
+        if not trainer.world.is_main:
+            return
+        state = C.load_checkpoint(best)
+        trainer.model.load_state_dict(state["model"])
+        ds, table = trainer.task.dataset("valid"), trainer.task.prompts
+        _, preds = trainer.valid_step(ds)
+        if self.blend is not None:
+            preds = self.blend.blend01(best, ds, preds)
+        fit_all_cutpoints(table, ds.prompts, ds.scores, table.unscale(preds, ds.prompts))
+        state["prompts"] = table.to_dict()
+        atomic_write(best, lambda tmp: torch.save(state, tmp))
+        atomic_write(best.parent / "prompts.json", table.save)

@@ -10,12 +10,19 @@ Mirrors fairseq's ``fairseq/data/truncate_dataset.py`` (cut each item to a lengt
 - ``chunks``: windows of ``--max-length`` tokens overlapping by ``--chunk-stride``; a context
   pair is repeated in every window and only the text is split. The model pools the windows'
   features into one per text (:class:`scorelib.models.scoring_model.ScoringModel`), so nothing is cut.
+
+The seed's dataset (:class:`~scorelib.data.scoring_dataset.ScoringDataset`) truncates; the two other modes are
+datasets of their own here (:class:`HeadTailDataset`, :class:`ChunkedDataset`), which change how rows are tokenized
+(and, for windows, how items are batched) and nothing else. :func:`build_dataset` picks one by ``--long-text``.
 """
 from __future__ import annotations
 
+import numpy as np
+import torch
+
+from scorelib.data.scoring_dataset import LONG_TEXT_MODES, ScoringDataset, batch_of, pad_rows
 from scorelib.errors import InputError, OptionError
 
-LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
 NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -107,9 +114,8 @@ def encode(tokenizer, texts, contexts, max_length: int, mode: str, stride: int |
 
 
 def describe(mode: str, max_length: int, stride: int | None, num_long: int, num_windows: int | None = None) -> str:
-    """What happened to texts longer than the window, for the log of ``load_dataset``."""
-    if mode == "truncate":
-        return f"{num_long} text(s) truncated at --max-length {max_length}"  # today's line, word for word
+    """What happened to texts longer than the window under ``head-tail`` or ``chunks``, for the log of
+    ``load_dataset`` (which says itself how many were truncated)."""
     if mode == "head-tail":
         head = head_size(max_length)
         return (f"{num_long} text(s) longer than --max-length {max_length} cut to head + tail (--long-text head-tail: "
@@ -130,3 +136,72 @@ def note(mode: str, max_length: int, stride: int | None, n_tokens: int) -> str |
                 f"(stride {resolve_stride(max_length, stride)}), all of which count towards the score.")
     return (f"The text has {n_tokens:,} tokens; only the first {max_length} were read "
             f"(the rest did not count towards the score).")
+
+
+
+class HeadTailDataset(ScoringDataset):
+    """``--long-text head-tail``: a text longer than the window keeps its first quarter-window of tokens and its last
+    ones (:func:`encode`); everything else is :class:`ScoringDataset`'s."""
+
+    long_text = "head-tail"
+
+    def encode(self) -> None:
+        self.encodings, self.num_long = encode(self.tokenizer, self.texts, self.contexts, self.max_length, "head-tail")
+        self.num_truncated = self.num_long
+        self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
+        self.num_windows = len(self.keys)
+
+
+class ChunkedDataset(ScoringDataset):
+    """``--long-text chunks``: a text longer than the window is read as overlapping windows (:func:`encode`), all of
+    which reach the model; it pools their features into one per text.
+
+    An item holds one 1-D tensor per window; a batch holds the windows of its texts as rows, (W, T), with
+    ``net_input["window_to_text"]`` (W,) giving each window's row in the batch. A text's size (for batching) is its
+    windows' padded tokens: windows x the longest of them.
+
+    Args:
+        chunk_stride (int | None): tokens shared by consecutive windows (default: a quarter of the window).
+    """
+
+    long_text = "chunks"
+
+    def __init__(self, frame, tokenizer, table, max_length: int = 512, chunk_stride: int | None = None):
+        self.chunk_stride = chunk_stride
+        super().__init__(frame, tokenizer, table, max_length)
+
+    def encode(self) -> None:
+        self.encodings, self.num_long = encode(self.tokenizer, self.texts, self.contexts, self.max_length, "chunks",
+                                               self.chunk_stride)
+        self.num_truncated = 0
+        self.sizes = np.array([len(ids) * max(map(len, ids)) for ids in self.encodings["input_ids"]], dtype=np.int64)
+        self.num_windows = sum(len(w) for w in self.encodings["input_ids"])
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.row(index)
+        for name, values in self.encodings.items():
+            item[name] = [torch.tensor(w, dtype=torch.long) for w in values[index]]
+        return item
+
+    def collater(self, samples: list[dict]) -> dict:
+        """:meth:`ScoringDataset.collater` over windows: every window a row, remembering its text's batch row."""
+        if not samples:
+            return {}
+        rows = [{k: s[k][w] for k in NAMES if k in s} for s in samples for w in range(len(s["input_ids"]))]
+        net_input = pad_rows(rows, self.tokenizer.pad_token_id or 0)
+        net_input["window_to_text"] = torch.tensor([b for b, s in enumerate(samples) for _ in s["input_ids"]],
+                                                   dtype=torch.long)
+        return batch_of(samples, net_input)
+
+
+def build_dataset(frame, tokenizer, table, max_length: int = 512, long_text: str = "truncate",
+                  chunk_stride: int | None = None) -> ScoringDataset:
+    """The dataset of a ``--long-text`` mode: :class:`ScoringDataset` (``truncate``), :class:`HeadTailDataset` or
+    :class:`ChunkedDataset`, over the same arguments."""
+    if long_text == "truncate":
+        return ScoringDataset(frame, tokenizer, table, max_length)
+    if long_text == "head-tail":
+        return HeadTailDataset(frame, tokenizer, table, max_length)
+    if long_text == "chunks":
+        return ChunkedDataset(frame, tokenizer, table, max_length, chunk_stride)
+    raise OptionError(f"--long-text {long_text!r}: choose one of {', '.join(LONG_TEXT_MODES)}")

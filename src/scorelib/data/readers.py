@@ -3,6 +3,7 @@
 The first half of ``load_dataset``'s input side (fairseq reads binarized files instead, see
 ``fairseq/data/indexed_dataset.py``); :mod:`scorelib.data.tables` maps and checks what is read here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -123,3 +124,19 @@ def check_formulas(path) -> None:
         raise DataError(f"{path}: cell {cell} holds a formula ({formula}) whose value was never computed "
                         f"({len(found)} such cells); open the file in a spreadsheet program and save it (which "
                         f"computes the values), or export it as CSV")
+
+
+LAYOUTS = {
+    "table": {},
+    "asap-aes": {  # Kaggle's training_set_rel3.tsv
+        "key": "essay_id", "prompt": "essay_set", "text": "essay", "score": "domain1_score", "step": 1.0,
+        "encoding_fallback": "latin-1",
+        "ranges": {"1": (2, 12), "2": (1, 6), "3": (0, 3), "4": (0, 3), "5": (0, 4), "6": (0, 4), "7": (0, 30),
+                   "8": (0, 60)},
+    },
+    "asap-sas": {  # Kaggle's train.tsv of the short-answer set
+        "key": "Id", "prompt": "EssaySet", "text": "EssayText", "score": "Score1", "step": 1.0,
+        "encoding_fallback": "latin-1",
+        "ranges": {str(i): (0, 3 if i in (1, 2, 5, 6) else 2) for i in range(1, 11)},
+    },
+}

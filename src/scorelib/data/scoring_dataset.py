@@ -11,33 +11,35 @@ import logging
 import numpy as np
 import torch
 
-from scorelib.data import long_text as windows
 from scorelib.errors import InputError, OptionError
 from scorelib.data.scores import seed_shape
 
 logger = logging.getLogger(__name__)
+# --long-text: keep the first tokens (this module's ScoringDataset), or scorelib.data.long_text's head and tail, or windows
+LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
 
 
 class ScoringDataset(torch.utils.data.Dataset):
     """Scored texts, tokenized (text, and context as a pair), padded only when batched.
+
+    Texts longer than ``max_length`` keep their first tokens (the seed's ``truncation=True``); the other
+    ``--long-text`` modes are subclasses that tokenize another way (:mod:`scorelib.data.long_text`).
 
     Args:
         frame (pd.DataFrame): columns ``key, prompt, text, context, score`` (see :func:`scorelib.data.tables.normalize`).
         tokenizer: a Hugging Face tokenizer.
         table (PromptTable): prompt ids, ranges and contexts; scores are scaled to [0, 1] with it.
         max_length (int): the encoder's window in tokens (the seed's ``max_length=512``).
-        long_text (str): what to do with longer texts (``--long-text``, :mod:`scorelib.data.long_text`): ``truncate``,
-            ``head-tail``, or ``chunks`` (each item then holds its windows, lists of 1-D tensors).
-        chunk_stride (int | None): overlap of the windows under ``chunks`` (default: a quarter of the window).
     """
 
-    def __init__(self, frame, tokenizer, table, max_length: int = 512, long_text: str = "truncate",
-                 chunk_stride: int | None = None):
+    long_text = "truncate"  # the --long-text mode of this class
+    chunk_stride = None
+
+    def __init__(self, frame, tokenizer, table, max_length: int = 512):
         self.frame = frame.reset_index(drop=True)
         self.tokenizer = tokenizer
         self.table = table
         self.max_length = max_length
-        self.long_text, self.chunk_stride = long_text, chunk_stride
         self.keys = self.frame["key"].astype(str).tolist()
         self.prompts = self.frame["prompt"].astype(str).tolist()  # each row's prompt id
         self.texts = self.frame["text"].astype(str).tolist()
@@ -46,35 +48,32 @@ class ScoringDataset(torch.utils.data.Dataset):
         # gold exactly as read (NaN: unlabeled) and targets in [0, 1], float64: (N,) for one score, (N, K) for K
         self.scores = seed_shape(table.scores.matrix(self.frame))
         self.targets = table.scale(self.scores, self.prompts)
-        if long_text == "truncate":
-            self.encodings = tokenize(tokenizer, self.texts, self.contexts, max_length)
-            self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
-            self.num_truncated = count_truncated(tokenizer, self.texts, self.contexts, self.sizes, max_length)
-            self.num_long = self.num_truncated
-        else:
-            self.encodings, self.num_long = windows.encode(tokenizer, self.texts, self.contexts, max_length,
-                                                           long_text, chunk_stride)
-            self.num_truncated = self.num_long if long_text == "head-tail" else 0
-            # chunks: a text's size is its windows' padded tokens (windows x the longest of them)
-            self.sizes = np.array([len(ids) if long_text == "head-tail" else len(ids) * max(map(len, ids))
-                                   for ids in self.encodings["input_ids"]], dtype=np.int64)
-        self.num_windows = (sum(len(w) for w in self.encodings["input_ids"]) if long_text == "chunks"
-                            else len(self.keys))
+        self.encode()
+
+    def encode(self) -> None:
+        """Tokenize every row into ``self.encodings`` (``{name: [ids per row]}``) and ``self.sizes`` (tokens per row),
+        counting the texts longer than the window (``num_long``) and those that lost tokens (``num_truncated``)."""
+        self.encodings = tokenize(self.tokenizer, self.texts, self.contexts, self.max_length)
+        self.sizes = np.array([len(ids) for ids in self.encodings["input_ids"]], dtype=np.int64)
+        self.num_truncated = count_truncated(self.tokenizer, self.texts, self.contexts, self.sizes, self.max_length)
+        self.num_long = self.num_truncated
+        self.num_windows = len(self.keys)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def __getitem__(self, index: int) -> dict:
         """One row: ids and masks as 1-D tensors (no padding), with its key, prompt and target."""
-        item = {"id": index, "key": self.keys[index], "prompt": self.prompts[index], "text": self.texts[index],
+        item = self.row(index)
+        for name, values in self.encodings.items():
+            item[name] = torch.tensor(values[index], dtype=torch.long)
+        return item
+
+    def row(self, index: int) -> dict:
+        """Everything of one row but its tokens: id, key, prompt, text, prompt id, gold score and target."""
+        return {"id": index, "key": self.keys[index], "prompt": self.prompts[index], "text": self.texts[index],
                 "prompt_id": int(self.prompt_ids[index]), "score": self.scores[index].tolist(),
                 "target": self.targets[index].tolist()}  # a float, or a list of K with traits
-        for name, values in self.encodings.items():
-            if self.long_text == "chunks":  # one 1-D tensor per window
-                item[name] = [torch.tensor(w, dtype=torch.long) for w in values[index]]
-            else:
-                item[name] = torch.tensor(values[index], dtype=torch.long)
-        return item
 
     def num_tokens(self, index: int) -> int:
         return int(self.sizes[index])
@@ -93,8 +92,6 @@ class ScoringDataset(torch.utils.data.Dataset):
             ``token_type_ids`` (B, T) where the tokenizer gives them, ``score`` (B,) float64, the gold scores
             exactly as read (for result files), and ``target`` (B,) float32, those scaled to [0, 1] (for the loss);
             both are (B, K) with K traits.
-            Under ``--long-text chunks`` the token tensors are (W, T), one row per window, and
-            ``net_input["window_to_text"]`` (W,) gives each window's row in the batch.
         """
         return collate(samples, pad_id=self.tokenizer.pad_token_id or 0)
 
@@ -136,13 +133,11 @@ def collate(samples: list[dict], pad_id: int = 0) -> dict:
     """Pad items to the longest in the batch (dynamic padding); see :meth:`ScoringDataset.collater`."""
     if not samples:
         return {}
-    if isinstance(samples[0]["input_ids"], list):  # windows: flatten them, remembering each one's text (batch row)
-        rows = [{k: s[k][w] for k in windows.NAMES if k in s} for s in samples for w in range(len(s["input_ids"]))]
-        net_input = pad_rows(rows, pad_id)
-        net_input["window_to_text"] = torch.tensor([b for b, s in enumerate(samples) for _ in s["input_ids"]],
-                                                   dtype=torch.long)
-    else:
-        net_input = pad_rows(samples, pad_id)
+    return batch_of(samples, pad_rows(samples, pad_id))
+
+
+def batch_of(samples: list[dict], net_input: dict) -> dict:
+    """The batch dict of ``samples`` around their padded ``net_input`` (the token tensors)."""
     net_input["prompt_ids"] = torch.tensor([s["prompt_id"] for s in samples], dtype=torch.long)
     return {
         "id": torch.tensor([s["id"] for s in samples], dtype=torch.long),
@@ -224,6 +219,33 @@ def epoch_batches(dataset: ScoringDataset, epoch: int, seed: int, max_tokens, ma
     batches = batch_by_size(dataset.ordered_indices(seed=seed + epoch), dataset.num_tokens, max_tokens, max_sentences)
     order = np.random.default_rng(seed + epoch).permutation(len(batches))
     return [batches[i] for i in order]
+
+
+def batch_iterator(dataset, batches, num_workers: int = 0):
+    """The collated batches of ``batches`` (lists of indices), in order, as fairseq's ``EpochBatchIterator`` loads them.
+
+    A ``torch.utils.data.DataLoader`` with ``batch_sampler=`` the given batches, ``collate_fn=dataset.collater`` and
+    ``num_workers`` (``--num-workers``; 0 loads in this process, exactly as ``collater([dataset[i] for i in b])``).
+    A ``None`` entry (a dummy batch of :func:`scorelib.distributed.utils.shard`) comes through as ``None``, in place.
+    The loader draws its workers' base seed from a generator of its own, not from torch's global one, so the
+    training's random stream (dropout) is the same as without a loader, whatever ``num_workers``.
+
+    Yields:
+        dict | None: one collated batch (see :meth:`ScoringDataset.collater`) per entry of ``batches``.
+    """
+    batches = list(batches)
+    real = [b for b in batches if b is not None]
+    if not real:
+        yield from batches
+        return
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=real, collate_fn=dataset.collater,
+                                         num_workers=num_workers, generator=torch.Generator())
+    it = iter(loader)
+    try:
+        for b in batches:
+            yield None if b is None else next(it)
+    finally:
+        del it  # stopped early (--max-update): the workers shut down now, not at garbage collection
 
 
 def padding_efficiency(batches, sizes) -> float:

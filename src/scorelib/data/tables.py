@@ -14,12 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorelib.data import demo
+from scorelib.data.readers import COLUMNS, LAYOUTS, SUFFIXES, read_table
+from scorelib.data.scores import (ScoreColumns, candidates_hint, check_named_prompts, has_trait_column,
+                                  prompt_column_candidates, read_ranges, read_trait_ranges)
 from scorelib.errors import DataError, MissingFileError, OptionError
-from scorelib.data.layouts import LAYOUTS
-from scorelib.data.ranges import candidates_hint, check_named_prompts, prompt_column_candidates, read_ranges
-from scorelib.data.readers import COLUMNS, SUFFIXES, read_table
-from scorelib.data.scores import ScoreColumns, has_trait_column, read_trait_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +206,7 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
     ``valid_fraction``/``test_fraction``, or, with ``whole_file_as``, read whole as that split
     (for evaluation). ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows. A
     ``ranges_file`` naming prompts that data to train on does not hold, while one of its prompts has no declared
-    range, is refused (:func:`scorelib.data.ranges.check_named_prompts`).
+    range, is refused (:func:`scorelib.data.scores.check_named_prompts`).
 
     Returns:
         Tables: checked frames (unique keys across splits) and the declared ranges and step.
@@ -219,7 +217,9 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
     if data is None and columns.scores.traits:
         raise OptionError(f"--score-column {columns.score}: the embedded demo data has one score; for a demo with "
                           f"traits, write one with scorelib.data.demo.write_demo_traits(folder) and train on that folder")
-    if data is None:
+    if data is None:  # the embedded demo data, generated when asked for
+        from scorelib.data import demo
+
         frames = {s: f.assign(_row=np.arange(2, len(f) + 2), _file=f"demo {s}")[COLUMNS + ["_row", "_file"]]
                   for s, f in demo.load_demo().items()}
         tables = Tables(frames, ranges=dict(demo.DEMO_RANGES), step=demo.DEMO_STEP)

@@ -10,7 +10,6 @@ and in the JSON.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pandas as pd
 
 from scorelib import checkpoint_utils as C
 from scorelib.errors import OptionError, ScorelibError
-from scorelib.files import atomic_write
+from scorelib.checkpoint_utils import atomic_write
 from scorelib.explain.perturb import NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, perturb, vocabulary_of
 from scorelib.data.readers import read_table
 from scorelib.data.tables import Columns, read_splits
@@ -174,7 +173,7 @@ def probe_dir(args) -> dict:
     """``scorelib-probe``: read the split, probe, write ``probe-{ckpt}-{split}.csv/.json/.png``; returns the summary."""
     from scorelib.hub.ensemble import is_cv_dir
     from scorelib.hub.scorer import load, resolve_checkpoint
-    from scorelib.files import results_dir
+    from scorelib.checkpoint_utils import results_dir
 
     probes = parse_probes(args.probes)
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)

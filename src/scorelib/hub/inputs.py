@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from scorelib.errors import InputError, OptionError
-from scorelib.data.layouts import LAYOUTS
+from scorelib.data.readers import LAYOUTS
 from scorelib.data.readers import read_table
 from scorelib.data.tables import Columns, normalize
 

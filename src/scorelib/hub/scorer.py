@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from scorelib import checkpoint_utils as C
+from scorelib.data.long_text import build_dataset
 from scorelib.data.scoring_dataset import ScoringDataset, batch_by_size
 from scorelib.errors import CheckpointError, InputError
 from scorelib.hub.ensemble import fold_dirs, is_cv_dir, resolve_checkpoint, resolve_fold
@@ -132,8 +133,8 @@ class Scorer:
         """Checked texts of one prompt as an unlabeled :class:`ScoringDataset`."""
         frame = pd.DataFrame({"key": [str(i) for i in range(len(texts))], "prompt": prompt, "text": texts,
                               "context": contexts, "score": np.nan})  # traits: score_matrix gives NaN (N, K)
-        return ScoringDataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
-                              chunk_stride=self.chunk_stride)
+        return build_dataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
+                             chunk_stride=self.chunk_stride)
 
     def models_scores01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
         """Each model's scores in [0, 1] for every row of a dataset, in its order: its sigmoid output, or with

@@ -7,7 +7,6 @@ reader of one pasted text needs, and :class:`ScoringWidget` only wires them to i
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import unicodedata
@@ -16,6 +15,7 @@ import pandas as pd
 
 from scorelib.data import long_text as windows
 from scorelib.errors import InputError, ScorelibError
+from scorelib.plots import png_bytes
 from scorelib.results import plot_gold_vs_pred
 from scorelib.hub.scorer import describe, fmt_num
 
@@ -91,12 +91,6 @@ def plot_with_score(results, table, prompt, score, ax=None, trait=None):
                              new_score=score, trait=trait)
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
-
-
 class ScoringWidget:
     """A prompt menu, a text box and a Score button over :func:`check_and_score` (and a trait menu for the plot,
     for a model of several traits).
@@ -168,7 +162,7 @@ class ScoringWidget:
         score = result.get("traits", {trait: result})[trait]["score"]
         fig = plot_with_score(self.results, self.scorer.table, result["prompt"], score, trait=trait)
         try:
-            self.output.append_display_data(Image(data=_png(fig), format="png"))
+            self.output.append_display_data(Image(data=png_bytes(fig), format="png"))
         except Exception as e:
             logger.exception("widget: the plot failed")
             self.output.append_stdout(f"(plot not shown: {type(e).__name__}: {e})\n")

@@ -24,6 +24,15 @@ MODEL_FILES = (("config.json", ("config.json",)),
 PADDED_POSITIONS = ("roberta", "xlm-roberta", "camembert")  # position ids start after the padding index (+2)
 HEAD_LR = 5e-4  # --head-lr's default: it won on valid on every data set of bench/bench_recipe.py (bench/README.md)
 ENCODER_DROPOUT = 0.0  # --encoder-dropout's default: it won there too, on top of --head-lr 5e-4 (bench/README.md)
+# the encoder config fields that --encoder-dropout sets, every one of them the config has (set_encoder_dropout):
+# BERT and the families that use its names (RoBERTa, XLM-R, ELECTRA, DeBERTa, MPNet, ALBERT, MiniLM):
+# hidden_dropout_prob, attention_probs_dropout_prob; DistilBERT: dropout, attention_dropout, seq_classif_dropout;
+# T5-style: dropout_rate; GPT-2: resid_pdrop, embd_pdrop, attn_pdrop; BLOOM, Falcon and others: hidden_dropout,
+# attention_dropout; BART-style: dropout, attention_dropout, activation_dropout; ModernBERT: embedding_dropout,
+# mlp_dropout, attention_dropout. A head-only field (classifier_dropout) is left alone: AutoModel has no head.
+ENCODER_DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                          "seq_classif_dropout", "dropout_rate", "resid_pdrop", "embd_pdrop", "attn_pdrop",
+                          "hidden_dropout", "activation_dropout", "embedding_dropout", "mlp_dropout")
 
 
 def encoder_dropout(text: str) -> float | None:
@@ -34,6 +43,27 @@ def encoder_dropout(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a probability in [0, 1) or 'config', got {text!r}") from None
+
+
+def set_encoder_dropout(config, p: float | None) -> tuple[str, ...]:
+    """Set ``--encoder-dropout`` ``p`` on every field of :data:`ENCODER_DROPOUT_FIELDS` that ``config`` has.
+
+    ``p`` None (``config``) keeps the config's own dropout. Returns the fields set.
+
+    Raises:
+        OptionError: ``p`` is a number and the config has none of those fields (an encoder family scorelib does
+            not know: its dropout would silently stay the config's).
+    """
+    if p is None:
+        return ()
+    fields = tuple(name for name in ENCODER_DROPOUT_FIELDS if hasattr(config, name))
+    if not fields:
+        raise OptionError(f"--encoder-dropout {p:g}: the encoder's config ({type(config).__name__}) has none of the "
+                          f"dropout fields scorelib knows ({', '.join(ENCODER_DROPOUT_FIELDS)}); pass "
+                          f"--encoder-dropout config to keep the config's own dropout")
+    for name in fields:
+        setattr(config, name, p)
+    return fields
 
 
 def pick_device(cpu: bool = False) -> torch.device:
@@ -253,8 +283,8 @@ class ScoringModel(nn.Module):
             config = None  # load_encoder raises the explained error
         if config is not None:
             check_window(args.max_length, config, name)
-        if config is not None and args.encoder_dropout is not None:
-            config.hidden_dropout_prob = config.attention_probs_dropout_prob = args.encoder_dropout
+        if config is not None:
+            set_encoder_dropout(config, args.encoder_dropout)
         encoder = load_encoder(name, config)
         reinit_top_layers(encoder, args.reinit_layers)
         return cls(encoder, num_prompts=len(task.prompts), pooling=args.pooling, head_dropout=args.head_dropout,

@@ -11,83 +11,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-TOL = 1e-9  # two scores closer than this agree exactly
+# the pair metrics (QWK, r, RMSE, R2, SMD, exact/adjacent agreement) are the core's, one copy for every caller
+from scorelib.metrics import pair_metrics, qwk  # noqa: F401  (A.pair_metrics, A.qwk)
 
 
 def _moments(x: np.ndarray):
     return x.mean(-1), x.std(-1, ddof=1) if x.shape[-1] > 1 else np.full(x.shape[:-1], np.nan)
-
-
-def _div(a, b):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.abs(b) > 1e-12, a / np.where(b == 0, 1, b), np.nan)
-
-
-def qwk(h, m) -> np.ndarray:
-    """Quadratic weighted kappa as RSMTool computes it: ``2 cov(h, m) / (var h + var m + (mean h - mean m)^2)``,
-    with population moments (ddof 0). On integer scores this equals Cohen's QWK from the confusion matrix.
-
-    Args:
-        h, m (np.ndarray, shape (..., N)): human and (rounded) machine scores.
-
-    Returns:
-        np.ndarray, shape (...): kappa; NaN where both columns are one same constant.
-    """
-    dh, dm = h - h.mean(-1, keepdims=True), m - m.mean(-1, keepdims=True)
-    cov = (dh * dm).mean(-1)
-    return _div(2 * cov, (dh ** 2).mean(-1) + (dm ** 2).mean(-1) + (h.mean(-1) - m.mean(-1)) ** 2)
-
-
-def pearson(h, m) -> np.ndarray:
-    """Pearson's r along the last axis; NaN where either column is constant."""
-    dh, dm = h - h.mean(-1, keepdims=True), m - m.mean(-1, keepdims=True)
-    return _div((dh * dm).sum(-1), np.sqrt((dh ** 2).sum(-1) * (dm ** 2).sum(-1)))
-
-
-def smd(h, m, pooled: bool = False) -> np.ndarray:
-    """Standardized mean difference ``(mean m - mean h) / SD``, RSMTool's ``standardized_mean_difference``.
-
-    Args:
-        h, m (np.ndarray, shape (..., N)): human and machine scores.
-        pooled (bool): SD = ``sqrt((SD_h^2 + SD_m^2) / 2)`` (RSMTool's human-human SMD) instead of ``SD_h``;
-            SDs use ddof 1.
-    """
-    if h.shape[-1] < 2:
-        return np.full(h.shape[:-1], np.nan)
-    sd_h, sd_m = h.std(-1, ddof=1), m.std(-1, ddof=1)
-    return _div(m.mean(-1) - h.mean(-1), np.sqrt((sd_h ** 2 + sd_m ** 2) / 2) if pooled else sd_h)
-
-
-def pair_metrics(h, m, rounded=None, nearest=None, tolerance: float = 1.0, pooled_smd: bool = False) -> dict:
-    """Human-machine (or human-human) agreement of one set of rows, RSMTool's ``metrics_helper``.
-
-    Args:
-        h (np.ndarray, shape (..., N)): human scores.
-        m (np.ndarray, shape (..., N)): machine scores, unrounded (Pearson, RMSE, R2, SMD use these).
-        rounded (np.ndarray | None, shape (..., N)): machine scores rounded to the rubric points (exact and
-            adjacent agreement, QWK); None for a continuous target.
-        nearest (np.ndarray | None): the same rounded to the nearest point, where cut-points round ``rounded``.
-        tolerance (float): largest difference counted as adjacent (one score step).
-        pooled_smd (bool): SMD with the pooled SD (human-human).
-
-    Returns:
-        dict[str, np.ndarray]: ``exact_pct, adjacent_pct`` (percent of rows), ``qwk`` (``qwk_nearest``),
-        ``pearson, rmse, r2, smd``, each of shape (...).
-    """
-    h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
-    err = m - h
-    sst = ((h - h.mean(-1, keepdims=True)) ** 2).sum(-1)
-    out = {}
-    if rounded is not None:
-        diff = np.abs(np.asarray(rounded, np.float64) - h)
-        out["exact_pct"] = (diff <= TOL).mean(-1) * 100
-        out["adjacent_pct"] = (diff <= tolerance + TOL).mean(-1) * 100
-        out["qwk"] = qwk(h, np.asarray(rounded, np.float64))
-        if nearest is not None:
-            out["qwk_nearest"] = qwk(h, np.asarray(nearest, np.float64))
-    out.update(pearson=pearson(h, m), rmse=np.sqrt((err ** 2).mean(-1)),
-               r2=1 - _div((err ** 2).sum(-1), sst), smd=smd(h, m, pooled=pooled_smd))
-    return out
 
 
 def describe(x) -> dict:

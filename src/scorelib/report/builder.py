@@ -8,8 +8,6 @@ from DATA where the result file lacks them, and writes ``report-{ckpt}-{split}.h
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,8 @@ import pandas as pd
 
 from scorelib.report import assessment as S
 from scorelib.hub.ensemble import is_cv_dir
-from scorelib.errors import DataError, MissingFileError, OptionError, ScorelibError
-from scorelib.files import atomic_write
+from scorelib.errors import DataError, MissingFileError, OptionError
+from scorelib.checkpoint_utils import atomic_write
 from scorelib.data.prompts import PromptTable
 from scorelib.data.readers import SUFFIXES, read_table
 from scorelib.report.html import render_html

@@ -7,10 +7,11 @@ consistency with a second rater, evaluation by group and fairness). Plots are dr
 from __future__ import annotations
 
 import base64
-import io
 from html import escape
 
 import numpy as np
+
+from scorelib.plots import png_bytes
 
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","PingFang SC",sans-serif;margin:2em;
 max-width:1100px;color:#222}table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #bbb;
@@ -40,10 +41,9 @@ def _table(header, rows, left: int = 1, attrs: str = "") -> str:
     return f"<table{attrs}><tr>{head}</tr>{body}</table>"
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode("ascii")}">'
+def _img(fig) -> str:
+    """An ``<img>`` of the figure's PNG (:func:`scorelib.plots.png_bytes`) as a base64 ``data:`` URI."""
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(png_bytes(fig)).decode("ascii")}">'
 
 
 def distribution_plot(dist: dict, title: str) -> str:
@@ -60,7 +60,7 @@ def distribution_plot(dist: dict, title: str) -> str:
     ax.set_ylabel("% of rows")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    return _png(fig)
+    return _img(fig)
 
 
 def dsm_plot(levels: dict, column: str, threshold: float) -> str:
@@ -76,7 +76,7 @@ def dsm_plot(levels: dict, column: str, threshold: float) -> str:
         ax.axvline(t, color="#cc3311", ls="--", lw=1)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(f"DSM by {column}")
-    return _png(fig)
+    return _img(fig)
 
 
 def flags_table(flags: list[dict]) -> str:

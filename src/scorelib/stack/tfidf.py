@@ -17,9 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from scorelib.errors import CheckpointError
-from scorelib.files import atomic_write
+from scorelib import checkpoint_utils as C
+from scorelib.data.scores import as_matrix
+from scorelib.distributed import utils as dist
+from scorelib.errors import CheckpointError, OptionError
+from scorelib.checkpoint_utils import atomic_write
 from scorelib.results import evaluate_dataset, frame_metrics, results_frame, write_results
+from scorelib.training import AfterTraining
 
 logger = logging.getLogger(__name__)
 STACK_DIR = "stack"
@@ -41,10 +45,6 @@ def vectorizer(settings: dict, vocabulary=None):
     if vocabulary is None:
         kwargs.update(min_df=settings["min_df"], max_features=settings["max_features"])
     return TfidfVectorizer(**kwargs, vocabulary=vocabulary, dtype=np.float64)
-
-
-def as_matrix(values, n: int) -> np.ndarray:  # (N,) or (N, K) -> (N, K) float64
-    return np.asarray(values, dtype=np.float64).reshape(n, -1)
 
 
 def fit_weight(encoder, stack, gold) -> np.ndarray:
@@ -108,7 +108,7 @@ class TfidfStack:
         fitted = {k: vectorizer(s) for k, s in VECTORIZERS.items()}
         x_train = hstack([fitted[k].fit_transform(train_texts) for k in VECTORIZERS], format="csr")
         x_valid = hstack([fitted[k].transform(valid_texts) for k in VECTORIZERS], format="csr")
-        y_train, y_valid = as_matrix(train01, len(train_texts)), as_matrix(valid01, len(valid_texts))
+        y_train, y_valid = as_matrix(train01), as_matrix(valid01)
         coef, intercept, alphas = [], [], []
         for k in range(y_train.shape[1]):
             tr, va = np.isfinite(y_train[:, k]), np.isfinite(y_valid[:, k])
@@ -219,28 +219,14 @@ def fit_for_run(save_dir, train_ds, valid_ds, valid_encoder01, table) -> TfidfSt
         table (PromptTable): errors are weighed on the prompts' scales.
     """
     stack = TfidfStack.fit(train_ds.texts, train_ds.targets, valid_ds.texts, valid_ds.targets)
-    n = len(valid_ds)
-    on_scale = [as_matrix(table.unscale(x.reshape(np.shape(valid_encoder01)), valid_ds.prompts), n)
-                for x in (as_matrix(valid_encoder01, n), stack.predict01(valid_ds.texts))]
-    stack.weight = fit_weight(*on_scale, as_matrix(valid_ds.scores, n))
+    k = table.num_traits
+    on_scale = [as_matrix(table.unscale(x.reshape(np.shape(valid_encoder01)), valid_ds.prompts), k)
+                for x in (as_matrix(valid_encoder01, k), stack.predict01(valid_ds.texts))]
+    stack.weight = fit_weight(*on_scale, as_matrix(valid_ds.scores, k))
     stack.save(Path(save_dir) / STACK_DIR)
     logger.info("--stack tfidf: ridge alpha %s, encoder weight %s (fitted on valid)", stack.alphas,
                 np.round(stack.weight, 3).tolist())
     return stack
-
-
-def fit_for_trainer(trainer, best: Path) -> None:
-    """``scorelib-train --stack tfidf``: :func:`fit_for_run` on ``checkpoint_best``'s valid predictions (every rank
-    predicts; rank 0 fits and saves)."""
-    from scorelib import checkpoint_utils as C
-    from scorelib.distributed import utils as dist
-    if not best.is_file():
-        return
-    trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
-    _, preds = trainer.valid_step(trainer.valid_data)
-    if trainer.world.is_main:
-        fit_for_run(best.parent, trainer.train_data, trainer.valid_data, preds, trainer.task.prompts)
-    dist.barrier(trainer.world)
 
 
 def run_parts(save_dir, ds, encoder01) -> dict:
@@ -266,7 +252,7 @@ def add_parts(frame, metrics: dict, parts01: dict, table, weight=None) -> None:
     prompts = frame["prompt"].tolist()
     pred_cols, rounded_cols = table.scores.suffixed("pred"), table.scores.suffixed("pred_rounded")
     for part in PARTS:
-        pred = as_matrix(table.unscale(parts01[part], prompts), len(frame))
+        pred = as_matrix(table.unscale(parts01[part], prompts), table.num_traits)
         view = frame.copy()
         view[pred_cols], view[rounded_cols] = pred, table.round(pred, prompts)
         metrics[part] = frame_metrics(view, table)
@@ -289,11 +275,37 @@ def cv_blend(save_dir, rows, gold, prompts, table) -> dict:
     """``scorelib-cv --stack tfidf``: the blend weight fitted on the out-of-fold predictions (``rows``: the folds'
     ``oof.csv`` rows in the data's order, with ``pred01_encoder``, ``pred01_stack``), saved in
     ``save_dir/stack/blend.json``; returns the parts, their ``"blend"`` ((N, K) in [0, 1]) and ``"weight"``."""
-    n = len(prompts)
+    k = table.num_traits
     enc, stack = (rows[table.scores.suffixed(f"pred01_{p}")].to_numpy(np.float64) for p in PARTS)
-    weight = fit_weight(*(as_matrix(table.unscale(x, prompts), n) for x in (enc, stack)), as_matrix(gold, n))
+    weight = fit_weight(*(as_matrix(table.unscale(x, prompts), k) for x in (enc, stack)), as_matrix(gold, k))
     text = json.dumps({"format": FORMAT, "weight": weight.tolist(), "fitted_on": "out-of-fold predictions"})
     (Path(save_dir) / STACK_DIR).mkdir(parents=True, exist_ok=True)
     atomic_write(Path(save_dir) / STACK_DIR / "blend.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     logger.info("--stack tfidf: encoder weight %s (fitted on the out-of-fold predictions)", weight.round(3).tolist())
     return {"encoder": enc, "stack": stack, "blend": weight * enc + (1 - weight) * stack, "weight": weight}
+
+
+class StackStep(AfterTraining):
+    """``scorelib-train --stack tfidf``, once the epoch loop has ended: fit the stack and its blend weight on
+    ``checkpoint_best``'s valid predictions (:func:`fit_for_run`), then write result files of the blend and both
+    parts (:func:`evaluate_parts`) in place of the encoder's."""
+
+    def check(self, task) -> None:
+        if not ("valid" in task.frames and len(task.frames["valid"]) > 0):
+            raise OptionError("--stack tfidf needs a valid split: its ridge penalty and blend weight are fitted there")
+
+    def run(self, trainer, best: Path) -> None:
+        """Every process predicts the valid split; the first fits and saves."""
+        trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
+        _, preds = trainer.valid_step(trainer.valid_data)
+        if trainer.world.is_main:
+            fit_for_run(best.parent, trainer.train_data, trainer.valid_data, preds, trainer.task.prompts)
+        dist.barrier(trainer.world)
+
+    def blend01(self, best: Path, ds, preds01) -> np.ndarray:
+        """The blend of ``preds01`` (the encoder's, in [0, 1]) with the saved stack."""
+        return run_parts(best.parent, ds, preds01)["blend"]
+
+    def write_split(self, trainer, best: Path, ds, preds01, results_path: Path, split: str) -> dict:
+        parts = run_parts(best.parent, ds, preds01)
+        return evaluate_parts(ds, parts, trainer.task.prompts, results_path, best.name, split, parts["weight"])[1]

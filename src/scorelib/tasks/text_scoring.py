@@ -14,8 +14,7 @@ import pandas as pd
 import torch
 
 from scorelib.data import tables as T
-from scorelib.data import long_text as windows
-from scorelib.data.scoring_dataset import ScoringDataset
+from scorelib.data.scoring_dataset import LONG_TEXT_MODES, ScoringDataset
 from scorelib.errors import DataError
 from scorelib.models.scoring_model import load_tokenizer
 from scorelib.data.prompts import PromptTable
@@ -87,7 +86,7 @@ class TextScoringTask:
         g.add_argument("--score-step", type=float, metavar="STEP",
                        help="rounding step of the scores, e.g. 1 or 0.5 (none: continuous target, no QWK)")
         g.add_argument("--max-length", type=int, default=512, help="the encoder's window, in tokens")
-        g.add_argument("--long-text", choices=windows.LONG_TEXT_MODES, default="truncate",
+        g.add_argument("--long-text", choices=LONG_TEXT_MODES, default="truncate",
                        help="texts longer than --max-length: truncate (keep the start), head-tail (the first quarter "
                             "of the window from the start, the rest from the end), or chunks (overlapping windows, "
                             "their features pooled per text; nothing is cut)")
@@ -144,14 +143,20 @@ class TextScoringTask:
         if split not in self.frames:
             raise DataError(f"no {split!r} split in the data (have: {', '.join(self.frames)})")
         args = self.args
-        ds = ScoringDataset(self.frames[split], self.tokenizer, self.prompts, args.max_length,
-                            long_text=args.long_text, chunk_stride=args.chunk_stride)
+        if args.long_text == "truncate":  # the seed's dataset
+            ds = ScoringDataset(self.frames[split], self.tokenizer, self.prompts, args.max_length)
+            long = f"{ds.num_long} text(s) truncated at --max-length {args.max_length}"
+        else:  # head and tail, or windows: a dataset of scorelib.data.long_text
+            from scorelib.data import long_text
+
+            ds = long_text.build_dataset(self.frames[split], self.tokenizer, self.prompts, args.max_length,
+                                         long_text=args.long_text, chunk_stride=args.chunk_stride)
+            long = long_text.describe(args.long_text, args.max_length, args.chunk_stride, ds.num_long, ds.num_windows)
         self.datasets[split] = ds
         counts = pd.Series(ds.prompts).value_counts()
         per_prompt = "" if self.prompts.implicit_prompt else \
             f" ({', '.join(f'{p}: {counts[p]}' for p in sorted(counts.index, key=T.natural_key))})"
-        logger.info("%s: %d rows%s; %s", split, len(ds), per_prompt,
-                    windows.describe(args.long_text, args.max_length, args.chunk_stride, ds.num_long, ds.num_windows))
+        logger.info("%s: %d rows%s; %s", split, len(ds), per_prompt, long)
         return ds
 
     def dataset(self, split: str) -> ScoringDataset:
