@@ -1,4 +1,4 @@
-"""Tests for scorelib.metrics and scorelib.results: rescaling, metrics, result files and the seed's evaluate()."""
+"""Tests for scorelib.metrics and scorelib.results: rescaling, metrics, result files and the notes' evaluate()."""
 import json
 import math
 import warnings
@@ -220,3 +220,156 @@ def test_gold_is_kept_exactly_and_metrics_match_the_libraries_with_ties(tmp_path
     assert saved["qwk"] == cohen_kappa_score(*labels, weights="quadratic", labels=np.arange(0, 101))
     direct = array_metrics(["p"] * 10, gold, pred, back["pred_rounded"], table)["overall"]
     assert {k: direct[k] for k in ("qwk", "pearson", "spearman")} == {k: saved[k] for k in ("qwk", "pearson", "spearman")}
+
+
+# ---------------------------------------------------------------- the one QWK and the one pair-metrics function
+def covariance_kappa(h, m):
+    """RSMTool's form, written independently: 2 cov / (var h + var m + (mean h - mean m)^2), population moments."""
+    h, m = np.asarray(h, float), np.asarray(m, float)
+    return 2 * np.cov(h, m, ddof=0)[0, 1] / (np.var(h) + np.var(m) + (h.mean() - m.mean()) ** 2)
+
+
+@pytest.mark.parametrize("lo, k", [(0, 2), (0, 3), (1, 6), (-3, 5), (0, 11), (10, 101)])
+def test_qwk_equals_sklearn_bit_for_bit_on_integer_labels(lo, k):
+    """Integer labels: exactly cohen_kappa_score(weights="quadratic", labels=range), one row or (B, N) at once."""
+    from scorelib.metrics import qwk
+    rng = np.random.default_rng(k)
+    labels = np.arange(lo, lo + k)
+    for n in (2, 7, 50, 400):
+        h = rng.integers(lo, lo + k, n)
+        m = np.clip(h + rng.integers(-2, 3, n), lo, lo + k - 1) if n % 2 else rng.integers(lo, lo + k, n)
+        if len(np.unique(h)) < 2:
+            h[0], h[1] = lo, lo + k - 1
+        expected = cohen_kappa_score(h, m, weights="quadratic", labels=labels)
+        assert qwk(h, m, (lo, lo + k - 1)) == expected
+        assert qwk(h, m, (lo - 2, lo + k + 3)) == pytest.approx(expected, abs=1e-12)  # a wider range: same kappa
+        assert qwk(h, m) == pytest.approx(expected, abs=1e-12)  # default range: the data's
+        idx = rng.integers(0, n, (6, n))
+        many = qwk(h[idx], m[idx], (lo, lo + k - 1))
+        assert many.shape == (6,)
+        for row, value in zip(idx, many):
+            if len(np.unique(h[row])) > 1 or len(np.unique(m[row])) > 1:
+                assert value == cohen_kappa_score(h[row], m[row], weights="quadratic", labels=labels)
+
+
+def test_qwk_equals_the_covariance_form_on_scores():
+    """Float scores (half points, unrounded) use RSMTool's covariance form; on integer scores both forms agree."""
+    from scorelib.metrics import qwk
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        h = rng.integers(0, 9, 60) / 2  # half points
+        m = np.round(h * 2 + rng.normal(0, 1.5, 60)).clip(0, 8) / 2
+        cont = h + rng.normal(0, 0.7, 60)
+        assert qwk(h, m) == pytest.approx(covariance_kappa(h, m), rel=1e-12)
+        assert qwk(h, cont) == pytest.approx(covariance_kappa(h, cont), rel=1e-12)
+        labels = (h * 2).astype(int), (m * 2).astype(int)
+        assert qwk(h, m) == pytest.approx(cohen_kappa_score(*labels, weights="quadratic", labels=np.arange(9)),
+                                          abs=1e-12)
+    many = qwk(np.stack([h, h[::-1]]), np.stack([cont, cont[::-1]]))
+    np.testing.assert_allclose(many, [covariance_kappa(h, cont), covariance_kappa(h[::-1], cont[::-1])], rtol=1e-12)
+
+
+def test_qwk_undefined_cases():
+    from scorelib.metrics import qwk
+    assert math.isnan(qwk(np.array([], int), np.array([], int), (0, 3)))  # no rows
+    assert math.isnan(qwk(np.array([], float), np.array([], float)))
+    assert math.isnan(qwk([2, 2, 2], [2, 2, 2]))  # one same constant: 0/0
+    assert math.isnan(qwk([2.0, 2.0], [2.0, 2.0]))
+    # one gold value with other predictions: 0 whatever the form (the result files call it undefined, see below)
+    assert qwk([1, 1, 1, 1], [0, 1, 2, 3], (0, 3)) == 0.0 and qwk([1.0, 1, 1, 1], [0.0, 1, 2, 3]) == 0.0
+    assert qwk([0, 1, 2, 3], [2, 2, 2, 2], (0, 3)) == pytest.approx(0.0, abs=1e-15)  # constant predictions: 0
+    with pytest.raises(ValueError, match="outside label_range"):
+        qwk([0, 1, 4], [0, 1, 2], (0, 3))
+
+
+def test_pair_metrics_against_scipy_sklearn_and_formulas():
+    """Every figure of one set of rows against an independent reference; (B, N) rows equal one call per row."""
+    from sklearn.metrics import r2_score
+    from scorelib.metrics import FIGURES, pair_metrics
+    rng = np.random.default_rng(3)
+    h = rng.integers(0, 5, 80).astype(float)
+    m = h + rng.normal(0, 0.8, 80)
+    rounded = np.clip(np.round(m), 0, 4)
+    v = pair_metrics(h, m, rounded=rounded, nearest=np.clip(np.floor(m + 0.5), 0, 4), figures=FIGURES)
+    assert list(v) == list(FIGURES)
+    assert v["exact_pct"] == 100 * np.mean(rounded == h) and v["adjacent_pct"] == 100 * np.mean(abs(rounded - h) <= 1)
+    assert v["qwk"] == pytest.approx(cohen_kappa_score(h.astype(int), rounded.astype(int), weights="quadratic",
+                                                       labels=np.arange(5)), abs=1e-12)
+    assert v["pearson"] == pearsonr(h, m).statistic and v["spearman"] == spearmanr(h, m).statistic
+    assert v["rmse"] == np.sqrt(np.mean((m - h) ** 2)) and v["r2"] == pytest.approx(r2_score(h, m), rel=1e-12)
+    assert v["smd"] == pytest.approx((m.mean() - h.mean()) / h.std(ddof=1), rel=1e-12)
+    pooled = pair_metrics(h, m, figures=["smd"], pooled_smd=True)["smd"]
+    assert pooled == pytest.approx((m.mean() - h.mean()) / np.sqrt((h.var(ddof=1) + m.var(ddof=1)) / 2), rel=1e-12)
+    # integer labels: QWK from them, scikit-learn's value exactly
+    labels = {"gold_labels": h.astype(int), "pred_labels": rounded.astype(int), "label_range": (0, 6)}
+    assert pair_metrics(h, m, labels=labels, figures=["qwk"])["qwk"] == \
+        cohen_kappa_score(h.astype(int), rounded.astype(int), weights="quadratic", labels=np.arange(7))
+    # default figures: the report's (no Spearman); resamples (B, N) in one call
+    idx = rng.integers(0, 80, (5, 80))
+    many = pair_metrics(h[idx], m[idx], rounded=rounded[idx])
+    assert list(many) == ["exact_pct", "adjacent_pct", "qwk", "pearson", "rmse", "r2", "smd"]
+    for b, row in enumerate(idx):
+        one = pair_metrics(h[row], m[row], rounded=rounded[row])
+        for key in many:
+            assert many[key][b] == pytest.approx(float(one[key]), rel=1e-12, abs=1e-15), key
+    with pytest.raises(ValueError, match="need rounded"):
+        pair_metrics(h, m, figures=["qwk"])
+    # undefined: constant column, fewer than 2 rows
+    flat = pair_metrics(h, np.full(80, 2.0), rounded=np.full(80, 2.0))
+    assert math.isnan(flat["pearson"]) and flat["qwk"] == pytest.approx(0.0, abs=1e-15) and flat["rmse"] > 0
+    one = pair_metrics(h[:1], m[:1], rounded=rounded[:1])
+    assert math.isnan(one["pearson"]) and math.isnan(one["smd"]) and one["rmse"] == abs(m[0] - h[0])
+
+
+@pytest.mark.parametrize("gold, pred, labels, step, why", [
+    ([], [], [], 1.0, dict.fromkeys(["qwk", "pearson", "spearman", "rmse"], "no labeled rows")),
+    ([1.0, 2.0], [1.0, np.nan], [1, 2], 1.0, dict.fromkeys(["qwk", "pearson", "spearman", "rmse"],
+                                                           "predictions contain NaN or inf")),
+    ([1.0], [1.5], [1], 1.0, {"pearson": "fewer than 2 labeled rows", "spearman": "fewer than 2 labeled rows",
+                              "qwk": "fewer than 2 labeled rows"}),
+    ([2.0, 2.0, 2.0], [1.0, 2.0, 3.0], [2, 2, 2], 1.0, {"pearson": "a single gold value",
+                                                        "spearman": "a single gold value", "qwk": "a single gold value"}),
+    ([1.0, 2.0, 3.0], [2.0, 2.0, 2.0], [1, 2, 3], 1.0, {"pearson": "constant predictions",
+                                                        "spearman": "constant predictions"}),
+    ([1.0, 2.0, 3.0], [1.2, 2.1, 2.5], None, None, {"qwk": "continuous target (step is None)"}),
+])
+def test_why_undefined_and_labeled_metrics(gold, pred, labels, step, why):
+    """The result files' reasons; every other figure is pair_metrics' value (None where undefined)."""
+    from scorelib.metrics import labeled_metrics, why_undefined
+    gold, pred = np.asarray(gold, float), np.asarray(pred, float)
+    kw = {} if labels is None else {"gold_labels": np.asarray(labels, int),
+                                    "pred_labels": np.clip(np.round(np.nan_to_num(pred)), 0, 4).astype(int),
+                                    "label_range": (0, 4)}
+    assert why_undefined(gold, pred, kw.get("gold_labels"), step) == why
+    values, reasons = labeled_metrics(gold, pred, step=step, **kw)
+    assert reasons == why and list(values) == ["qwk", "pearson", "spearman", "rmse"]
+    assert all((values[k] is None) == (k in why) for k in values)
+    if values["rmse"] is not None:
+        assert values["rmse"] == np.sqrt(np.mean((pred - gold) ** 2))
+    if values["qwk"] is not None:
+        assert values["qwk"] == cohen_kappa_score(kw["gold_labels"], kw["pred_labels"], weights="quadratic",
+                                                  labels=np.arange(5))
+
+
+def test_cutpoint_fit_uses_the_same_qwk_as_the_result_files():
+    """fit_cutpoints' QWK of nearest rounding equals scikit-learn's on the same labels, bit for bit."""
+    from scorelib.cutpoints.thresholds import fit_cutpoints
+    rng = np.random.default_rng(11)
+    gold = rng.integers(1, 7, 120).astype(float)
+    pred = gold + rng.normal(0, 0.9, 120)
+    cuts, fit = fit_cutpoints(gold, pred, lo=1.0, step=1.0, k=6)
+    nearest = np.clip(np.floor(pred - 1 + 0.5), 0, 5).astype(int)
+    assert fit["qwk_nearest"] == cohen_kappa_score(gold.astype(int) - 1, nearest, weights="quadratic",
+                                                   labels=np.arange(6))
+    fitted = np.searchsorted(cuts, pred, side="right")
+    assert fit["qwk"] == cohen_kappa_score(gold.astype(int) - 1, fitted, weights="quadratic", labels=np.arange(6))
+    assert fit["qwk"] >= fit["qwk_nearest"]
+    assert fit_cutpoints([3.0] * 5, pred[:5], lo=1.0, step=1.0, k=6)[1] == {"qwk_nearest": None, "qwk": None}
+
+
+def test_as_matrix_is_shared_by_the_stack():
+    from scorelib.data.scores import as_matrix
+    from scorelib.stack import tfidf
+    assert tfidf.as_matrix is as_matrix
+    assert as_matrix([1, 2, 3]).shape == (3, 1) and as_matrix(np.ones((4, 2))).shape == (4, 2)
+    assert as_matrix(np.ones(6), 2).shape == (3, 2) and as_matrix(np.zeros((0, 3))).shape == (0, 3)

@@ -12,7 +12,7 @@ import torch
 
 import scorelib
 from conftest import train_args
-from scorelib import checkpoint_utils as C
+from scorelib import checkpoint_utils
 from scorelib.cli.eval import cli_main as eval_cli
 from scorelib.cli.score import cli_main as score_cli
 from scorelib.cli.train import cli_main as train_cli
@@ -59,7 +59,7 @@ def test_planted_pickle_is_refused_by_load_eval_score_and_finetune(trained_dir, 
     save_dir = save_dir_with(trained_dir, tmp_path / "evil", lambda p: plant(p, marker))
     evil = save_dir / "checkpoint_best.pt"
 
-    with pytest.raises(C.CheckpointError, match="refused to load") as info:
+    with pytest.raises(checkpoint_utils.CheckpointError, match="refused to load") as info:
         scorelib.load(save_dir, device="cpu")
     message = str(info.value)
     assert str(evil) in message and "blocked global io.open" in message
@@ -85,16 +85,16 @@ def test_foreign_checkpoints_give_clear_errors(tmp_path):
     # a truncated checkpoint: the bad-input suite's case "truncated checkpoint" (scorelib-eval, one line, exit 2)
     not_torch = tmp_path / "notes.pt"
     not_torch.write_text("these are my notes, not a model")
-    with pytest.raises(C.CheckpointError, match="not a torch checkpoint") as info:
-        C.load_checkpoint(not_torch)
+    with pytest.raises(checkpoint_utils.CheckpointError, match="not a torch checkpoint") as info:
+        checkpoint_utils.load_checkpoint(not_torch)
     assert str(info.value).startswith(f"{not_torch}: not a torch") and "truncated" not in str(info.value)[len(str(not_torch)):]
 
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
-    with pytest.raises(C.CheckpointError, match="not a scorelib checkpoint"):
-        C.load_checkpoint(foreign)
+    with pytest.raises(checkpoint_utils.CheckpointError, match="not a scorelib checkpoint"):
+        checkpoint_utils.load_checkpoint(foreign)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        C.load_checkpoint(tmp_path / "missing.pt")
+        checkpoint_utils.load_checkpoint(tmp_path / "missing.pt")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Two kill points: mid-epoch right after a checkpoint was saved (the process is in the next
 update), and in the middle of a checkpoint write (``SCORELIB_TEST_PAUSE_IN_SAVE`` makes
 ``atomic_save`` wait between writing its temporary file and the rename). The data order
-comes from the seed and the epoch, and the RNG states travel in the checkpoint, so the
+comes from the notes and the epoch, and the RNG states travel in the checkpoint, so the
 resumed run ends with the same weights as an uninterrupted one.
 """
 import json
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from scorelib.checkpoint_utils import PAUSE_ENV
+from scorelib.writers import PAUSE_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -87,7 +87,7 @@ def test_every_markdown_cell_is_bilingual(path):
 
 def test_the_language_check_itself():
     """A quoted Chinese term, half a translation and Chinese alone are caught; an image alone is exempt."""
-    english = "Flags become attributes with `_` for `-`; the task's own arguments (the seed's \"--task中自定义的参数\") too."
+    english = "Flags become attributes with `_` for `-`; the task's own arguments (the notes' \"--task中自定义的参数\") too."
     assert "no Chinese sentence" in language_problems(english)
     half = ("One sentence here. " * 40) + "\n\n中文：这里只翻译了一句话，其余都没有翻译。"
     assert any("not all of it" in p for p in language_problems(half))

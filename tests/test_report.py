@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scorelib.report import agreement as A
-from scorelib.report import assessment as S
+from scorelib.report import agreement
+from scorelib.report import assessment
 from scorelib.data.prompts import PromptTable
 from scorelib.cli.report import cli_main as report_cli
 from scorelib.report.builder import make_report
@@ -67,7 +67,7 @@ def test_agreement_equals_rsmtool(reference_report, reference):
     close(sec["human"]["mean"], raw["h_mean"]), close(sec["human"]["sd"], raw["h_sd"])
     close(sec["machine"]["mean"], raw["sys_mean"]), close(sec["machine"]["sd"], raw["sys_sd"])
     t = reference[0]
-    close(float(A.qwk(t.h1.to_numpy(), t.machine.to_numpy())), raw["wtkappa"])  # RSMTool's kappa of continuous scores
+    close(float(agreement.qwk(t.h1.to_numpy(), t.machine.to_numpy())), raw["wtkappa"])  # RSMTool's kappa of continuous scores
 
 
 def test_consistency_degradation_prmse_equal_rsmtool(reference_report, reference):
@@ -105,7 +105,7 @@ def test_groups_and_fairness_equal_rsmtool(reference_report, reference):
         close(g["fairness"][analysis]["p"], fair[analysis]["p"])
     assert g["fairness"]["base_group"] == fair["base_group"]
     t = reference[0]  # the rounded machine score too (RSMTool's raw_trim_round)
-    ours = A.fairness(t.h1.to_numpy(), t.machine_round.to_numpy(), t.group.to_numpy())
+    ours = agreement.fairness(t.h1.to_numpy(), t.machine_round.to_numpy(), t.group.to_numpy())
     for analysis in ("osa", "osd", "csd"):
         close(ours[analysis]["r2"], exp["fairness"]["raw_trim_round"][analysis]["r2"])
         close(ours[analysis]["p"], exp["fairness"]["raw_trim_round"][analysis]["p"])
@@ -152,7 +152,7 @@ def test_bootstrap_interval_coverage():
     for draw in range(200):
         h = rng.normal(3.0, 1.0, 200)
         m = 0.2 + 0.8 * h + rng.normal(0, 0.6, 200)
-        sec = S.section(h, m, None, np.zeros(200), n_boot=300, seed=[draw])
+        sec = assessment.section(h, m, None, np.zeros(200), n_boot=300, seed=[draw])
         for k, truth in (("smd", true_smd), ("pearson", true_r)):
             lo, hi = sec["metrics"][k]["ci"]
             hits[k] += lo <= truth <= hi
@@ -161,9 +161,9 @@ def test_bootstrap_interval_coverage():
 
 def test_bootstrap_resamples_within_prompt_and_is_seeded():
     strata = np.array(["a"] * 5 + ["b"] * 3)
-    idx = A.bootstrap_indices(strata, 50, [1, 2])
+    idx = agreement.bootstrap_indices(strata, 50, [1, 2])
     assert (idx[:, :5] < 5).all() and (idx[:, 5:] >= 5).all()
-    assert (idx == A.bootstrap_indices(strata, 50, [1, 2])).all() and not (idx == A.bootstrap_indices(strata, 50, 3)).all()
+    assert (idx == agreement.bootstrap_indices(strata, 50, [1, 2])).all() and not (idx == agreement.bootstrap_indices(strata, 50, 3)).all()
 
 
 def sec_with(smd=0.0, degr=None, diff=None, dsm=None) -> dict:
@@ -185,15 +185,15 @@ def sec_with(smd=0.0, degr=None, diff=None, dsm=None) -> dict:
     ({"dsm": 0.101}, "dsm"), ({"dsm": -0.2}, "dsm"), ({"dsm": 0.099}, None), ({"dsm": float("nan")}, None),
 ])
 def test_flags_only_when_thresholds_are_crossed(kwargs, check):
-    got = [f["check"] for f in S.section_flags(sec_with(**kwargs))]
+    got = [f["check"] for f in assessment.section_flags(sec_with(**kwargs))]
     assert got == ([check] if check else [])
 
 
 def test_flag_words():
-    (f,) = S.section_flags(sec_with(smd=-0.23))
+    (f,) = assessment.section_flags(sec_with(smd=-0.23))
     assert f["en"] == "SMD \u22120.23 < \u22120.15: the machine scores lower than humans on average"
     assert "机器评分平均低于人工评分" in f["zh"]
-    (f,) = S.section_flags(sec_with(dsm=0.19))
+    (f,) = assessment.section_flags(sec_with(dsm=0.19))
     assert "gender = f" in f["en"] and "higher" in f["en"] and "高于" in f["zh"]
 
 
@@ -336,8 +336,8 @@ def test_cutpoints_give_qwk_nearest_and_undefined_figures_are_null(tmp_path):
     frame = pd.DataFrame({"key": list("abcdefgh"), "prompt": "q", "gold": gold, "pred": pred, "pred_rounded": rounded,
                           "text": "x"})
     m = make_report(fake_save_dir(tmp_path / "cut", frame, table), bootstrap=0)["report"]["traits"]["score"]["overall"]
-    assert m["metrics"]["qwk"]["value"] == pytest.approx(float(A.qwk(gold, rounded)))
-    assert m["metrics"]["qwk_nearest"]["value"] == pytest.approx(float(A.qwk(gold, np.clip(np.floor(pred + 0.5), 0, 3))))
+    assert m["metrics"]["qwk"]["value"] == pytest.approx(float(agreement.qwk(gold, rounded)))
+    assert m["metrics"]["qwk_nearest"]["value"] == pytest.approx(float(agreement.qwk(gold, np.clip(np.floor(pred + 0.5), 0, 3))))
     assert m["metrics"]["qwk"]["value"] != m["metrics"]["qwk_nearest"]["value"]
     flat = frame.assign(pred=1.5, pred_rounded=2.0)
     out = make_report(fake_save_dir(tmp_path / "flat", flat, table.without_cutpoints()), bootstrap=10)
@@ -363,3 +363,34 @@ def test_report_of_a_frame_in_memory_renders_as_html():
     assert "A result frame in memory" in page and "in memory &lt;demo&gt;" in page
     assert any(f["check"] == "smd" for f in report["flags"]), report["flags"]
     assert page.index("Flags") < page.index("All prompts") and "SMD" in page
+
+
+def test_report_uses_the_core_pair_metrics_qwk_and_png_encoder():
+    """One copy of each: the report's pair metrics and QWK are scorelib.metrics', its inline PNGs (and the widget's)
+    scorelib.plots.png_bytes' at 90 dpi; the report's figures keep their names, and a group whose humans gave one
+    score gets QWK 0 (RSMTool's covariance form), not an undefined value."""
+    import base64
+    import struct
+
+    from matplotlib.figure import Figure
+
+    from scorelib import metrics, plots
+    from scorelib.hub import widget
+    from scorelib.report import html
+
+    assert agreement.pair_metrics is metrics.pair_metrics and agreement.qwk is metrics.qwk and widget.png_bytes is plots.png_bytes
+    fig = Figure(figsize=(2, 1))
+    fig.subplots().plot([0, 1], [1, 0])
+    png = plots.png_bytes(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    at = png.find(b"pHYs")
+    assert struct.unpack(">II", png[at + 4:at + 12]) == (3543, 3543)  # 90 dpi in pixels per metre
+    assert base64.b64decode(html._img(fig).split("base64,")[1][:-2]) == png
+    h = np.array([1, 2, 3, 4, 2, 2, 2, 2], float)
+    m = np.array([1.2, 2.4, 2.6, 3.9, 1.4, 2.5, 2.2, 3.1])
+    rounded = np.round(m)
+    sec = assessment.section(h, m, rounded, ["p"] * 8, points=[1.0, 2.0, 3.0, 4.0], step=1.0, n_boot=20,
+                    groups={"g": np.array(["x"] * 4 + ["y"] * 4, dtype=object)})
+    assert list(sec["metrics"]) == ["exact_pct", "adjacent_pct", "qwk", "pearson", "rmse", "r2", "smd"]
+    assert sec["metrics"]["qwk"]["value"] == float(metrics.qwk(h, rounded))
+    assert sec["groups"]["g"]["levels"]["y"]["qwk"] == 0.0  # one human score, varied machine scores

@@ -184,7 +184,7 @@ def test_rerun_with_more_epochs_resumes_optimizer_schedule_and_update_count(base
 
 
 def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeypatch):
-    import scorelib.checkpoint_utils as C
+    from scorelib import checkpoint_utils
 
     src = tmp_path / "src"
     train(train_args(src, *TINY, "--prompts", "q1,q2"))
@@ -193,13 +193,13 @@ def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeyp
     old_q2 = source["model"]["ques_emb.weight"][1]
 
     fresh_rows = []
-    original = C.load_finetune_weights
+    original = checkpoint_utils.load_finetune_weights
 
     def spy(model, state, prompts, config, path):
         fresh_rows.append((str(path), model.ques_emb.weight.detach().clone()))
         return original(model, state, prompts, config, path)
 
-    monkeypatch.setattr(C, "load_finetune_weights", spy)
+    monkeypatch.setattr(checkpoint_utils, "load_finetune_weights", spy)
     rec = Recorder(monkeypatch)
     dst = tmp_path / "dst"
     argv = [*TINY, "--prompts", "q2,q3", "--finetune-from-model", src / "checkpoint_last.pt"]

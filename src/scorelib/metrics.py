@@ -92,6 +92,8 @@ def qwk(h, m, label_range=None):
             num, den = (w * observed).sum((-2, -1)), (w * expected).sum((-2, -1))
             return np.where(den > 0, 1 - num / den, np.nan)[()]  # den is 0 only where h and m are one constant
     h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
+    if h.shape[-1] == 0:
+        return np.full(np.broadcast_shapes(h.shape, m.shape)[:-1], np.nan)[()]
     dh, dm = h - h.mean(-1, keepdims=True), m - m.mean(-1, keepdims=True)
     cov = (dh * dm).mean(-1)
     return _div(2 * cov, (dh ** 2).mean(-1) + (dm ** 2).mean(-1) + (h.mean(-1) - m.mean(-1)) ** 2)[()]

@@ -1,6 +1,6 @@
 """The gold-vs-predicted figure of the result files and the widget: one panel per prompt, on its own range.
 
-No fairseq counterpart (the seed's ``evaluate`` writes a table only). Prompts have their own scales, so a
+No fairseq counterpart (the notes' ``evaluate`` writes a table only). Prompts have their own scales, so a
 figure pooled over them misleads (a Pearson over prompts of 0..3 and 1..6 is high even where the model
 gives every answer of a prompt the same score): each prompt gets its own panel (facets, up to
 :data:`MAX_FACETS`), its own figures in its title, and overall figures are means of the per-prompt ones,

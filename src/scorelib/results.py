@@ -1,9 +1,9 @@
-"""Result files: the seed's ``result-{ckpt}.xlsx``, a CSV twin, the metrics and a plot.
+"""Result files: the notes' ``result-{ckpt}.xlsx``, a CSV twin, the metrics and a plot.
 
-The seed's ``evaluate(self, result_triples, ckpt_name)`` lives on its task; fairseq's nearest
+The notes' ``evaluate(self, result_triples, ckpt_name)`` lives on its task; fairseq's nearest
 is ``validate`` in ``fairseq_cli/train.py``. Here the table is built from arrays (gold exactly
 as read, predictions rescaled per prompt as ``pred * (max - min) + min``), written atomically,
-with texts as text cells; :func:`evaluate` keeps the seed's ``(loss, sample, result)`` form.
+with texts as text cells; :func:`evaluate` keeps the notes' ``(loss, sample, result)`` form.
 """
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import numpy as np
 import pandas as pd
 
 from scorelib.errors import OptionError
-from scorelib.checkpoint_utils import atomic_write
 from scorelib.metrics import compute_metrics
-from scorelib.plots import plot_gold_vs_pred, plot_results  # noqa: F401  (plot_gold_vs_pred: results' name too)
-from scorelib.writers import jsonable, write_json, write_table  # noqa: F401  (jsonable: public here too)
+from scorelib.plots import plot_results
+from scorelib.writers import atomic_write, write_json, write_table
 
 COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
 
@@ -107,13 +106,13 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
     return paths
 
 
-def evaluate_dataset(dataset, pred01, table, results_path, ckpt_name, split) -> tuple[pd.DataFrame, dict]:
+def write_dataset_results(dataset, pred01, table, results_path, ckpt_name, split) -> tuple[pd.DataFrame, dict]:
     """Result files of one split: a :class:`ScoringDataset` (gold exactly as read) and its predictions."""
-    return _evaluate(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table, results_path,
+    return write_rows_results(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table, results_path,
                      ckpt_name, split)
 
 
-def _evaluate(keys, prompts, gold, pred01, texts, table, results_path, ckpt_name, split):
+def write_rows_results(keys, prompts, gold, pred01, texts, table, results_path, ckpt_name, split):
     """:func:`results_frame`, its metrics and :func:`write_results`; returns ``(frame, metrics)``."""
     frame = results_frame(keys, prompts, gold, pred01, texts, table)
     metrics = frame_metrics(frame, table)
@@ -126,7 +125,7 @@ def _list(x) -> list:
 
 
 def evaluate(result_triples, ckpt_name, table, results_path, split) -> tuple[pd.DataFrame, dict]:
-    """The seed's ``evaluate(result_triples, ckpt_name)``, completed.
+    """The notes' ``evaluate(result_triples, ckpt_name)``, completed.
 
     Args:
         result_triples (Iterable[tuple]): ``(loss, sample, result)`` per batch; ``sample`` has ``key``,
@@ -150,5 +149,5 @@ def evaluate(result_triples, ckpt_name, table, results_path, split) -> tuple[pd.
             raise ValueError(f"batch sizes disagree: { {k: len(v) for k, v in batch.items()} }")
         for k, v in batch.items():
             cols[k] += v
-    return _evaluate(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table, results_path,
+    return write_rows_results(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table, results_path,
                      ckpt_name, split)

@@ -14,14 +14,14 @@ import math
 import numpy as np
 import torch
 
-from scorelib import checkpoint_utils as C
-from scorelib.distributed import utils as dist
-from scorelib.optim import precision
+from scorelib import checkpoint_utils
 from scorelib.data.scoring_dataset import epoch_batches
+from scorelib.distributed import utils as dist
 from scorelib.errors import BatchOutOfMemory, CheckpointError, InvalidLossError
 from scorelib.inference import inference_batches, move_to, predict
-from scorelib.optim.layerwise import param_groups
 from scorelib.models.scoring_model import pick_device
+from scorelib.optim import precision
+from scorelib.optim.layerwise import param_groups
 
 logger = logging.getLogger(__name__)
 OUT_OF_MEMORY = torch.OutOfMemoryError  # torch >= 2.5; torch.cuda.OutOfMemoryError is the same class
@@ -183,25 +183,25 @@ class Trainer:
     def state_dict(self, extra_state: dict) -> dict:
         """What a checkpoint holds: options, weights, prompt table, encoder, optimizer and ``extra_state``."""
         cfg = {k: v for k, v in vars(self.args).items() if not k.startswith("_")}
-        return C.plain({
-            "format_version": C.FORMAT_VERSION,
+        return checkpoint_utils.plain({
+            "format_version": checkpoint_utils.FORMAT_VERSION,
             "cfg": cfg,
             "model": self.model.state_dict(),
             "prompts": self.task.prompts.to_dict(),
-            "encoder": {"signature": C.encoder_signature(self.model.encoder.config),
+            "encoder": {"signature": checkpoint_utils.encoder_signature(self.model.encoder.config),
                         "name_or_path": self.args.model_name_or_path},
             "optimizer_history": [{"criterion_name": type(self.criterion).__name__, "optimizer_name": "AdamW",
                                    "lr_scheduler_state": self.scheduler.state_dict(),
                                    "num_updates": self.num_updates}],
             "last_optimizer_state": self.optimizer.state_dict(),
             "extra_state": {**extra_state, "num_updates": self.num_updates,
-                            "scaler": self.optimizer.scaler_state(), "rng": C.rng_state()},
+                            "scaler": self.optimizer.scaler_state(), "rng": checkpoint_utils.rng_state()},
         })
 
     def save_checkpoint(self, names: list[str], extra_state: dict) -> None:
         """Write the checkpoint under ``names`` in ``--save-dir`` (rank 0; the others wait for it)."""
         if self.world.is_main:
-            C.save_checkpoint(self.args.save_dir, names, self.state_dict(extra_state),
+            checkpoint_utils.save_checkpoint(self.args.save_dir, names, self.state_dict(extra_state),
                               save_optimizer_state=not self.args.no_save_optimizer_state)
         dist.barrier(self.world)
 
@@ -209,19 +209,19 @@ class Trainer:
         """Resume from ``path``: weights, optimizer, schedule, RNG; returns its ``extra_state`` (None: no file)."""
         if not path.is_file():
             return None
-        state = C.load_checkpoint(path)
+        state = checkpoint_utils.load_checkpoint(path)
         if state["prompts"]["ids"] != self.task.prompts.ids:
             raise CheckpointError(f"{path}: its prompts {state['prompts']['ids']} differ from the data's "
                                   f"{self.task.prompts.ids}; use another --save-dir, or --finetune-from-model")
-        C.check_resume(state, self.args, self.task.prompts, path)  # ranges, step, traits, max length, encoder
+        checkpoint_utils.check_resume(state, self.args, self.task.prompts, path)  # ranges, step, traits, max length, encoder
         if "last_optimizer_state" not in state:
             raise CheckpointError(f"{path}: saved without its optimizer state (--no-save-optimizer-state), so "
                                   f"training cannot resume from it; start from it with --finetune-from-model")
-        C.load_finetune_weights(self.model, state, self.task.prompts, self.model.encoder.config, path)
+        checkpoint_utils.load_finetune_weights(self.model, state, self.task.prompts, self.model.encoder.config, path)
         self.optimizer.load_state_dict(state["last_optimizer_state"])
         self.scheduler.load_state_dict(state["optimizer_history"][-1]["lr_scheduler_state"])
         extra = state["extra_state"]
         self.optimizer.load_scaler_state(extra.get("scaler"))
         self.num_updates = extra["num_updates"]
-        C.set_rng_state(extra["rng"])
+        checkpoint_utils.set_rng_state(extra["rng"])
         return extra

@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scorelib import checkpoint_utils as C
+from scorelib import checkpoint_utils
 from scorelib.distributed import utils as dist
-from scorelib.logging.progress_bar import Curves, emit, save_history
 from scorelib.errors import MissingFileError, OptionError
-from scorelib.checkpoint_utils import check_writable, results_dir
-from scorelib.options import RESTORE_FILE
+from scorelib.logging.progress_bar import Curves, emit, save_history
 from scorelib.metrics import MAXIMIZE, flat_metrics
+from scorelib.options import RESTORE_FILE
 from scorelib.registry import TASK_REGISTRY, lookup
-from scorelib.results import evaluate_dataset, frame_metrics, results_frame
+from scorelib.results import frame_metrics, results_frame, write_dataset_results
 from scorelib.trainer import Trainer
+from scorelib.writers import check_writable, results_dir
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +117,15 @@ def main(args, steps: tuple = ()) -> dict:
         task.load_dataset("valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
-    save_dir = C.prepare_save_dir(args.save_dir, create=False)  # a file in its way: refused; created below
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)  # a file in its way: refused; created below
     restore = Path(args.restore_file)
     restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
     if not restore.is_file() and args.restore_file != RESTORE_FILE:
         raise MissingFileError(f"--restore-file {args.restore_file}: {restore} not found (only the default, "
                                f"{RESTORE_FILE}, may be absent: then training starts afresh)")
     if not restore.is_file() and args.finetune_from_model:
-        state = C.load_checkpoint(args.finetune_from_model)
-        moved = C.load_finetune_weights(model, state, task.prompts, model.encoder.config, args.finetune_from_model)
+        state = checkpoint_utils.load_checkpoint(args.finetune_from_model)
+        moved = checkpoint_utils.load_finetune_weights(model, state, task.prompts, model.encoder.config, args.finetune_from_model)
         logger.info("fine-tuning from %s: prompts kept %s, new %s", args.finetune_from_model,
                     moved["shared"] or "none", moved["new"] or "none")
     elif restore.is_file() and args.finetune_from_model:
@@ -136,8 +136,8 @@ def main(args, steps: tuple = ()) -> dict:
     progress = Progress(metric, args.maximize_best_checkpoint_metric or MAXIMIZE[metric])
     extra = trainer.load_checkpoint(restore)  # checked against this run's options before anything is written
     if world.is_main:
-        C.prepare_save_dir(save_dir)
-        C.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
+        checkpoint_utils.prepare_save_dir(save_dir)
+        checkpoint_utils.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
     if extra is not None:
         progress.resume(extra)
         logger.info("resumed from %s: epoch %d, %d updates done, %d batches into the epoch",
@@ -153,7 +153,7 @@ def main(args, steps: tuple = ()) -> dict:
     if best.is_file():
         for step in steps:
             step.run(trainer, best)
-    metrics = evaluate_best(trainer, best, results_path, steps)
+    metrics = write_best_results(trainer, best, results_path, steps)
     return {"history": progress.history, "metrics": metrics, "save_dir": save_dir, "results_path": results_path,
             "metric": progress.metric}
 
@@ -273,13 +273,13 @@ def validate_and_save(args, trainer: Trainer, progress: Progress, end_of_epoch: 
     return metrics
 
 
-def evaluate_best(trainer: Trainer, best: Path, results_path: Path, steps: tuple = ()) -> dict:
+def write_best_results(trainer: Trainer, best: Path, results_path: Path, steps: tuple = ()) -> dict:
     """Reload ``checkpoint_best.pt`` and write its result files for the valid and test splits (a step that writes
     them its own way, as ``--stack tfidf`` does, takes over)."""
     metrics = {}
     if not best.is_file():
         return metrics
-    trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
+    trainer.model.load_state_dict(checkpoint_utils.load_checkpoint(best)["model"])
     for split in ("valid", "test"):
         if split in trainer.task.frames:
             ds = trainer.task.dataset(split)
@@ -294,4 +294,4 @@ def evaluate_best(trainer: Trainer, best: Path, results_path: Path, steps: tuple
 
 def write_split(best: Path, ds, preds01, table, results_path: Path, split: str) -> dict:
     """One split's result files (:func:`scorelib.results.write_dataset_results`); returns its metrics."""
-    return evaluate_dataset(ds, preds01, table, results_path, best.name, split)[1]
+    return write_dataset_results(ds, preds01, table, results_path, best.name, split)[1]

@@ -17,24 +17,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorelib import checkpoint_utils as C
+from scorelib import checkpoint_utils
 from scorelib.cli.train import train
 from scorelib.cutpoints.thresholds import check_can_fit
 from scorelib.cv.folds import assign_folds, given_folds
 from scorelib.cv.out_of_fold import (cv_metrics, drop_resume_state, fit_oof_cutpoints, fold_args, pooled_rows,
                                      summarize, warn_unranked, write_fold_data, write_ranges)
-from scorelib.data import tables as T
-from scorelib.data.prompts import PromptTable
 from scorelib.data.long_text import build_dataset
+from scorelib.data.prompts import PromptTable
+from scorelib.data.tables import split_frame
 from scorelib.errors import OptionError
-from scorelib.checkpoint_utils import atomic_write, check_writable
 from scorelib.hub.scorer import load
 from scorelib.logging.console import run, setup_logging
 from scorelib.models.scoring_model import check_encoder
 from scorelib.options import parse_cv_args
 from scorelib.results import results_frame, write_results
 from scorelib.stack.tfidf import add_parts, cv_blend
-from scorelib.writers import write_json, write_table
+from scorelib.writers import atomic_write, check_writable, write_json, write_table
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def run_fold(args, i: int, frame: pd.DataFrame, folds: np.ndarray, table: Prompt
         logger.info("fold %d: finished before (%s); not trained again", i, marker)
         return pd.read_csv(marker, dtype={"key": str, "prompt": str, "text": str}, keep_default_na=False)
     rest = frame[folds != i].reset_index(drop=True)
-    split = T.split_frame(rest, args.valid_fraction, 0.0, args.split_seed + i)
+    split = split_frame(rest, args.valid_fraction, 0.0, args.split_seed + i)
     if "valid" not in split:
         why = "is 0" if not args.valid_fraction else \
             f"leaves no valid row (it is rounded per prompt, and fold {i}'s prompts have at most " \
@@ -105,7 +104,7 @@ def cross_validate(args) -> dict:
     folds = given_folds(frame, args) if args.fold_column else assign_folds(frame, table, args.folds or 5,
                                                                            args.split_seed)
     k = int(folds.max()) + 1
-    save_dir = C.prepare_save_dir(args.save_dir)
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir)
     assignment = pd.DataFrame({"key": frame["key"], "fold": folds})
     if (save_dir / "folds.csv").is_file():
         before = pd.read_csv(save_dir / "folds.csv", dtype={"key": str}, keep_default_na=False)
@@ -114,7 +113,7 @@ def cross_validate(args) -> dict:
                               f"--save-dir (or the same DATA, --folds and --split-seed to resume)")
     write_table(assignment, save_dir / "folds.csv")
     write_ranges(save_dir / "ranges.csv", table)
-    info = {"folds": k, "args": C.plain(vars(args))}
+    info = {"folds": k, "args": checkpoint_utils.plain(vars(args))}
     write_json(info, save_dir / "cv.json")
     parts = [run_fold(args, i, frame, folds, table, save_dir)
              for i in tqdm(range(k), desc="folds", disable=args.log_format != "tqdm")]

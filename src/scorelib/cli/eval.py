@@ -9,13 +9,11 @@ import argparse
 import json
 from pathlib import Path
 
-from scorelib import checkpoint_utils as C
-from scorelib import options
-from scorelib.logging.console import run, setup_logging
+from scorelib import checkpoint_utils, options
 from scorelib.errors import OptionError
+from scorelib.logging.console import run, setup_logging
 from scorelib.metrics import flat_metrics
-from scorelib.checkpoint_utils import results_dir
-
+from scorelib.writers import results_dir
 
 # scorelib-eval's own options, never taken from the checkpoint
 EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
@@ -28,7 +26,7 @@ def cli_main(argv=None) -> int:
     def job():
         parser = options.get_eval_parser()
         args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
-        evaluate_checkpoint(args, parser)
+        eval_checkpoint(args, parser)
 
     return run("scorelib-eval", job)
 
@@ -52,12 +50,12 @@ def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
     return argparse.Namespace(**merged)
 
 
-def evaluate_checkpoint(args, parser) -> dict:
+def eval_checkpoint(args, parser) -> dict:
     """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
     from scorelib.hub.ensemble import is_cv_dir
-    from scorelib.models.scoring_model import check_window
     from scorelib.hub.scorer import load, resolve_checkpoint
-    from scorelib.stack.tfidf import evaluate_scorer
+    from scorelib.models.scoring_model import check_window
+    from scorelib.stack.tfidf import write_scorer_results
     from scorelib.tasks.text_scoring import TextScoringTask
 
     if is_cv_dir(args.checkpoint):  # a scorelib-cv dir: the fold ensemble, with the options of the CV run
@@ -68,7 +66,7 @@ def evaluate_checkpoint(args, parser) -> dict:
         cfg = options.complete_cfg(json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"])
     else:
         source = ckpt = resolve_checkpoint(args.checkpoint)
-        cfg = C.load_checkpoint(ckpt)["cfg"]
+        cfg = checkpoint_utils.load_checkpoint(ckpt)["cfg"]
     scorer = load(source, device="cpu" if args.cpu else None)
     args = eval_options(args, parser, cfg, scorer.traits)
     check_window(args.max_length, scorer.models[0].encoder.config, source)
@@ -77,7 +75,7 @@ def evaluate_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
-        metrics = evaluate_scorer(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
+        metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
         print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
         out[split] = metrics
         if args.report:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scorelib import options
+from scorelib import options, training
 from scorelib.distributed import utils as dist
 from scorelib.logging.console import run, setup_logging
-from scorelib import training
 
 logger = logging.getLogger("scorelib")
 

@@ -16,14 +16,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
 import torch
 
-from scorelib import checkpoint_utils as C
+from scorelib import checkpoint_utils
 from scorelib.errors import OptionError
-from scorelib.checkpoint_utils import atomic_write
 from scorelib.metrics import qwk
 from scorelib.training import AfterTraining
+from scorelib.writers import atomic_write
 
 logger = logging.getLogger(__name__)
 MAX_CANDIDATES = 200  # per threshold and pass: quantiles of the predictions between its neighbours
@@ -186,7 +185,7 @@ class CutpointStep(AfterTraining):
     def run(self, trainer, best: Path) -> None:
         if not trainer.world.is_main:
             return
-        state = C.load_checkpoint(best)
+        state = checkpoint_utils.load_checkpoint(best)
         trainer.model.load_state_dict(state["model"])
         ds, table = trainer.task.dataset("valid"), trainer.task.prompts
         _, preds = trainer.valid_step(ds)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from scorelib.data import tables as T
-from scorelib.errors import DataError, OptionError
 from scorelib.data.prompts import PromptTable
 from scorelib.data.readers import read_table
+from scorelib.data.tables import natural_key
+from scorelib.errors import DataError, OptionError
 
 
 def strata(frame: pd.DataFrame, table: PromptTable, k: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def given_folds(frame: pd.DataFrame, args) -> np.ndarray:
     if (values == "").any():
         raise DataError(f"--fold-column {args.fold_column!r}: empty fold at row(s) "
                         f"{frame['_row'][(values == '').to_numpy()].tolist()[:5]}")
-    ids = sorted(values.unique(), key=T.natural_key)
+    ids = sorted(values.unique(), key=natural_key)
     if args.folds is not None and args.folds != len(ids):
         raise OptionError(f"--folds {args.folds}, but --fold-column {args.fold_column!r} holds {len(ids)} folds "
                           f"({', '.join(ids)})")

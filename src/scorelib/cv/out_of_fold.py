@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from scorelib.cutpoints.thresholds import cross_fit_round, fit_all_cutpoints
-from scorelib.data import tables as T
 from scorelib.data.prompts import PromptTable
+from scorelib.data.tables import Columns, Tables, read_splits
 from scorelib.results import frame_metrics
 from scorelib.writers import write_table
 
@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 MEAN_SD = ("qwk", "qwk_insample", "qwk_nearest", "pearson", "spearman", "rmse", "mcrmse")
 
 
-def pooled_rows(args) -> tuple[pd.DataFrame, T.Tables]:
+def pooled_rows(args) -> tuple[pd.DataFrame, Tables]:
     """Every row of DATA in one frame (a folder's train/valid/test pooled; no DATA: the demo data pooled)."""
-    tables = T.read_splits(args.data, T.Columns.from_args(args), layout=args.layout, encoding=args.encoding,
+    tables = read_splits(args.data, Columns.from_args(args), layout=args.layout, encoding=args.encoding,
                            keep_prompts=args.prompts, ranges_file=args.score_ranges,
                            whole_file_as=None if args.data is None else "train")
     frame = pd.concat([f for f in tables.frames.values()], ignore_index=True)

@@ -4,14 +4,14 @@ Mirrors fairseq's ``fairseq/data/truncate_dataset.py`` (cut each item to a lengt
 ``fairseq/data/token_block_dataset.py`` (cut a long stream into blocks), for the three
 ``--long-text`` modes:
 
-- ``truncate``: the first ``--max-length`` tokens (the seed's ``truncation=True``);
+- ``truncate``: the first ``--max-length`` tokens (the notes' ``truncation=True``);
 - ``head-tail``: the first quarter of the window from the start of the text and the rest from
   its end (Sun et al. 2019, "How to fine-tune BERT for text classification": 128 + 382 of 512);
 - ``chunks``: windows of ``--max-length`` tokens overlapping by ``--chunk-stride``; a context
   pair is repeated in every window and only the text is split. The model pools the windows'
   features into one per text (:class:`scorelib.models.scoring_model.ScoringModel`), so nothing is cut.
 
-The seed's dataset (:class:`~scorelib.data.scoring_dataset.ScoringDataset`) truncates; the two other modes are
+The notes' dataset (:class:`~scorelib.data.scoring_dataset.ScoringDataset`) truncates; the two other modes are
 datasets of their own here (:class:`HeadTailDataset`, :class:`ChunkedDataset`), which change how rows are tokenized
 (and, for windows, how items are batched) and nothing else. :func:`build_dataset` picks one by ``--long-text``.
 """

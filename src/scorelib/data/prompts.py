@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorelib.errors import CheckpointError, DataError, OptionError, UnknownPromptError
 from scorelib.data.scores import SCORE, ScoreColumns
 from scorelib.data.tables import natural_key
+from scorelib.errors import CheckpointError, DataError, OptionError, UnknownPromptError
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class PromptTable:
         return self._each("_scale1", scores, prompts)
 
     def unscale(self, values, prompts) -> np.ndarray:
-        """[0, 1] -> each prompt's scale, the seed's ``pred * (max - min) + min``."""
+        """[0, 1] -> each prompt's scale, the notes' ``pred * (max - min) + min``."""
         return self._each("_unscale1", values, prompts)
 
     def _scale1(self, scores, prompts) -> np.ndarray:

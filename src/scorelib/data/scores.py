@@ -100,8 +100,8 @@ def as_matrix(values, k: int | None = None) -> np.ndarray:
     return values.reshape(-1, k if k is not None else values.shape[1] if values.ndim == 2 else 1)
 
 
-def seed_shape(matrix: np.ndarray) -> np.ndarray:
-    """(N, K) -> the shape the seed's tensors use (fairseq's regression head): (N,) when K == 1, else (N, K)."""
+def notes_shape(matrix: np.ndarray) -> np.ndarray:
+    """(N, K) -> the shape the notes' tensors use (fairseq's regression head): (N,) when K == 1, else (N, K)."""
     return matrix[:, 0] if matrix.shape[1] == 1 else matrix
 
 

@@ -1,4 +1,4 @@
-"""The seed's ``dataset.py``: ``ScoringDataset.__getitem__``, ``collater`` and ``batch_by_size``.
+"""The notes' ``dataset.py``: ``ScoringDataset.__getitem__``, ``collater`` and ``batch_by_size``.
 
 Mirrors fairseq's ``fairseq/data/fairseq_dataset.py`` (``__getitem__``, ``collater``,
 ``num_tokens``, ``ordered_indices``) and ``fairseq/data/data_utils.py`` (``batch_by_size``),
@@ -11,8 +11,8 @@ import logging
 import numpy as np
 import torch
 
+from scorelib.data.scores import notes_shape
 from scorelib.errors import InputError, OptionError
-from scorelib.data.scores import seed_shape
 
 logger = logging.getLogger(__name__)
 # --long-text: keep the first tokens (this module's ScoringDataset), or scorelib.data.long_text's head and tail, or windows
@@ -22,14 +22,14 @@ LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
 class ScoringDataset(torch.utils.data.Dataset):
     """Scored texts, tokenized (text, and context as a pair), padded only when batched.
 
-    Texts longer than ``max_length`` keep their first tokens (the seed's ``truncation=True``); the other
+    Texts longer than ``max_length`` keep their first tokens (the notes' ``truncation=True``); the other
     ``--long-text`` modes are subclasses that tokenize another way (:mod:`scorelib.data.long_text`).
 
     Args:
         frame (pd.DataFrame): columns ``key, prompt, text, context, score`` (see :func:`scorelib.data.tables.normalize`).
         tokenizer: a Hugging Face tokenizer.
         table (PromptTable): prompt ids, ranges and contexts; scores are scaled to [0, 1] with it.
-        max_length (int): the encoder's window in tokens (the seed's ``max_length=512``).
+        max_length (int): the encoder's window in tokens (the notes' ``max_length=512``).
     """
 
     long_text = "truncate"  # the --long-text mode of this class
@@ -46,7 +46,7 @@ class ScoringDataset(torch.utils.data.Dataset):
         self.contexts = resolve_contexts(self.frame, table)
         self.prompt_ids = np.array([table.index(p) for p in self.prompts], dtype=np.int64)
         # gold exactly as read (NaN: unlabeled) and targets in [0, 1], float64: (N,) for one score, (N, K) for K
-        self.scores = seed_shape(table.scores.matrix(self.frame))
+        self.scores = notes_shape(table.scores.matrix(self.frame))
         self.targets = table.scale(self.scores, self.prompts)
         self.encode()
 

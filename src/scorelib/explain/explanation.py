@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from scorelib.data import long_text as windows
-from scorelib.explain.attribute import integrated_gradients, read_tokens, text_positions
 from scorelib.errors import OptionError
+from scorelib.explain.attribute import integrated_gradients, read_tokens, text_positions
 from scorelib.inference import move_to
 
 # A sentence: from a non-space character up to a run of . ! ? … (with closing quotes or brackets) followed by

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorelib import checkpoint_utils as C
-from scorelib.errors import OptionError, ScorelibError
-from scorelib.checkpoint_utils import atomic_write
-from scorelib.explain.perturb import NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, perturb, vocabulary_of
+from scorelib import checkpoint_utils
 from scorelib.data.readers import read_table
 from scorelib.data.tables import Columns, read_splits
-from scorelib.writers import write_json, write_table
+from scorelib.errors import OptionError, ScorelibError
+from scorelib.explain.perturb import NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, perturb, vocabulary_of
+from scorelib.writers import atomic_write, write_json, write_table
 
 logger = logging.getLogger(__name__)
 FLAG_TOLERANCE = 0.01  # a mean rise above this share of the prompts' ranges is flagged; below it is noise
@@ -52,7 +51,7 @@ def training_vocabulary(save_dir, fallback_texts) -> tuple[list[str], str]:
     if (d / "data" / "train.csv").is_file():
         return vocabulary_of(read_table(d / "data" / "train.csv")["text"]), str(d / "data" / "train.csv")
     try:
-        cfg = C.load_checkpoint(resolve_checkpoint(d))["cfg"]
+        cfg = checkpoint_utils.load_checkpoint(resolve_checkpoint(d))["cfg"]
         if cfg.get("data") is None or Path(cfg["data"]).exists():
             tables = read_splits(cfg.get("data"), Columns(cfg.get("key_column"), cfg.get("prompt_column"),
                                                           cfg.get("text_column"), cfg.get("context_column"),
@@ -173,7 +172,7 @@ def probe_dir(args) -> dict:
     """``scorelib-probe``: read the split, probe, write ``probe-{ckpt}-{split}.csv/.json/.png``; returns the summary."""
     from scorelib.hub.ensemble import is_cv_dir
     from scorelib.hub.scorer import load, resolve_checkpoint
-    from scorelib.checkpoint_utils import results_dir
+    from scorelib.writers import results_dir
 
     probes = parse_probes(args.probes)
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)

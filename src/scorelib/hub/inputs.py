@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from scorelib.errors import InputError, OptionError
-from scorelib.data.readers import LAYOUTS
-from scorelib.data.readers import read_table
+from scorelib.data.readers import LAYOUTS, read_table
 from scorelib.data.tables import Columns, normalize
+from scorelib.errors import InputError, OptionError
 
 NAMES = ("key", "prompt", "text", "context")
 

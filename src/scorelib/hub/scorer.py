@@ -18,16 +18,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scorelib import checkpoint_utils as C
+from scorelib import checkpoint_utils
 from scorelib.data.long_text import build_dataset
+from scorelib.data.prompts import PromptTable
+from scorelib.data.scores import notes_shape
 from scorelib.data.scoring_dataset import ScoringDataset, batch_by_size
 from scorelib.errors import CheckpointError, InputError
 from scorelib.hub.ensemble import fold_dirs, is_cv_dir, resolve_checkpoint, resolve_fold
-from scorelib.inference import predict
 from scorelib.hub.inputs import prompt_to_use
+from scorelib.inference import predict
 from scorelib.models.scoring_model import ScoringModel, pick_device
-from scorelib.data.prompts import PromptTable
-from scorelib.data.scores import seed_shape
 
 MAX_CHARS = 50_000  # longer inputs are refused (about 12,000 tokens, far beyond any essay)
 
@@ -208,7 +208,7 @@ class Scorer:
     def round(self, scores, prompt) -> np.ndarray:
         """Round scores to the prompt's step (or fitted cut-points), clipped to its range: (N,), or (N, K) with traits."""
         matrix = np.reshape(np.asarray(scores, dtype=np.float64), (-1, self.table.num_traits))
-        return seed_shape(self.table.round(matrix, [str(prompt)] * len(matrix)))
+        return notes_shape(self.table.round(matrix, [str(prompt)] * len(matrix)))
 
     def record(self, score, prompt, spread=None) -> dict:
         """A score with its prompt's range: ``{"prompt", "score", "score_rounded" (None without a step), "min", "max"}``,
@@ -252,10 +252,10 @@ def score_record(table: PromptTable, score: float, prompt, **extra) -> dict:
 
 
 def load_model(ckpt: Path):
-    """A checkpoint's model, tokenizer, prompt table and options (missing ones filled by :func:`C.load_checkpoint`)."""
-    tokenizer, config, _ = C.load_assets(ckpt.parent)
-    state = C.load_checkpoint(ckpt)
-    if state["encoder"]["signature"] != C.encoder_signature(config):
+    """A checkpoint's model, tokenizer, prompt table and options (missing ones filled by :func:`checkpoint_utils.load_checkpoint`)."""
+    tokenizer, config, _ = checkpoint_utils.load_assets(ckpt.parent)
+    state = checkpoint_utils.load_checkpoint(ckpt)
+    if state["encoder"]["signature"] != checkpoint_utils.encoder_signature(config):
         raise CheckpointError(f"{ckpt}: its encoder differs from {ckpt.parent / 'encoder'}")
     cfg = argparse.Namespace(**state["cfg"])
     table = PromptTable.from_dict(state["prompts"])

@@ -2,7 +2,7 @@
 
 No fairseq counterpart (fairseq stops at ``fairseq-validate`` / ``hub_utils.predict``). The
 input check is the scorer's own (:meth:`scorelib.hub.scorer.Scorer.check`), the plot is the result
-files' (:func:`scorelib.results.plot_gold_vs_pred`); :func:`check_and_score` adds the warnings a
+files' (:func:`scorelib.plots.plot_gold_vs_pred`); :func:`check_and_score` adds the warnings a
 reader of one pasted text needs, and :class:`ScoringWidget` only wires them to ipywidgets.
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ import pandas as pd
 
 from scorelib.data import long_text as windows
 from scorelib.errors import InputError, ScorelibError
-from scorelib.plots import png_bytes
-from scorelib.results import plot_gold_vs_pred
 from scorelib.hub.scorer import describe, fmt_num
+from scorelib.plots import plot_gold_vs_pred, png_bytes
 
 logger = logging.getLogger(__name__)
 NON_LATIN_SHARE = 0.5  # above this share of non-Latin letters, the score gets a warning

@@ -207,7 +207,7 @@ class ScoringModel(nn.Module):
 
     Args:
         encoder: a Hugging Face ``AutoModel``.
-        num_prompts (int): rows of the prompt embedding (the seed's ``ques_emb``).
+        num_prompts (int): rows of the prompt embedding (the notes' ``ques_emb``).
         pooling (str): ``"mean"`` (masked mean of the token states), ``"cls"`` (the first token's) or
             ``"attention"`` (a learned :class:`AttentionPool`, trained at ``--head-lr``).
         head_dropout (float): dropout before the head.
@@ -272,7 +272,7 @@ class ScoringModel(nn.Module):
 
     @classmethod
     def build_model(cls, args, task):
-        """Build the encoder with ``AutoConfig`` / ``AutoModel`` and wrap it, as the seed's ``build_model``."""
+        """Build the encoder with ``AutoConfig`` / ``AutoModel`` and wrap it, as the notes' ``build_model``."""
         from transformers import AutoConfig
 
         name = args.model_name_or_path or default_model_path()

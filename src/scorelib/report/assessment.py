@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 
-from scorelib.report import agreement as A
+from scorelib.report import agreement
 
 THRESHOLDS = {"smd": 0.15, "dsm": 0.1, "degradation": -0.10, "distribution_pct": 5.0}
 BOOT_CHUNK = 200  # resamples scored at once (memory: BOOT_CHUNK x N per array)
@@ -47,13 +47,13 @@ def section(h, m, rounded, strata, points=None, step=None, nearest=None, h2=None
     h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
     kw = {} if step is None else {"rounded": np.asarray(rounded, np.float64), "tolerance": step,
                                   "nearest": None if nearest is None else np.asarray(nearest, np.float64)}
-    values = A.pair_metrics(h, m, **kw)
+    values = agreement.pair_metrics(h, m, **kw)
     cis = _bootstrap(h, m, kw, strata, n_boot, seed) if n_boot and len(h) else {}
-    out = {"n": int(len(h)), "human": A.describe(h), "machine": A.describe(m),
+    out = {"n": int(len(h)), "human": agreement.describe(h), "machine": agreement.describe(m),
            "metrics": {k: {"value": float(v), "ci": cis.get(k, [np.nan, np.nan])} for k, v in values.items()}}
     if step is not None and points:
-        out["distribution"] = A.distribution(h, kw["rounded"], points)
-        out["confusion"] = {"points": list(points), "matrix": A.confusion(h, kw["rounded"], points)}
+        out["distribution"] = agreement.distribution(h, kw["rounded"], points)
+        out["confusion"] = {"points": list(points), "matrix": agreement.confusion(h, kw["rounded"], points)}
     if h2 is not None:
         out["human_human"] = human_human(h, m, np.asarray(h2, np.float64), values, step, points)
     if groups:
@@ -64,12 +64,12 @@ def section(h, m, rounded, strata, points=None, step=None, nearest=None, h2=None
 
 def _bootstrap(h, m, kw, strata, n_boot, seed) -> dict:
     """Percentile 95% intervals of every pair metric over ``n_boot`` resamples of rows within strata."""
-    idx = A.bootstrap_indices(strata, n_boot, seed)
+    idx = agreement.bootstrap_indices(strata, n_boot, seed)
     parts = []
     for lo in range(0, n_boot, BOOT_CHUNK):
         i = idx[lo:lo + BOOT_CHUNK]
-        parts.append(A.pair_metrics(h[i], m[i], **{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in kw.items()}))
-    return {k: A.percentile_interval(np.concatenate([p[k] for p in parts])) for k in parts[0]}
+        parts.append(agreement.pair_metrics(h[i], m[i], **{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in kw.items()}))
+    return {k: agreement.percentile_interval(np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
 
 def human_human(h, m, h2, hm: dict, step, points) -> dict:
@@ -81,15 +81,15 @@ def human_human(h, m, h2, hm: dict, step, points) -> dict:
     """
     both = np.isfinite(h2)
     kw = {} if step is None else {"rounded": h2[both], "tolerance": step}
-    hh = {k: float(v) for k, v in A.pair_metrics(h[both], h2[both], pooled_smd=True, **kw).items()
+    hh = {k: float(v) for k, v in agreement.pair_metrics(h[both], h2[both], pooled_smd=True, **kw).items()
           if k not in ("rmse", "r2")}
-    out = {"n": int(both.sum()), "human2": A.describe(h2[both]), "metrics": hh,
+    out = {"n": int(both.sum()), "human2": agreement.describe(h2[both]), "metrics": hh,
            "degradation": {k: float(hm[k]) - hh[k] for k in ("qwk", "pearson", "exact_pct", "adjacent_pct", "smd")
                            if k in hh and k in hm},
-           "disattenuated_r": A.disattenuated(float(hm["pearson"]), hh["pearson"]) if both.sum() > 1 else np.nan,
-           "prmse": A.prmse(m, np.column_stack([h, h2]))}
+           "disattenuated_r": agreement.disattenuated(float(hm["pearson"]), hh["pearson"]) if both.sum() > 1 else np.nan,
+           "prmse": agreement.prmse(m, np.column_stack([h, h2]))}
     if step is not None and points and both.any():
-        out["confusion"] = {"points": list(points), "matrix": A.confusion(h[both], h2[both], points)}
+        out["confusion"] = {"points": list(points), "matrix": agreement.confusion(h[both], h2[both], points)}
     return out
 
 
@@ -99,18 +99,18 @@ def by_group(h, m, rounded, groups) -> dict:
     DSM standardizes by the mean and SD of every row of the section (rows without a group included, as
     RSMTool's population); rows whose group is "" are left out of the groups and of the fairness models.
     """
-    pop = A.describe(h), A.describe(m)
+    pop = agreement.describe(h), agreement.describe(m)
     levels = sorted({str(g) for g in groups if str(g) != ""})
     out = {"levels": {}, "n_missing": int(sum(str(g) == "" for g in groups))}
     for level in levels:
         rows = groups == level
-        vals = A.pair_metrics(h[rows], m[rows], **({} if rounded is None else {"rounded": rounded[rows]}))
+        vals = agreement.pair_metrics(h[rows], m[rows], **({} if rounded is None else {"rounded": rounded[rows]}))
         out["levels"][level] = {
-            "n": int(rows.sum()), "human": A.describe(h[rows]), "machine": A.describe(m[rows]),
+            "n": int(rows.sum()), "human": agreement.describe(h[rows]), "machine": agreement.describe(m[rows]),
             "rmse": float(vals["rmse"]), "pearson": float(vals["pearson"]), "qwk": float(vals.get("qwk", np.nan)),
-            "dsm": A.dsm(h[rows], m[rows], pop[0]["mean"], pop[0]["sd"], pop[1]["mean"], pop[1]["sd"])}
+            "dsm": agreement.dsm(h[rows], m[rows], pop[0]["mean"], pop[0]["sd"], pop[1]["mean"], pop[1]["sd"])}
     kept = groups != ""
-    out["fairness"] = A.fairness(h[kept], m[kept], groups[kept]) if len(levels) > 1 else None
+    out["fairness"] = agreement.fairness(h[kept], m[kept], groups[kept]) if len(levels) > 1 else None
     return out
 
 

@@ -13,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorelib.report import assessment as S
-from scorelib.hub.ensemble import is_cv_dir
-from scorelib.errors import DataError, MissingFileError, OptionError
-from scorelib.checkpoint_utils import atomic_write
 from scorelib.data.prompts import PromptTable
 from scorelib.data.readers import SUFFIXES, read_table
+from scorelib.errors import DataError, MissingFileError, OptionError
+from scorelib.hub.ensemble import is_cv_dir
+from scorelib.report import assessment
 from scorelib.report.html import render_html
-from scorelib.writers import write_json
 from scorelib.report.rsmeval import write_rsmeval
+from scorelib.writers import atomic_write, write_json
 
 
 def locate(directory, split=None, results_path=None) -> dict:
@@ -126,10 +125,10 @@ def evaluate_frame(frame: pd.DataFrame, table: PromptTable, groups=(), second=()
         grp = {c: frame[c].astype(str).str.strip().to_numpy(dtype=object) for c in groups}
 
         def sec(rows, scope, pids):
-            pts = S.rubric_points([view.ranges[p] for p in pids], view.step) if view.step else None
-            return S.section(gold[rows], pred[rows], rounded[rows], prompts[rows], pts, view.step,
+            pts = assessment.rubric_points([view.ranges[p] for p in pids], view.step) if view.step else None
+            return assessment.section(gold[rows], pred[rows], rounded[rows], prompts[rows], pts, view.step,
                              None if nearest is None else nearest[rows], None if h2 is None else h2[rows],
-                             {c: g[rows] for c, g in grp.items()}, bootstrap, S.seed_for(seed, trait, scope))
+                             {c: g[rows] for c, g in grp.items()}, bootstrap, assessment.seed_for(seed, trait, scope))
         pids = [p for p in view.ids if (prompts[keep] == p).any()]
         out[trait] = {"n_unlabeled": int((~keep).sum()), "overall": sec(keep, "overall", pids),
                       "per_prompt": {p: sec(keep & (prompts == p), p, [p]) for p in pids}}
@@ -150,10 +149,10 @@ def report_of(frame: pd.DataFrame, table: PromptTable, group_columns=(), second_
     """
     report = {"source": dict(source or {}, group_columns=list(group_columns),
                              second_score_columns=list(second_score_columns), bootstrap=bootstrap, seed=seed),
-              "thresholds": dict(S.THRESHOLDS),
+              "thresholds": dict(assessment.THRESHOLDS),
               "traits": evaluate_frame(frame, table, list(group_columns), list(second_score_columns), bootstrap, seed,
                                        (source or {}).get("results_file", "results"))}
-    report["flags"] = S.flags(report)
+    report["flags"] = assessment.flags(report)
     return report
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from scorelib import checkpoint_utils as C
+from scorelib import checkpoint_utils
 from scorelib.data.scores import as_matrix
 from scorelib.distributed import utils as dist
 from scorelib.errors import CheckpointError, OptionError
-from scorelib.checkpoint_utils import atomic_write
-from scorelib.results import evaluate_dataset, frame_metrics, results_frame, write_results
+from scorelib.results import frame_metrics, results_frame, write_dataset_results, write_results
 from scorelib.training import AfterTraining
+from scorelib.writers import atomic_write
 
 logger = logging.getLogger(__name__)
 STACK_DIR = "stack"
@@ -237,13 +237,13 @@ def run_parts(save_dir, ds, encoder01) -> dict:
             "weight": blend.weight}
 
 
-def evaluate_scorer(scorer, ds, bf16, results_path, ckpt_name, split) -> dict:
+def write_scorer_results(scorer, ds, bf16, results_path, ckpt_name, split) -> dict:
     """``scorelib-eval``: result files of one split scored by ``scorer`` (a stacked one: the blend and its parts)."""
     if scorer.stack is None:
-        return evaluate_dataset(ds, scorer.score01_dataset(ds, bf16=bf16), scorer.table, results_path, ckpt_name,
+        return write_dataset_results(ds, scorer.score01_dataset(ds, bf16=bf16), scorer.table, results_path, ckpt_name,
                                 split)[1]
     parts = {k: v.mean(axis=0) for k, v in scorer.models_parts01(ds, bf16).items()}
-    return evaluate_parts(ds, parts, scorer.table, results_path, ckpt_name, split, scorer.stack.weight)[1]
+    return write_blend_results(ds, parts, scorer.table, results_path, ckpt_name, split, scorer.stack.weight)[1]
 
 
 def add_parts(frame, metrics: dict, parts01: dict, table, weight=None) -> None:
@@ -262,7 +262,7 @@ def add_parts(frame, metrics: dict, parts01: dict, table, weight=None) -> None:
         metrics["blend_weight"] = dict(zip(table.scores.names, np.asarray(weight, dtype=np.float64).tolist()))
 
 
-def evaluate_parts(ds, parts01: dict, table, results_path, ckpt_name, split, weight=None):
+def write_blend_results(ds, parts01: dict, table, results_path, ckpt_name, split, weight=None):
     """Result files of a stacked model: ``pred`` the blend, plus both parts' columns and metrics."""
     frame = results_frame(ds.keys, ds.prompts, ds.scores, parts01["blend"], ds.texts, table)
     metrics = frame_metrics(frame, table)
@@ -288,7 +288,7 @@ def cv_blend(save_dir, rows, gold, prompts, table) -> dict:
 class StackStep(AfterTraining):
     """``scorelib-train --stack tfidf``, once the epoch loop has ended: fit the stack and its blend weight on
     ``checkpoint_best``'s valid predictions (:func:`fit_for_run`), then write result files of the blend and both
-    parts (:func:`evaluate_parts`) in place of the encoder's."""
+    parts (:func:`write_blend_results`) in place of the encoder's."""
 
     def check(self, task) -> None:
         if not ("valid" in task.frames and len(task.frames["valid"]) > 0):
@@ -296,7 +296,7 @@ class StackStep(AfterTraining):
 
     def run(self, trainer, best: Path) -> None:
         """Every process predicts the valid split; the first fits and saves."""
-        trainer.model.load_state_dict(C.load_checkpoint(best)["model"])
+        trainer.model.load_state_dict(checkpoint_utils.load_checkpoint(best)["model"])
         _, preds = trainer.valid_step(trainer.valid_data)
         if trainer.world.is_main:
             fit_for_run(best.parent, trainer.train_data, trainer.valid_data, preds, trainer.task.prompts)
@@ -308,4 +308,4 @@ class StackStep(AfterTraining):
 
     def write_split(self, trainer, best: Path, ds, preds01, results_path: Path, split: str) -> dict:
         parts = run_parts(best.parent, ds, preds01)
-        return evaluate_parts(ds, parts, trainer.task.prompts, results_path, best.name, split, parts["weight"])[1]
+        return write_blend_results(ds, parts, trainer.task.prompts, results_path, best.name, split, parts["weight"])[1]

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scorelib.data import tables as T
+from scorelib.data.prompts import PromptTable
+from scorelib.data.scores import notes_shape
 from scorelib.data.scoring_dataset import LONG_TEXT_MODES, ScoringDataset
+from scorelib.data.tables import Columns, Tables, natural_key, read_splits
 from scorelib.errors import DataError
 from scorelib.models.scoring_model import load_tokenizer
-from scorelib.data.prompts import PromptTable
 from scorelib.registry import CRITERION_REGISTRY, MODEL_REGISTRY, lookup, register_task
-from scorelib.data.scores import seed_shape
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def subset(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return shuffled.iloc[np.argsort(rank, kind="stable")[:n]].sort_index()
 
 
-def read_tables(args, whole_file_as: str | None = None) -> T.Tables:
+def read_tables(args, whole_file_as: str | None = None) -> Tables:
     """:func:`scorelib.data.tables.read_splits` with the task's options."""
-    return T.read_splits(args.data, T.Columns.from_args(args), layout=args.layout, encoding=args.encoding,
+    return read_splits(args.data, Columns.from_args(args), layout=args.layout, encoding=args.encoding,
                          valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
                          split_seed=args.split_seed, keep_prompts=args.prompts, ranges_file=args.score_ranges,
                          whole_file_as=whole_file_as)
@@ -63,7 +63,7 @@ class TextScoringTask:
 
     @staticmethod
     def add_args(parser):
-        """The task's own options (the seed's "--task中自定义的参数")."""
+        """The task's own options (the notes' "--task中自定义的参数")."""
         g = parser.add_argument_group("task: text_scoring")
         g.add_argument("data", nargs="?", default=None,
                        help="a folder with train/valid/test tables (.csv, .tsv or .xlsx), or one table to split; "
@@ -103,7 +103,7 @@ class TextScoringTask:
     # ------------------------------------------------------------------ setup
     @classmethod
     def setup_task(cls, args, tokenizer=None, **kwargs):
-        """Read and check the tables, build the prompt table (the seed's ``set_up_task``).
+        """Read and check the tables, build the prompt table (the notes' ``set_up_task``).
 
         Every check runs here, before anything is written, so bad data leaves no save dir behind.
         """
@@ -128,7 +128,7 @@ class TextScoringTask:
         if split not in tables.frames:
             raise DataError(f"{args.data}: no {split} table to evaluate on (have: {', '.join(tables.frames)})")
         frame = tables.frames[split]
-        unknown = sorted(set(frame["prompt"]) - set(prompts.ids), key=T.natural_key)
+        unknown = sorted(set(frame["prompt"]) - set(prompts.ids), key=natural_key)
         if unknown:
             raise DataError(f"{split}: prompt(s) {', '.join(map(repr, unknown))} are unknown to this model; "
                             f"it knows {', '.join(prompts.ids)}")
@@ -143,7 +143,7 @@ class TextScoringTask:
         if split not in self.frames:
             raise DataError(f"no {split!r} split in the data (have: {', '.join(self.frames)})")
         args = self.args
-        if args.long_text == "truncate":  # the seed's dataset
+        if args.long_text == "truncate":  # the notes' dataset
             ds = ScoringDataset(self.frames[split], self.tokenizer, self.prompts, args.max_length)
             long = f"{ds.num_long} text(s) truncated at --max-length {args.max_length}"
         else:  # head and tail, or windows: a dataset of scorelib.data.long_text
@@ -155,7 +155,7 @@ class TextScoringTask:
         self.datasets[split] = ds
         counts = pd.Series(ds.prompts).value_counts()
         per_prompt = "" if self.prompts.implicit_prompt else \
-            f" ({', '.join(f'{p}: {counts[p]}' for p in sorted(counts.index, key=T.natural_key))})"
+            f" ({', '.join(f'{p}: {counts[p]}' for p in sorted(counts.index, key=natural_key))})"
         logger.info("%s: %d rows%s; %s", split, len(ds), per_prompt, long)
         return ds
 
@@ -166,7 +166,7 @@ class TextScoringTask:
         """The mean scaled training score: a float for one score, (K,) for K traits (as ``sample["target"]``)."""
         frame = self.frames["train"]
         means = np.mean(self.prompts.scale(self.prompts.scores.matrix(frame), frame["prompt"]), axis=0)  # (K,)
-        return seed_shape(means[None])[0]
+        return notes_shape(means[None])[0]
 
     def build_model(self, args):
         return lookup(MODEL_REGISTRY, "model", args.arch).build_model(args, self)
