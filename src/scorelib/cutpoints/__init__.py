@@ -1,0 +1,1 @@
+"""Beyond the course: per-prompt thresholds between rubric points that maximise QWK (``--fit-cutpoints``)."""

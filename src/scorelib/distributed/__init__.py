@@ -1,0 +1,1 @@
+"""Several processes, one model (``torchrun``), as ``fairseq/distributed/``; a no-op with one process."""

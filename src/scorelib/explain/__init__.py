@@ -1,0 +1,1 @@
+"""Beyond the course: what the scorer looks at (sentence occlusion, token attributions) and robustness probes."""

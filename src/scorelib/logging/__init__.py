@@ -1,0 +1,1 @@
+"""Logging: the console set-up, per-epoch lines, ``history.csv`` and TensorBoard, as ``fairseq/logging/``."""

@@ -1,0 +1,1 @@
+"""The optimizer: AdamW, its parameter groups, mixed precision, as ``fairseq/optim/``."""

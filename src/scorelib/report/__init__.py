@@ -1,0 +1,1 @@
+"""Beyond the course: the evaluation report of ``scorelib-report`` (RSMTool's analyses, HTML and JSON)."""

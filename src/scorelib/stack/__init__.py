@@ -1,0 +1,1 @@
+"""Beyond the course: a TF-IDF ridge beside the encoder and their blend (``--stack tfidf``)."""

@@ -1,0 +1,1 @@
+"""Tasks: what to train on and how (``TextScoringTask``), as ``fairseq/tasks/``."""
