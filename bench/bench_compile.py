@@ -130,11 +130,11 @@ def measure(opts, variants, work: Path, command: str) -> int:
     with common.LoadSampler() as load:
         for v in variants:
             cache = str(work / f"inductor-{v}")  # cold: nothing compiled by an earlier run
-            r = common.run_child(["bench/bench_compile.py", "--child", v, "--data", str(data), "--max-tokens",
-                                  str(max_tokens), "--batches", str(opts.batches), "--passes", str(opts.passes),
-                                  "--threads", str(opts.threads)],
-                                 env={"TORCHINDUCTOR_CACHE_DIR": cache}, log=common.ROOT / "bench" / "out" /
-                                 "compile_children.log")
+            r = common.child_result(["bench/bench_compile.py", "--child", v, "--data", str(data), "--max-tokens",
+                                     str(max_tokens), "--batches", str(opts.batches), "--passes", str(opts.passes),
+                                     "--threads", str(opts.threads)],
+                                    common.ROOT / "bench" / "out" / "compile_children.log",
+                                    env={"TORCHINDUCTOR_CACHE_DIR": cache})
             r["load_1m_after"] = round(os.getloadavg()[0], 2)
             rows[v] = r
             print(f"{v:28s} {r['tokens_per_s']:7.0f} non-pad tokens/s ({r['padded_tokens_per_s']:.0f} padded); "

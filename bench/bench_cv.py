@@ -86,12 +86,8 @@ def run_cv(name: str, pool: pd.DataFrame, flags: list[str], ranges, workdir: Pat
     threads = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
                                  capture_output=True, text=True, check=True).stdout)
     start, t0 = time.time(), time.perf_counter()
-    with open(workdir / "cv.log", "a") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    common.run_child(cmd, workdir / "cv.log", env=env, append=True)  # appended: a resumed run adds to the log
     seconds, load = time.perf_counter() - t0, round(os.getloadavg()[0], 2)
-    if proc.returncode:
-        raise RuntimeError(f"scorelib-cv failed (rc {proc.returncode}); log: {workdir / 'cv.log'}\n"
-                           f"{(workdir / 'cv.log').read_text()[-3000:]}")
     wall, previous = {}, start
     for i in range(folds):
         stamp = (workdir / "cv" / f"fold{i}" / "oof.csv").stat().st_mtime

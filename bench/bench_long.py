@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -101,12 +99,9 @@ def train_one(parts, traits: list[str], mode: str, flags: list[str], workdir: Pa
                                         flags, ["--long-text", mode])]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    with open(workdir / "train.log", "w") as f, common.LoadSampler() as load:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "SCORELIB_FAST": "0"})
+    with common.LoadSampler() as load:
+        log = common.run_child(cmd, workdir / "train.log", env={"SCORELIB_FAST": "0"})
     wall = time.perf_counter() - t0
-    log = (workdir / "train.log").read_text()
-    if proc.returncode:
-        raise RuntimeError(f"scorelib-train failed (rc {proc.returncode}):\n{log[-3000:]}")
     test = json.loads((workdir / "ckpt" / "results" / "metrics-checkpoint_best-test.json").read_text())
     def per_trait_rmse(m: dict) -> dict:
         return {t: m["traits"][t]["overall"]["rmse"] for t in traits} if "traits" in m else {traits[0]: m["overall"]["rmse"]}

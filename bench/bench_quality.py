@@ -157,11 +157,8 @@ def run_scorelib(name: str, parts, flags, workdir: Path, extra: list[str]) -> di
     env = {**os.environ, "SCORELIB_FAST": "0"}
     threads = int(subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"], env=env,
                                  capture_output=True, text=True, check=True).stdout)
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    common.run_child(cmd, log, env=env)
     seconds = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"scorelib-train failed (rc {proc.returncode}); log: {log}\n{log.read_text()[-3000:]}")
     results = workdir / "ckpt" / "results"
     test = json.loads((results / "metrics-checkpoint_best-test.json").read_text())["overall"]
     valid = json.loads((results / "metrics-checkpoint_best-valid.json").read_text())["overall"]

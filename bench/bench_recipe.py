@@ -42,7 +42,6 @@ import argparse
 import fcntl
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -147,13 +146,10 @@ def train(data: Path, flags: list[str], save_dir: Path) -> tuple[dict, float, di
                          "--valid-fraction", "0", "--test-fraction", "0", "--cpu"], flags)]
     print("$", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    with common.LoadSampler() as load:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=common.ROOT,
-                              env={**os.environ, "SCORELIB_FAST": "0", "PYTHONPATH": str(common.ROOT / "src")})
+    with common.LoadSampler() as load:  # the log beside the save dir, in the setting's temporary folder
+        log = common.run_child(cmd, save_dir.with_name(save_dir.name + ".log"), cwd=common.ROOT,
+                               env={"SCORELIB_FAST": "0", "PYTHONPATH": str(common.ROOT / "src")})
     wall = time.perf_counter() - t0
-    log = proc.stdout + proc.stderr
-    if proc.returncode:
-        raise RuntimeError(f"scorelib-train failed (rc {proc.returncode}):\n{log[-3000:]}")
     metrics = json.loads((save_dir / "results" / "metrics-checkpoint_best-valid.json").read_text())
     return metrics, wall, load.summary(), log
 

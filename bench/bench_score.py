@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ def train_tiny(save_dir: Path) -> None:
     cmd = [exe, "--save-dir", str(save_dir), "--cpu", "--max-epoch", "1", "--max-train-rows", "48",
            "--max-eval-rows", "24", "--no-epoch-checkpoints", "--log-format", "simple"]
     print("$ SCORELIB_FAST=1 scorelib-train", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "SCORELIB_FAST": "1"})
+    common.run_child(cmd, save_dir.with_name("train.log"), env={"SCORELIB_FAST": "1"})
 
 
 def batch_texts(n: int) -> tuple[list[str], str]:

@@ -95,11 +95,8 @@ def run_scorelib(data: Path, flags: list[str], lr: float, epochs: int, env: dict
                                  capture_output=True, text=True, check=True).stdout)
     log = work / f"scorelib-{lr:g}.log"
     t0 = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    common.run_child(cmd, log, env=env)
     wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"scorelib-train failed (rc {proc.returncode}):\n{log.read_text()[-3000:]}")
     history = pd.read_csv(save / "history.csv")
     rows = [{"epoch": int(h["epoch"]), "train_s": float(h["seconds"]), "valid_s": float(h["valid_seconds"]),
              "valid_pearson": float(h["valid_pearson"]), "tokens_per_s": float(h["tokens_per_s"])}
@@ -192,7 +189,7 @@ def run_hf(data: Path, lr: float, epochs: int, env: dict, work: Path, threads) -
             "--epochs", str(epochs), *(["--threads", str(threads)] if threads else [])]
     print("$ python", " ".join(args), flush=True)
     t0 = time.perf_counter()
-    r = common.run_child(args, env=env, log=work / "hf.log")
+    r = common.child_result(args, work / "hf.log", env=env)
     r["process_wall_s"] = time.perf_counter() - t0
     return r
 

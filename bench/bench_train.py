@@ -402,7 +402,7 @@ def run_throughput(opts, child, log, result, loads) -> None:
                 cache = tempfile.mkdtemp(prefix="scorelib-bench-inductor-")
                 env = {"TORCHINDUCTOR_CACHE_DIR": cache, "TRITON_CACHE_DIR": str(Path(cache) / "triton")}
             try:
-                r = common.run_child([*child, "--child", cfg], env=env, log=log)
+                r = common.child_result([*child, "--child", cfg], log, env=env)
             finally:
                 if cache:
                     shutil.rmtree(cache, ignore_errors=True)
@@ -480,7 +480,7 @@ def run_throughput(opts, child, log, result, loads) -> None:
 
 
 def run_overhead(child, log, result, loads) -> None:
-    r = common.run_child([*child, "--child", "overhead"], log=log)
+    r = common.child_result([*child, "--child", "overhead"], log)
     loads.append(os.getloadavg()[0])
     ours, bare = common.median(r["scorelib_seconds"]), common.median(r["bare_seconds"])
     ratio = common.median(a / b for a, b in zip(r["scorelib_seconds"], r["bare_seconds"]))

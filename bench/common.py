@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import threading
@@ -138,18 +139,47 @@ def emit(obj: dict) -> None:
     print("BENCH_RESULT " + json.dumps(obj), flush=True)
 
 
-def run_child(args: list[str], env: dict | None = None, timeout: float | None = None, log=None) -> dict:
-    """Run ``python args...`` in a fresh process and return the dict it :func:`emit`-ted."""
+class ChildFailed(RuntimeError):
+    """A child process of a benchmark exited with a non-zero status or ran past its timeout."""
+
+
+def run_child(cmd: list, log_path, env: dict | None = None, timeout: float | None = None, cwd=None,
+              append: bool = False, tail: int = 40) -> str:
+    """Run ``cmd`` (the program, then its arguments) with its stdout and stderr written to ``log_path``.
+
+    The log starts with a ``$ command`` line, then the child's output as it came (stderr interleaved). With
+    ``append`` the log keeps what it held (children that share one log, a resumed run). ``env`` is added to
+    this process's environment. Returns what the child wrote (without the ``$`` line); on a non-zero exit
+    status or a timeout raises :class:`ChildFailed` with the command, the status, the log's path and its last
+    ``tail`` lines."""
+    cmd = [str(c) for c in cmd]
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a" if append else "w") as log:
+        log.write(f"$ {shlex.join(cmd)}\n")
+        log.flush()
+        start = log.tell()
+        try:
+            status = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                    timeout=timeout, cwd=cwd).returncode
+        except subprocess.TimeoutExpired:
+            status = None
+    output = log_path.read_bytes()[start:].decode(errors="replace")
+    if status != 0:
+        how = f"was stopped after its timeout of {timeout:g} s" if status is None else f"failed (exit status {status})"
+        last = "\n".join(output.splitlines()[-tail:])
+        raise ChildFailed(f"{shlex.join(cmd)} {how}; log: {log_path}\n--- its last {tail} lines ---\n{last}")
+    return output
+
+
+def child_result(args: list[str], log_path, env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run ``python args...`` (from the checkout's root, through :func:`run_child`, appending to ``log_path``) and
+    return the dict it :func:`emit`-ted, with ``child_wall_s``."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})}, cwd=ROOT)
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "a") as f:
-            f.write(f"$ {' '.join(args)}\n{proc.stdout}\n{proc.stderr}\n")
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("BENCH_RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"child {' '.join(args)} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    output = run_child([sys.executable, *args], log_path, env=env, timeout=timeout, cwd=ROOT, append=True)
+    lines = [line for line in output.splitlines() if line.startswith("BENCH_RESULT ")]
+    if not lines:
+        raise ChildFailed(f"{' '.join(args)} emitted no BENCH_RESULT line; log: {log_path}")
     out = json.loads(lines[-1][len("BENCH_RESULT "):])
     out["child_wall_s"] = round(time.perf_counter() - t0, 2)
     return out

@@ -344,6 +344,10 @@ class Context:
         self.request, self.tokenizer = request, tokenizer
 
     def trained_dir(self):
+        """conftest.py's ``trained_dir``: a real training run, so only for a case marked slow (TRAINED below)."""
+        if self.request.node.get_closest_marker("slow") is None:
+            pytest.fail("this case reads trained_dir (a real training run): list its id in TRAINED (or its tool in "
+                        "CLI_TRAINED), which marks it slow")
         return self.request.getfixturevalue("trained_dir")
 
 
@@ -369,7 +373,18 @@ def listing(folder: Path) -> dict:
             for p in sorted(folder.rglob("*"))} if folder.exists() else {}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+# the cases that read trained_dir (a save dir from a real training run): marked slow
+TRAINED = {"--finetune-from-model of another encoder", "truncated checkpoint", "checkpoint of a different encoder",
+           "save dir without tokenizer", "save dir without prompt table", "save dir without checkpoints",
+           "--finetune-from-model of a one-score model with traits", "resume from a truncated checkpoint_last.pt",
+           "resume with another --score-step", "resume with another --max-length", "resume with another --long-text",
+           "resume with another --score-range", "resume with another --head-lr", "resume with another encoder",
+           "score() of a mapping", "score() of an empty list", "score() of None"}
+assert TRAINED <= {c.id for c in CASES}, TRAINED - {c.id for c in CASES}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.id in TRAINED else [])
+                                  for c in CASES])
 def test_bad_input(case, tmp_path, request, tokenizer, caplog, capsys):
     logger = logging.getLogger("scorelib")
     logger.addHandler(caplog.handler)
@@ -554,21 +569,26 @@ CLI_CASES = [
     Cli("empty standard input", ("score",), ["--prompt", "q1"], ("no text given",), stdin=""),
 ]
 CLI_PAIRS = [(case, tool) for case in CLI_CASES for tool in case.tools]
+CLI_TRAINED = ("eval", "score")  # the tools that read a save dir: trained_dir, a real training run, so slow
 
 
-@pytest.mark.parametrize("case, tool", CLI_PAIRS, ids=[f"{t}: {c.id}" for c, t in CLI_PAIRS])
+@pytest.mark.parametrize("case, tool", [pytest.param(c, t, id=f"{t}: {c.id}",
+                                                     marks=[pytest.mark.slow] if t in CLI_TRAINED else [])
+                                        for c, t in CLI_PAIRS])
 def test_the_tools_refuse_in_one_line_and_write_nothing(case, tool, tmp_path, request, tokenizer, capsys,
                                                         monkeypatch):
     import io
     import sys
 
     ctx = Context(request, tokenizer)
-    target = case.target(tmp_path, ctx, request) if case.target else ctx.trained_dir()
+    target = None  # train and cv refuse before they would read a save dir
+    if tool in CLI_TRAINED:
+        target = case.target(tmp_path, ctx, request) if case.target else ctx.trained_dir()
     extra = case.extra(tmp_path, ctx, tool) if callable(case.extra) else list(case.extra)
     head = ["--save-dir", str(tmp_path / "save")] if tool in TRAIN_CV else [str(target)]
     if case.stdin is not None:
         monkeypatch.setattr(sys, "stdin", io.StringIO(case.stdin))
-    watched = [tmp_path] + ([ctx.trained_dir()] if tool in ("eval", "score") else [])
+    watched = [tmp_path] + ([ctx.trained_dir()] if tool in CLI_TRAINED else [])
     before = snapshot(*watched)
     capsys.readouterr()
     try:

@@ -17,6 +17,9 @@ from scorelib.cli.eval import cli_main as eval_cli
 from scorelib.cli.score import cli_main as score_cli
 from scorelib.data.demo import DEMO_RANGES
 
+# every test here reads conftest.py's trained_dir: a real training run (once per session)
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 FORMULA_LIKE = ["=1+1 is how a spreadsheet adds two numbers", '=HYPERLINK("http://example.com","click") here',
                 "=SUM(A1:A9) adds a column", "+cmd|' /C calc'!A0 and then some words", "@SUM(1,2) looks like a formula"]

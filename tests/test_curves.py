@@ -40,6 +40,7 @@ def run(request, tmp_path_factory):
         yield SimpleNamespace(tmp=tmp, save_dir=tmp / "marks", tb=tmp / "tb", logs=logs, out=out)
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_valid_metrics_and_the_train_curves(run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -71,12 +72,14 @@ def test_a_cv_fold_writes_its_curves_under_the_cv_runs_folder(tmp_path):
     assert isinstance(fold, argparse.Namespace) and args.tensorboard_logdir == str(tmp_path / "tb")
 
 
+@pytest.mark.slow
 def test_logs_leave_the_implicit_prompt_out(run):
     loaded = [line for line in run.logs if line.startswith(("train: ", "valid: "))]
     assert loaded and not any("(0: " in line for line in loaded), loaded
     assert json.loads((run.save_dir / "prompts.json").read_text())["implicit_prompt"] is True
 
 
+@pytest.mark.slow
 def test_the_score_line_of_a_one_prompt_model_names_no_prompt_and_the_cut_points(run, capsys):
     from scorelib.cli.score import cli_main as score_cli
 
@@ -89,6 +92,7 @@ def test_the_score_line_of_a_one_prompt_model_names_no_prompt_and_the_cut_points
     assert record["implicit_prompt"] is True and record["rounded_by_cutpoints"] is True
 
 
+@pytest.mark.slow
 def test_input_without_column_flags_reads_the_training_runs_names(run, capsys):
     from scorelib import load
     from scorelib.cli.score import cli_main as score_cli
@@ -110,6 +114,7 @@ def test_input_without_column_flags_reads_the_training_runs_names(run, capsys):
         ["x y", "y z", "z w"])), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_input_names_the_training_runs_text_column_when_the_table_lacks_it(run, capsys):
     from scorelib.cli.score import cli_main as score_cli
 

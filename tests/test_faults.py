@@ -54,6 +54,7 @@ def test_the_planted_payload_is_live(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_planted_pickle_is_refused_by_load_eval_score_and_finetune(trained_dir, tmp_path, capsys):
     marker = tmp_path / "pwned"
     save_dir = save_dir_with(trained_dir, tmp_path / "evil", lambda p: plant(p, marker))
@@ -127,6 +128,7 @@ def nan_on_training_call(monkeypatch, n):
     monkeypatch.setattr(ScoringModel, "forward", forward)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_naming_the_batch(tmp_path, monkeypatch, capsys, train_batches):
     nan_on_training_call(monkeypatch, 2)
     assert train_cli(["--save-dir", str(tmp_path / "nan"), *TRAIN_ARGV]) == 2
@@ -149,6 +151,7 @@ def scorelib_log():
     logger.removeHandler(handler)
 
 
+@pytest.mark.slow
 def test_skip_invalid_loss_skips_logs_and_finishes(tmp_path, monkeypatch, train_batches, scorelib_log):
     nan_on_training_call(monkeypatch, 2)
     save_dir = tmp_path / "skip"

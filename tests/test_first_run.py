@@ -278,6 +278,7 @@ def test_widget_plot_of_one_prompt_and_many_prompts_in_one_panel():
 
 
 # ---------------------------------------------------------------- item 5: how `make demo` ends
+@pytest.mark.slow
 def test_training_ends_by_naming_the_save_dir_the_result_files_and_the_next_command(tmp_path, capsys):
     """``make demo`` is ``scorelib-train --save-dir checkpoints/demo --no-epoch-checkpoints`` on the demo data:
     the same entry point, on a tiny run."""

@@ -108,6 +108,7 @@ def test_all_three_windows_count_under_chunks(tokenizer, model):
     assert abs(t[1] - t[0]) > 1e-6 and t[2] == t[0] and t[3] == t[0]  # truncate reads the first window only
 
 
+@pytest.mark.slow
 def test_windows_stay_with_their_text_in_any_batch_order(tokenizer, model):
     rng = np.random.default_rng(0)
     texts = [words(int(n), start=int(s)) for n, s in zip(rng.integers(3, 90, 9), rng.integers(0, 50, 9))]
@@ -120,6 +121,7 @@ def test_windows_stay_with_their_text_in_any_batch_order(tokenizer, model):
         np.testing.assert_allclose(score(model, ds, batches), alone, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_chunks_train_save_and_load(tmp_path, caplog):
     import logging
 

@@ -27,6 +27,7 @@ def batch_of(task, n=4):
     return ds.collater([ds[i] for i in range(n)])
 
 
+@pytest.mark.slow
 def test_forward_and_backward_reach_encoder_and_prompt_embedding(task, model):
     criterion = task.build_criterion(task.args)
     sample = batch_of(task, 4)

@@ -6,6 +6,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10, the declared floor
     import tomli as tomllib
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -62,8 +63,6 @@ def test_wheel_builds_without_setuptools_warnings_and_carries_the_demo_bank(tmp_
     import sys
     import zipfile
 
-    import pytest
-
     pytest.importorskip("setuptools")
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, tmp_path / name)
@@ -81,6 +80,7 @@ def test_wheel_builds_without_setuptools_warnings_and_carries_the_demo_bank(tmp_
         assert f"scorelib/{folder}/__init__.py" in names, folder
 
 
+@pytest.mark.slow
 def test_readme_snippet_runs_from_the_folder_that_holds_the_clone(tmp_path, trained_dir):
     """A clone is a folder named ``scorelib``; Python started beside it must still import the installed package
     (with the flat layout the checkout was imported as a namespace package without ``load``)."""

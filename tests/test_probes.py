@@ -160,6 +160,7 @@ def test_scorelib_probe_writes_its_files(trained_dir, tmp_path, capsys):
     assert "flags:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_scorelib_probe_errors_are_one_line(trained_dir, tmp_path, capsys):
     assert probe_cli([str(trained_dir), "--cpu", "--probes", "nope", "--results-path", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

@@ -201,6 +201,7 @@ def recipe_run(request, tmp_path_factory):
         yield out
 
 
+@pytest.mark.slow
 def test_checkpoint_with_the_new_options_loads_and_scores(recipe_run):
     import scorelib
     from scorelib.checkpoint_utils import load_checkpoint
@@ -218,6 +219,7 @@ def test_checkpoint_with_the_new_options_loads_and_scores(recipe_run):
     assert lo <= score <= hi
 
 
+@pytest.mark.slow
 def test_without_stack_flag_nothing_changes(recipe_run):
     """No --stack: no stack folder, the result files' columns and the metrics' keys as before."""
     import scorelib
@@ -231,6 +233,7 @@ def test_without_stack_flag_nothing_changes(recipe_run):
     assert scorelib.load(save_dir, device="cpu").stack is None
 
 
+@pytest.mark.slow
 def test_a_run_from_before_the_head_lr_default_resumes_only_at_its_own_rate(tmp_path):
     """A checkpoint saved before --head-lr existed (no head_lr in its cfg) trained its head at --lr: resuming it
     under the new default is refused in one line naming --head-lr, and with --head-lr at its --lr it resumes into
@@ -254,6 +257,7 @@ def test_a_run_from_before_the_head_lr_default_resumes_only_at_its_own_rate(tmp_
 
 
 
+@pytest.mark.slow
 def test_a_run_from_before_the_dropout_default_resumes_only_with_its_own_dropout(tmp_path):
     """A checkpoint trained with the encoder config's dropout (saved before --encoder-dropout defaulted to 0, or
     without the option in its cfg) is refused under the new default in one line naming --encoder-dropout, and

@@ -77,6 +77,7 @@ def base_run(request, tmp_path_factory):
         yield SimpleNamespace(dir=base / "ckpt", out=out)
 
 
+@pytest.mark.slow
 def test_short_run_writes_best_last_epoch_and_update_checkpoints(base_run):
     d = base_run.dir
     for name, updates in [("checkpoint_1_2.pt", 2), ("checkpoint1.pt", 4)]:
@@ -95,10 +96,12 @@ def test_short_run_writes_best_last_epoch_and_update_checkpoints(base_run):
     assert (d / "tokenizer").is_dir() and (d / "encoder" / "config.json").is_file() and (d / "prompts.json").is_file()
 
 
+@pytest.mark.slow
 def test_no_epoch_checkpoints_keeps_only_best_and_last(trained_dir):
     assert sorted(p.name for p in trained_dir.glob("*.pt")) == ["checkpoint_best.pt", "checkpoint_last.pt"]
 
 
+@pytest.mark.slow
 def test_checkpoint_layout_holds_only_tensors_and_plain_values(base_run):
     state = load_pt(base_run.dir / "checkpoint1.pt")
     assert {"cfg", "model", "optimizer_history", "extra_state", "last_optimizer_state", "format_version"} <= set(state)
@@ -120,6 +123,7 @@ def test_checkpoint_layout_holds_only_tensors_and_plain_values(base_run):
     assert all("exp_avg" in s and "exp_avg_sq" in s for s in opt["state"].values())
 
 
+@pytest.mark.slow
 def test_history_csv_has_the_documented_columns(base_run):
     frame = pd.read_csv(base_run.dir / "history.csv")
     assert list(frame.columns) == HISTORY_COLUMNS
@@ -142,6 +146,7 @@ def build_trainer(args, tokenizer):
     return Trainer(args, task, model, task.build_criterion(args))
 
 
+@pytest.mark.slow
 def test_rerun_with_more_epochs_resumes_optimizer_schedule_and_update_count(base_run, tokenizer, monkeypatch):
     d = base_run.dir
     saved = load_pt(d / "checkpoint_last.pt")
@@ -183,6 +188,7 @@ def test_rerun_with_more_epochs_resumes_optimizer_schedule_and_update_count(base
     assert load_pt(d / "checkpoint1.pt")["extra_state"]["num_updates"] == 4  # untouched
 
 
+@pytest.mark.slow
 def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeypatch):
     from scorelib import checkpoint_utils
 
@@ -228,6 +234,7 @@ def test_finetune_from_model_maps_prompt_rows_and_starts_fresh(tmp_path, monkeyp
     assert not torch.equal(rec.start.ques_emb[0], old_q2)
 
 
+@pytest.mark.slow
 def test_bf16_trains_on_the_cpu(tmp_path, monkeypatch):
     rec = Recorder(monkeypatch)
     dtypes = []
@@ -248,6 +255,7 @@ def test_bf16_trains_on_the_cpu(tmp_path, monkeypatch):
     assert math.isfinite(out["history"][0]["train_loss"])
 
 
+@pytest.mark.slow
 def test_update_freq_2_halves_the_number_of_updates(tmp_path, base_run, monkeypatch):
     rec = Recorder(monkeypatch)
     out = train(train_args(tmp_path / "uf2", *BASE, "--update-freq", "2", "--no-epoch-checkpoints"))
@@ -276,6 +284,7 @@ def test_is_better_follows_the_metric_direction():
     assert Progress("loss", True).is_better(1.0)
 
 
+@pytest.mark.slow
 def test_patience_stops_early_and_the_best_metric_follows_the_flag(tmp_path):
     """One run checks both: lr 0 (the head's too) keeps the weights, so every validation ties the first; with
     --patience 0 the second epoch is the last, and --best-checkpoint-metric loss --maximize-best-checkpoint-metric is

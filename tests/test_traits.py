@@ -91,6 +91,7 @@ def test_mcrmse_by_hand():
     assert same["mcrmse"] == metrics["mcrmse"]
 
 
+@pytest.mark.slow
 def test_result_files_have_trait_columns_with_gold_as_read(trait_run, trait_data):
     results = trait_run["results_path"]
     frame = pd.read_csv(results / "result-checkpoint_best-test.csv", dtype={"key": str, "prompt": str})
@@ -111,6 +112,7 @@ def test_result_files_have_trait_columns_with_gold_as_read(trait_run, trait_data
     assert list(xlsx.columns) == list(frame.columns)
 
 
+@pytest.mark.slow
 def test_scorer_returns_one_value_per_trait(trait_run):
     scorer = scorelib.load(trait_run["save_dir"], device="cpu")
     assert scorer.traits == TRAITS
@@ -123,6 +125,7 @@ def test_scorer_returns_one_value_per_trait(trait_run):
     assert record["traits"]["accuracy"]["max"] == 2.0
 
 
+@pytest.mark.slow
 def test_score_cli_prints_one_line_per_trait(trait_run, capsys):
     assert score_cli([str(trait_run["save_dir"]), "--prompt", "q1", "The Earth is tilted on its axis."]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -159,6 +162,7 @@ def test_two_trait_batch_and_loss(trait_data, tokenizer):
     assert size == 4 and float(loss) / size == pytest.approx(float(per_trait.mean()))
 
 
+@pytest.mark.slow
 def test_score_table_writes_columns_per_trait(trait_run, tmp_path):
     src = tmp_path / "in.csv"
     pd.DataFrame({"text": ["The Earth is tilted.", "Plants need light."], "prompt": ["q1", "q2"]}).to_csv(src, index=False)
@@ -168,6 +172,7 @@ def test_score_table_writes_columns_per_trait(trait_run, tmp_path):
                                  "pred_rounded_accuracy"]
 
 
+@pytest.mark.slow
 def test_widget_shows_every_trait_and_plots_the_chosen_one(trait_run):
     pytest.importorskip("ipywidgets")
     from scorelib.hub.widget import ScoringWidget
@@ -194,6 +199,7 @@ def test_cv_of_traits_refuses_a_missing_trait_column_before_writing(trait_data, 
     assert not (tmp_path / "cv").exists()
 
 
+@pytest.mark.slow
 def test_fit_cutpoints_per_trait(trait_data, tmp_path):
     save_dir = tmp_path / "ckpt"
     scorelib.train(train_args(save_dir, trait_data["train"].parent, "--score-column", ",".join(TRAITS),

@@ -7,6 +7,9 @@ import scorelib
 from scorelib.hub.scorer import MAX_CHARS
 from scorelib.hub.widget import ScoreInputError, ScoringWidget, check_and_score, plot_with_score
 
+# every test here reads conftest.py's trained_dir: a real training run (once per session)
+pytestmark = pytest.mark.slow
+
 ANSWER = "A stack is last in, first out: push adds an item on top and pop removes the top item."
 CHINESE = "栈是一种后进先出的数据结构，压栈把元素放在顶部，出栈取走顶部的元素。"
 

@@ -161,6 +161,7 @@ def input_table(tmp_path):
     return tmp_path / "in.csv", frame
 
 
+@pytest.mark.slow
 def test_score_output_xlsx_is_safe_and_counts(trained_dir, input_table, tmp_path, capsys):
     path, frame = input_table
     out = tmp_path / "keep.xlsx"
@@ -175,6 +176,7 @@ def test_score_output_xlsx_is_safe_and_counts(trained_dir, input_table, tmp_path
     assert "keep.xlsx: 2 character(s) Excel cannot hold replaced by U+FFFD, 1 text(s) cut at 32,767" in log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_score_output_csv_and_jsonl_keep_every_row_and_text(trained_dir, input_table, tmp_path, suffix):
     path, frame = input_table
@@ -184,6 +186,7 @@ def test_score_output_csv_and_jsonl_keep_every_row_and_text(trained_dir, input_t
     assert [r["text"] for r in rows] == frame["text"].tolist() and [r["key"] for r in rows] == frame["key"].tolist()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output, needle", [("folder", "is a folder"), ("out.json", "cannot write .json")])
 def test_score_output_refuses_a_folder_or_an_unknown_extension(trained_dir, input_table, tmp_path, capsys,
                                                                output, needle):

@@ -1,8 +1,9 @@
 """Agreement between gold and predicted scores: QWK, Pearson, Spearman, RMSE, on arrays.
 
 fairseq's counterpart is a criterion's ``reduce_metrics`` plus ``fairseq/logging/metrics.py``;
-here the metrics are pure functions of numpy arrays, computed with scikit-learn and SciPy,
-so that a test can check each against those libraries on the exact values.
+here the metrics are pure functions of numpy arrays (QWK in scikit-learn's order of operations, Pearson and
+Spearman with SciPy), so that a test can check each against those libraries on the exact values. One copy serves
+the result files, the cut-point fit and the report (:func:`qwk`, :func:`pair_metrics`).
 """
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ def qwk(h, m, label_range=None):
     if h.dtype.kind in "iu" and m.dtype.kind in "iu":
         if h.shape != m.shape:
             h, m = np.broadcast_arrays(h, m)
-        low, high = (min(h.min(), m.min()), max(h.max(), m.max())) if h.size else (0, 0)
-        lo, hi = (int(low), int(high)) if label_range is None else (int(label_range[0]), int(label_range[1]))
-        if low < lo or high > hi:
+        low, high = (int(min(h.min(), m.min())), int(max(h.max(), m.max()))) if h.size else (0, 0)
+        lo, hi = (low, high) if label_range is None else (int(label_range[0]), int(label_range[1]))
+        if h.size and (low < lo or high > hi):
             raise ValueError(f"qwk: labels {low} .. {high} outside label_range {label_range}")
         k, lead = hi - lo + 1, h.shape[:-1]
         cell = (h - lo) * k + (m - lo)

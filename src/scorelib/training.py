@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from scorelib import checkpoint_utils
+from scorelib.data.scoring_dataset import batch_iterator
 from scorelib.distributed import utils as dist
 from scorelib.errors import MissingFileError, OptionError
 from scorelib.logging.progress_bar import Curves, emit, save_history
@@ -181,8 +182,6 @@ def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | Non
     logged on its own as ``valid_seconds``.
     """
     from tqdm.auto import tqdm
-
-    from scorelib.data.scoring_dataset import batch_iterator
 
     ds, main = trainer.train_data, trainer.world.is_main
     curves = curves or Curves()

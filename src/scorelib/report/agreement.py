@@ -4,15 +4,13 @@ fairseq has no counterpart (its nearest is ``fairseq/logging/metrics.py``); the 
 RSMTool 12 (``rsmtool/utils/metrics.py``, ``prmse.py``, ``fairness_utils.py``, ``analyzer.py``) and
 Williamson, Xi and Breyer (2012), written here with numpy and SciPy only. Every pair metric works
 along the last axis, so one call scores all bootstrap resamples at once: ``h`` and ``m`` of shape
-(..., N) give values of shape (...). Undefined values (a constant column) are NaN.
+(..., N) give values of shape (...). Undefined values (a constant column) are NaN. The pair metrics themselves
+(QWK, r, RMSE, R2, SMD, exact and adjacent agreement) are the core's :func:`scorelib.metrics.pair_metrics`.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy import stats
-
-# the pair metrics (QWK, r, RMSE, R2, SMD, exact/adjacent agreement) are the core's, one copy for every caller
-from scorelib.metrics import pair_metrics, qwk  # noqa: F401  (A.pair_metrics, A.qwk)
 
 
 def _moments(x: np.ndarray):

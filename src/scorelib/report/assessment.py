@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 
+from scorelib import metrics
 from scorelib.report import agreement
 
 THRESHOLDS = {"smd": 0.15, "dsm": 0.1, "degradation": -0.10, "distribution_pct": 5.0}
@@ -47,7 +48,7 @@ def section(h, m, rounded, strata, points=None, step=None, nearest=None, h2=None
     h, m = np.asarray(h, np.float64), np.asarray(m, np.float64)
     kw = {} if step is None else {"rounded": np.asarray(rounded, np.float64), "tolerance": step,
                                   "nearest": None if nearest is None else np.asarray(nearest, np.float64)}
-    values = agreement.pair_metrics(h, m, **kw)
+    values = metrics.pair_metrics(h, m, **kw)
     cis = _bootstrap(h, m, kw, strata, n_boot, seed) if n_boot and len(h) else {}
     out = {"n": int(len(h)), "human": agreement.describe(h), "machine": agreement.describe(m),
            "metrics": {k: {"value": float(v), "ci": cis.get(k, [np.nan, np.nan])} for k, v in values.items()}}
@@ -68,7 +69,7 @@ def _bootstrap(h, m, kw, strata, n_boot, seed) -> dict:
     parts = []
     for lo in range(0, n_boot, BOOT_CHUNK):
         i = idx[lo:lo + BOOT_CHUNK]
-        parts.append(agreement.pair_metrics(h[i], m[i], **{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in kw.items()}))
+        parts.append(metrics.pair_metrics(h[i], m[i], **{k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in kw.items()}))
     return {k: agreement.percentile_interval(np.concatenate([p[k] for p in parts])) for k in parts[0]}
 
 
@@ -81,7 +82,7 @@ def human_human(h, m, h2, hm: dict, step, points) -> dict:
     """
     both = np.isfinite(h2)
     kw = {} if step is None else {"rounded": h2[both], "tolerance": step}
-    hh = {k: float(v) for k, v in agreement.pair_metrics(h[both], h2[both], pooled_smd=True, **kw).items()
+    hh = {k: float(v) for k, v in metrics.pair_metrics(h[both], h2[both], pooled_smd=True, **kw).items()
           if k not in ("rmse", "r2")}
     out = {"n": int(both.sum()), "human2": agreement.describe(h2[both]), "metrics": hh,
            "degradation": {k: float(hm[k]) - hh[k] for k in ("qwk", "pearson", "exact_pct", "adjacent_pct", "smd")
@@ -104,7 +105,7 @@ def by_group(h, m, rounded, groups) -> dict:
     out = {"levels": {}, "n_missing": int(sum(str(g) == "" for g in groups))}
     for level in levels:
         rows = groups == level
-        vals = agreement.pair_metrics(h[rows], m[rows], **({} if rounded is None else {"rounded": rounded[rows]}))
+        vals = metrics.pair_metrics(h[rows], m[rows], **({} if rounded is None else {"rounded": rounded[rows]}))
         out["levels"][level] = {
             "n": int(rows.sum()), "human": agreement.describe(h[rows]), "machine": agreement.describe(m[rows]),
             "rmse": float(vals["rmse"]), "pearson": float(vals["pearson"]), "qwk": float(vals.get("qwk", np.nan)),
