@@ -126,9 +126,13 @@ def get_training_parser(argv=None, fast: bool | None = None) -> argparse.Argumen
     known, _ = plugins.parse_known_args(argv)
     if known.user_dir:
         import_user_dir(known.user_dir)
-    import scorelib.criterions.score_mse  # noqa: F401  (register the built-in task, model and criterion)
-    import scorelib.models.scoring_model  # noqa: F401
-    import scorelib.tasks.text_scoring  # noqa: F401
+    from scorelib.criterions.score_mse import ScoreMSECriterion
+    from scorelib.models.scoring_model import ScoringModel
+    from scorelib.tasks.text_scoring import TextScoringTask
+
+    for table, cls in ((TASK_REGISTRY, TextScoringTask), (MODEL_REGISTRY, ScoringModel),
+                       (CRITERION_REGISTRY, ScoreMSECriterion)):
+        table.setdefault(cls.registry_name, cls)  # the built-ins, registered on import (again if a registry was cleared)
 
     parser = _base_parser()
     task_cls = lookup(TASK_REGISTRY, "task", known.task)
