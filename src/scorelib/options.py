@@ -132,7 +132,7 @@ def get_training_parser(argv=None, fast: bool | None = None) -> argparse.Argumen
 
     for table, cls in ((TASK_REGISTRY, TextScoringTask), (MODEL_REGISTRY, ScoringModel),
                        (CRITERION_REGISTRY, ScoreMSECriterion)):
-        table.setdefault(cls.registry_name, cls)  # the built-ins, registered on import (again if a registry was cleared)
+        table.setdefault(cls.registry_name, cls)  # registered on import; again here if a registry was cleared
 
     parser = _base_parser()
     task_cls = lookup(TASK_REGISTRY, "task", known.task)

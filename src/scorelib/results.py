@@ -149,5 +149,5 @@ def evaluate(result_triples, ckpt_name, table, results_path, split) -> tuple[pd.
             raise ValueError(f"batch sizes disagree: { {k: len(v) for k, v in batch.items()} }")
         for k, v in batch.items():
             cols[k] += v
-    return write_rows_results(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table, results_path,
-                     ckpt_name, split)
+    return write_rows_results(cols["key"], cols["prompt"], cols["gold"], cols["pred01"], cols["text"], table,
+                              results_path, ckpt_name, split)

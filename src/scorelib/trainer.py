@@ -213,7 +213,8 @@ class Trainer:
         if state["prompts"]["ids"] != self.task.prompts.ids:
             raise CheckpointError(f"{path}: its prompts {state['prompts']['ids']} differ from the data's "
                                   f"{self.task.prompts.ids}; use another --save-dir, or --finetune-from-model")
-        checkpoint_utils.check_resume(state, self.args, self.task.prompts, path)  # ranges, step, traits, max length, encoder
+        # ranges, step, traits, max length, encoder: as this run's
+        checkpoint_utils.check_resume(state, self.args, self.task.prompts, path)
         if "last_optimizer_state" not in state:
             raise CheckpointError(f"{path}: saved without its optimizer state (--no-save-optimizer-state), so "
                                   f"training cannot resume from it; start from it with --finetune-from-model")

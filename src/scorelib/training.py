@@ -118,7 +118,8 @@ def main(args, steps: tuple = ()) -> dict:
         task.load_dataset("valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
-    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)  # a file in its way: refused; created below
+    # a file in the save dir's way is refused here; the folder itself is created below
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)
     restore = Path(args.restore_file)
     restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
     if not restore.is_file() and args.restore_file != RESTORE_FILE:
@@ -126,7 +127,8 @@ def main(args, steps: tuple = ()) -> dict:
                                f"{RESTORE_FILE}, may be absent: then training starts afresh)")
     if not restore.is_file() and args.finetune_from_model:
         state = checkpoint_utils.load_checkpoint(args.finetune_from_model)
-        moved = checkpoint_utils.load_finetune_weights(model, state, task.prompts, model.encoder.config, args.finetune_from_model)
+        moved = checkpoint_utils.load_finetune_weights(model, state, task.prompts, model.encoder.config,
+                                                       args.finetune_from_model)
         logger.info("fine-tuning from %s: prompts kept %s, new %s", args.finetune_from_model,
                     moved["shared"] or "none", moved["new"] or "none")
     elif restore.is_file() and args.finetune_from_model:
@@ -178,8 +180,8 @@ def train_epoch(args, trainer: Trainer, progress: Progress, curves: Curves | Non
     """Train (the rest of) one epoch, validating and saving as due; returns whether the epoch finished.
 
     ``curves`` (``--tensorboard-logdir``) receives the train loss and lr every ``--log-interval`` updates and at the
-    end of the epoch, and the valid metrics of every validation. Only training counts towards the epoch's ``seconds`` and ``tokens_per_s``; validation time is
-    logged on its own as ``valid_seconds``.
+    end of the epoch, and the valid metrics of every validation. Only training counts towards the epoch's ``seconds``
+    and ``tokens_per_s``; validation time is logged on its own as ``valid_seconds``.
     """
     from tqdm.auto import tqdm
 

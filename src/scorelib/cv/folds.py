@@ -1,6 +1,7 @@
 """Folds of a cross-validation: which fold predicts each row, drawn stratified or read from a column.
 
-No fairseq counterpart (fairseq trains one split); :func:`scorelib.cli.cv.cross_validate` trains one run per fold. Folds are
+No fairseq counterpart (fairseq trains one split); :func:`scorelib.cli.cv.cross_validate` trains one run per fold.
+Folds are
 drawn with scikit-learn's ``StratifiedKFold``, stratified by prompt and by score within a prompt, or
 taken as a table gives them (``--fold-column``).
 """

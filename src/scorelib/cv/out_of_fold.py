@@ -4,7 +4,8 @@ No fairseq counterpart (fairseq trains one split); the field's standard evaluati
 scored texts. Every row of the pooled data is predicted once, by the model that did not see
 it: fold ``i`` trains on the other folds (less a valid part taken from them) with
 :func:`scorelib.train`, picks ``checkpoint_best`` on that valid part and predicts fold
-``i``; the driver is ``scorelib-cv`` (:func:`scorelib.cli.cv.cross_validate`). Each fold is a normal save dir ``DIR/fold{i}/``, resumable as any run; its
+``i``; the driver is ``scorelib-cv`` (:func:`scorelib.cli.cv.cross_validate`). Each fold is a normal save dir
+``DIR/fold{i}/``, resumable as any run; its
 ``oof.csv``, written atomically at the end, marks it finished, and its ``checkpoint_last.pt`` is then
 deleted (only resuming needed it). The folds are drawn in :mod:`scorelib.cv.folds`. With ``--fit-cutpoints`` the
 reported ``qwk`` rounds each fold by thresholds fitted on the other folds (cross-fitted); ``qwk_insample``,

@@ -15,7 +15,7 @@ from scorelib.data.scores import notes_shape
 from scorelib.errors import InputError, OptionError
 
 logger = logging.getLogger(__name__)
-# --long-text: keep the first tokens (this module's ScoringDataset), or scorelib.data.long_text's head and tail, or windows
+# --long-text: the first tokens (this module's ScoringDataset), or scorelib.data.long_text's head and tail, or windows
 LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
 
 
