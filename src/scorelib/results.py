@@ -108,8 +108,8 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
 
 def write_dataset_results(dataset, pred01, table, results_path, ckpt_name, split) -> tuple[pd.DataFrame, dict]:
     """Result files of one split: a :class:`ScoringDataset` (gold exactly as read) and its predictions."""
-    return write_rows_results(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table, results_path,
-                     ckpt_name, split)
+    return write_rows_results(dataset.keys, dataset.prompts, dataset.scores, pred01, dataset.texts, table,
+                              results_path, ckpt_name, split)
 
 
 def write_rows_results(keys, prompts, gold, pred01, texts, table, results_path, ckpt_name, split):
