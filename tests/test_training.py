@@ -6,6 +6,7 @@ import importlib
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -374,3 +375,51 @@ def test_num_workers_trains_to_the_same_losses_and_weights(tmp_path):
     weights = {n: load_pt(tmp_path / f"workers{n}" / "checkpoint_last.pt")["model"] for n in (0, 2)}
     assert weights[0].keys() == weights[2].keys()
     assert all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+
+
+def test_scorelib_train_adds_the_steps_the_options_ask_for_in_order():
+    """--stack tfidf, then --fit-cutpoints on the blend: the loop gets the extras as AfterTraining steps."""
+    from scorelib.cli.train import after_training_steps
+    from scorelib.cutpoints.thresholds import CutpointStep
+    from scorelib.stack.tfidf import StackStep
+
+    assert after_training_steps(SimpleNamespace(stack=None, fit_cutpoints=False)) == []
+    (alone,) = after_training_steps(SimpleNamespace(stack=None, fit_cutpoints=True))
+    assert isinstance(alone, CutpointStep) and alone.blend is None
+    stack, cut = after_training_steps(SimpleNamespace(stack="tfidf", fit_cutpoints=True))
+    assert isinstance(stack, StackStep) and isinstance(cut, CutpointStep) and cut.blend is stack
+
+
+@pytest.mark.slow
+def test_the_loop_runs_an_after_training_step_and_lets_it_write_a_split(tmp_path):
+    """training.main calls check (before any file), run (on checkpoint_best) and write_split (per split), in order."""
+    from scorelib import training
+
+    calls = []
+
+    class Recorder(training.AfterTraining):
+        def check(self, task):
+            calls.append(("check", (tmp_path / "run").exists()))
+
+        def run(self, trainer, best):
+            calls.append(("run", best.name))
+
+        def write_split(self, trainer, best, ds, preds01, results_path, split):
+            calls.append(("write", split, len(ds)))
+            if split != "test":
+                return None  # the loop writes valid's files itself
+            middle = np.full_like(preds01, 0.5)  # the test split's files, the step's way: every prediction mid-range
+            return training.write_split(best, ds, middle, trainer.task.prompts, results_path, split)
+
+    out = training.main(train_args(tmp_path / "run", *TINY), steps=[Recorder()])
+    assert calls[0] == ("check", False)  # checked before the save dir existed
+    assert calls[1:] == [("run", "checkpoint_best.pt"), ("write", "valid", 8), ("write", "test", 8)]
+    results = tmp_path / "run" / "results"
+    test = pd.read_csv(results / "result-checkpoint_best-test.csv")
+    valid = pd.read_csv(results / "result-checkpoint_best-valid.csv")
+    assert set(out["metrics"]) == {"valid", "test"}
+    from scorelib import PromptTable
+
+    mid = {p: (lo + hi) / 2 for p, (lo, hi) in PromptTable.load(tmp_path / "run" / "prompts.json").ranges.items()}
+    assert np.allclose(test["pred"], test["prompt"].astype(str).map(mid))  # the step's predictions
+    assert not np.allclose(valid["pred"], valid["prompt"].astype(str).map(mid))  # the model's

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
+from typing import NamedTuple
 
 from scorelib.errors import OptionError
 from scorelib.registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY, import_user_dir, lookup
@@ -19,6 +21,10 @@ from scorelib.registry import CRITERION_REGISTRY, MODEL_REGISTRY, TASK_REGISTRY,
 # These only change defaults, so a flag given explicitly always wins.
 FAST_DEFAULTS = {"max_train_rows": 128, "max_eval_rows": 64, "max_epoch": 2}
 RESTORE_FILE = "checkpoint_last.pt"  # --restore-file's default: resume if it is there, else start afresh
+# the transformers.get_scheduler names (its SchedulerType) that need nothing but warmup and total updates; the others
+# need a metric at each step (reduce_lr_on_plateau, greedy) or options of their own (cosine_with_min_lr, ...)
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
 
 
 def fast_mode() -> bool:
@@ -90,7 +96,8 @@ def _base_parser() -> argparse.ArgumentParser:
     o.add_argument("--max-update", type=int, default=0, metavar="N", help="stop after N updates (0: no limit)")
     o.add_argument("--lr", type=float, default=8e-5, help="peak learning rate of AdamW")
     o.add_argument("--weight-decay", type=float, default=0.01)
-    o.add_argument("--lr-scheduler", default="linear", help="a transformers.get_scheduler name")
+    o.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, default="linear",
+                   help="transformers.get_scheduler's schedule, with --warmup-updates")
     o.add_argument("--warmup-updates", type=int, default=None, metavar="N", help="default: 6%% of all updates")
     o.add_argument("--clip-norm", type=float, default=1.0, help="clip gradients to this norm (0: off)")
     o.add_argument("--update-freq", type=int, default=1, metavar="N", help="accumulate gradients over N batches")
@@ -153,17 +160,80 @@ def parse_args(argv=None) -> argparse.Namespace:
     return check_args(parser, parser.parse_args(argv))
 
 
-# (option, lowest allowed, first value above the range or None, the rule in words) for check_args
-RANGES = [("lr", 0, None, ">= 0"), ("head_dropout", 0, 1, "in [0, 1)"), ("encoder_dropout", 0, 1, "in [0, 1)"),
-          ("max_epoch", 0, None, ">= 0 (0: no limit)"), ("max_update", 0, None, ">= 0 (0: no limit)"),
-          ("folds", 2, None, "at least 2"), ("num_workers", 0, None, ">= 0")]
+class Range(NamedTuple):
+    """One numeric option's allowed values, checked by :func:`check_args`.
+
+    From ``low`` to ``high`` (None: no bound), each end included unless ``open_low`` / ``open_high``; a float must
+    also be finite (and each value of a list, such as ``--score-range``'s two). ``rule`` says it in words, as the
+    error line does: ``--seed must be in [0, 2**32) (numpy's seeds), got -1``.
+    """
+    dest: str
+    rule: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value) -> bool:
+        """Whether ``value`` (a number, or a list of numbers) lies in the range."""
+        if isinstance(value, (list, tuple)):
+            return all(self.holds(v) for v in value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.low is None or (value > self.low if self.open_low else value >= self.low))
+                and (self.high is None or (value < self.high if self.open_high else value <= self.high)))
+
+
+SEED = "in [0, 2**32) (numpy's seeds)"
+ALL_ROWS = "positive (leave it out for every row)"
+# every numeric option of every command (tests/test_registry_options.py walks the parsers: a numeric option without
+# an entry here fails it); an option a command lacks is skipped
+RANGES = [
+    # optimization
+    Range("lr", ">= 0", 0), Range("head_lr", ">= 0", 0), Range("weight_decay", ">= 0", 0),
+    Range("layer_lr_decay", "in (0, 1] (1: off)", 0, 1, open_low=True),
+    Range("clip_norm", ">= 0 (0: no clipping)", 0), Range("warmup_updates", ">= 0", 0),
+    Range("max_tokens", "positive", 1), Range("batch_size", "positive", 1), Range("update_freq", "positive", 1),
+    Range("max_epoch", ">= 0 (0: no limit)", 0), Range("max_update", ">= 0 (0: no limit)", 0),
+    # checkpoints
+    Range("save_interval_updates", ">= 0 (0: at epoch ends only)", 0),
+    Range("patience", ">= -1 (-1: never stop early)", -1),
+    # model
+    Range("head_dropout", "in [0, 1)", 0, 1, open_high=True),
+    Range("encoder_dropout", "in [0, 1)", 0, 1, open_high=True),
+    Range("reinit_layers", ">= 0", 0),
+    # hardware and logging
+    Range("seed", SEED, 0, 2 ** 32, open_high=True), Range("num_workers", ">= 0", 0),
+    Range("log_interval", "positive", 1),
+    # the task's data
+    Range("score_range", "finite (MIN MAX)"), Range("score_step", "positive", 0, open_low=True),
+    Range("max_length", ">= 8 (tokens)", 8), Range("chunk_stride", ">= 0", 0),
+    Range("valid_fraction", "in [0, 1)", 0, 1, open_high=True),
+    Range("test_fraction", "in [0, 1)", 0, 1, open_high=True),
+    Range("split_seed", SEED, 0, 2 ** 32, open_high=True),
+    Range("max_train_rows", ALL_ROWS, 1), Range("max_eval_rows", ALL_ROWS, 1),
+    # scorelib-cv
+    Range("folds", "at least 2", 2),
+    # scorelib-eval --report, scorelib-report
+    Range("bootstrap", ">= 0 (0: no intervals)", 0),
+    # scorelib-probe
+    Range("max_rows", ALL_ROWS, 1),
+]
+
+
+def shown(value) -> str:
+    """A value as the error line gives it: ``-1``, ``1.5``, ``8589934592``, ``nan 5``."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(shown(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    """The one check after parsing, shared by ``scorelib-train``, ``scorelib-cv`` and ``scorelib-eval``.
+    """The one check after parsing, shared by every command (train, cv, eval, score, probe, report).
 
-    Refuses, with ``parser.error`` (usage and one line, exit status 2), the combinations argparse cannot see;
-    each check applies where the parser has the option. Nothing edits the options after this step.
+    Refuses, with ``parser.error`` (usage and one line, exit status 2), a value outside its :data:`RANGES` entry
+    and the combinations argparse cannot see; each check applies where the parser has the option. Nothing edits the
+    options after this step.
 
     Returns:
         argparse.Namespace: the options to use (``--no-progress-bar`` folded into ``--log-format simple``).
@@ -171,17 +241,15 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
     values = dict(vars(args))
     if values.get("fp16") and values.get("bf16"):
         parser.error("--fp16 and --bf16 exclude each other")
-    for name in ("max_tokens", "batch_size", "update_freq"):
-        if values.get(name) is not None and values[name] <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {values[name]}")
-    for name, low, high, what in RANGES:  # None: not given (0 is given: --folds 0 is refused, not the default)
-        value = values.get(name)
-        if value is not None and not (low <= value and (high is None or value < high)):
-            parser.error(f"--{name.replace('_', '-')} must be {what}, got {value:g}")
-    if values.get("tensorboard_logdir") and importlib.util.find_spec("tensorboard") is None:
-        parser.error(f"--tensorboard-logdir {values['tensorboard_logdir']}: the tensorboard package is not installed; "
-                     f"pip install 'scorelib[tensorboard]' (or pip install tensorboard)")
-    check_recipe(parser, values)
+    for r in RANGES:  # None: not given (0 is given: --folds 0 is refused, not the default)
+        value = values.get(r.dest)
+        if value is not None and not r.holds(value):
+            parser.error(f"--{r.dest.replace('_', '-')} must be {r.rule}, got {shown(value)}")
+    if values.get("score_range") is not None and not values["score_range"][0] < values["score_range"][1]:
+        parser.error(f"--score-range {shown(values['score_range'])}: MIN must be below MAX")
+    if values.get("tensorboard_logdir"):
+        check_logdir(parser, values["tensorboard_logdir"], values.get("save_dir") or "checkpoints")
+    check_qwk_step(parser, values)
     if "long_text" in values and (values["long_text"] != "truncate" or values["chunk_stride"] is not None
                                   or values["max_length"] < 8):
         from scorelib.data import long_text
@@ -195,14 +263,33 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
     return argparse.Namespace(**values)
 
 
-def check_recipe(parser: argparse.ArgumentParser, values: dict) -> None:
-    """Ranges of ``--layer-lr-decay`` (0, 1], ``--head-lr`` (>= 0, as ``--lr``) and ``--reinit-layers`` (>= 0)."""
-    if values.get("layer_lr_decay") is not None and not 0 < values["layer_lr_decay"] <= 1:
-        parser.error(f"--layer-lr-decay must be in (0, 1] (1: off), got {values['layer_lr_decay']}")
-    if values.get("head_lr") is not None and not values["head_lr"] >= 0:
-        parser.error(f"--head-lr must be >= 0, got {values['head_lr']:g}")
-    if values.get("reinit_layers") is not None and values["reinit_layers"] < 0:
-        parser.error(f"--reinit-layers must be 0 or more, got {values['reinit_layers']}")
+def check_logdir(parser: argparse.ArgumentParser, logdir: str, save_dir: str) -> None:
+    """``--tensorboard-logdir``: its package installed, and no file where its folders go (DIR/{save dir's name})."""
+    from scorelib.logging.progress_bar import run_dir
+
+    if importlib.util.find_spec("tensorboard") is None:
+        parser.error(f"--tensorboard-logdir {logdir}: the tensorboard package is not installed; "
+                     f"pip install 'scorelib[tensorboard]' (or pip install tensorboard)")
+    path = run_dir(logdir, save_dir).absolute()
+    for folder in (path, *path.parents):  # the nearest one there must be a folder
+        if folder.exists():
+            if not folder.is_dir():
+                parser.error(f"--tensorboard-logdir {logdir}: {folder} is a file, not a folder")
+            return
+
+
+def check_qwk_step(parser: argparse.ArgumentParser, values: dict) -> None:
+    """``--best-checkpoint-metric qwk`` where no step can come: DATA given, no ``--score-step``, no ranges file
+    (whose step column may give one per trait) and a layout without a step. The prompt table's own check
+    (:func:`scorelib.training.check_trait_options`) sees the rest; this one refuses before ``scorelib-cv`` writes."""
+    if values.get("best_checkpoint_metric") != "qwk" or values.get("score_step") is not None \
+            or values.get("score_ranges") or values.get("data") is None:
+        return
+    from scorelib.data.readers import LAYOUTS
+
+    if LAYOUTS.get(values.get("layout"), {}).get("step") is None:
+        parser.error("--best-checkpoint-metric qwk needs each score's step, and the data gives none: give "
+                     "--score-step (or a step column in --score-ranges), or pick checkpoints by pearson or rmse")
 
 
 # options whose default changed: a checkpoint saved before the option existed was trained at the old default
@@ -222,14 +309,20 @@ def complete_cfg(cfg: dict) -> dict:
     return {**vars(parser.parse_args([])), **FORMER_DEFAULTS, **cfg}
 
 
-def parse_cv_args(argv=None):
-    """``scorelib-train``'s options plus ``--folds`` and ``--fold-column``; ``--test-fraction`` is left unset."""
+def get_cv_parser(argv=None) -> argparse.ArgumentParser:
+    """``scorelib-train``'s parser plus ``--folds`` and ``--fold-column``; ``--test-fraction`` is left unset."""
     parser = get_training_parser(argv)
     parser.prog, parser.description = "scorelib-cv", "k-fold cross-validation of a text scorer."
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--folds", type=int, metavar="K", help="number of folds, numbered from 0 (default: 5)")
     g.add_argument("--fold-column", metavar="NAME", help="use this column's folds as given instead of drawing them")
     parser.set_defaults(test_fraction=None)  # every row is predicted out of fold: a test share makes no sense
+    return parser
+
+
+def parse_cv_args(argv=None):
+    """``scorelib-cv``'s options (:func:`get_cv_parser`), parsed and checked."""
+    parser = get_cv_parser(argv)
     return check_args(parser, parser.parse_args(argv))
 
 
@@ -281,6 +374,7 @@ def get_score_parser() -> argparse.ArgumentParser:
                         "range and the rounded score; json: one object per text (prompt, score, score_rounded, min, "
                         "max; with traits: prompt and traits, an object per trait)")
     p.add_argument("--input", help="a table (.csv/.tsv/.xlsx) of texts to score, every row")
+    p.add_argument("--sheet", metavar="NAME", help="the sheet of an --input workbook (.xlsx) of several")
     p.add_argument("--output", help="where --input's rows go, with pred and pred_rounded columns "
                                     "(pred_{trait} and pred_rounded_{trait} per trait; a cross-validation dir "
                                     "adds spread (spread_{trait}), the fold models' standard deviation)")

@@ -162,10 +162,15 @@ def main(args, steps: tuple = ()) -> dict:
 
 
 def check_trait_options(args, table) -> None:
-    """Refuse the options that need several score columns."""
+    """Refuse the options that need several score columns, and a QWK to pick checkpoint_best without a step."""
     if args.best_checkpoint_metric == "mcrmse" and not table.traits:
         raise OptionError("--best-checkpoint-metric mcrmse needs several traits (--score-column a,b,...); "
                           "with one score column use rmse")
+    stepless = [name for name, view in table.views.items() if view.step is None]
+    if args.best_checkpoint_metric == "qwk" and stepless:  # valid QWK None: checkpoint_best would stay at epoch 1
+        raise OptionError(f"--best-checkpoint-metric qwk needs each score's step, and {', '.join(stepless)} has none: "
+                          f"give --score-step (or a step column in --score-ranges), or pick checkpoints by pearson "
+                          f"or rmse")
 
 
 def should_stop(args, trainer: Trainer, progress: Progress) -> bool:

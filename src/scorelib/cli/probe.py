@@ -15,7 +15,8 @@ from scorelib.logging.console import run, setup_logging
 def cli_main(argv=None) -> int:
     """``scorelib-probe DIR [DATA] [--split test] [--probes all|NAME,...] [--seed S]``."""
     setup_logging()
-    return run("scorelib-probe", probe_dir, options.get_probe_parser(PROBES).parse_intermixed_args(argv))
+    parser = options.get_probe_parser(PROBES)
+    return run("scorelib-probe", probe_dir, options.check_args(parser, parser.parse_intermixed_args(argv)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from scorelib.report.builder import make_report
 
 def cli_main(argv=None) -> int:
     """``scorelib-report DIR [DATA] [options]``; a user's mistake is one line on stderr and exit status 2."""
-    args = options.get_report_parser().parse_args(argv)
+    parser = options.get_report_parser()
+    args = options.check_args(parser, parser.parse_args(argv))
     try:
         out = make_report(args.dir, args.data, split=args.split,
                           group_columns=names_of(args.group_column, "--group-column"),

@@ -24,7 +24,7 @@ def cli_main(argv=None) -> int:
     """``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``."""
     setup_logging(logging.WARNING)
     p = options.get_score_parser()
-    args = p.parse_intermixed_args(argv)  # SAVE_DIR --prompt q2 TEXT TEXT
+    args = options.check_args(p, p.parse_intermixed_args(argv))  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")
     if args.explain and args.input:

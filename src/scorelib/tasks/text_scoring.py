@@ -94,6 +94,7 @@ class TextScoringTask:
                        help="tokens shared by consecutive windows under --long-text chunks (default: a quarter of "
                             "--max-length; must be smaller than it)")
         g.add_argument("--encoding", help="text encoding of the tables (default: UTF-8, BOM allowed)")
+        g.add_argument("--sheet", metavar="NAME", help="the sheet to read of .xlsx workbooks of several sheets")
         g.add_argument("--valid-fraction", type=float, default=0.1, help="share of a single table used for valid")
         g.add_argument("--test-fraction", type=float, default=0.1, help="share of a single table used for test")
         g.add_argument("--split-seed", type=int, default=1, help="seed of the split of a single table")
