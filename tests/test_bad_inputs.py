@@ -633,3 +633,106 @@ def test_tensorboard_logdir_without_tensorboard_is_one_line(tool, tmp_path, caps
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--tensorboard-logdir" in line and "pip install 'scorelib[tensorboard]'" in line
     assert not (tmp_path / "save").exists() and not (tmp_path / "tb").exists()
+
+
+# ---------------------------------------------------------------- issue 34, sections 2 and 3: options and workbooks
+def workbook_arg(kind):
+    """DATA (or --input) as a damaged workbook: CSV bytes, a truncated copy, a cell at XFD1048576, two sheets."""
+    def extra(tmp, ctx, tool):
+        from test_readers_xlsx import SHEET, edited, far_cell, workbook
+
+        rows = [r.split(",") for r in good(prompts=("q1", "q2"))]
+        book = workbook(tmp / "book.xlsx", sheets=("scores", "notes") if kind == "sheets" else ("Sheet",), rows=0)
+        if kind != "sheets":
+            import openpyxl
+
+            wb = openpyxl.load_workbook(book)
+            for r in rows:
+                wb.active.append(r[:3] + [int(r[3])])
+            wb.save(book)
+        path = tmp / "all.xlsx"
+        if kind == "csv":
+            path.write_text(HEADER + "\n" + "\n".join(good(prompts=("q1", "q2"))) + "\n")
+        elif kind == "truncated":
+            path.write_bytes(book.read_bytes()[:1500])
+        elif kind == "far":
+            edited(book, path, SHEET, far_cell())
+        else:
+            path = book
+        return data_arg(tool, path, tmp)
+    return extra
+
+
+def qwk_data(tmp, ctx, tool):
+    return [str(csv(tmp, good(prompts=("q1", "q2")))[0]), "--best-checkpoint-metric", "qwk"]
+
+
+def logdir_file(tmp, ctx, tool):
+    return ["--tensorboard-logdir", str(_write(tmp / "tb", b"a file"))]
+
+
+XLSX_TOOLS = ("train", "cv", "eval", "score")
+ISSUE_34_CASES = [
+    Cli("CSV bytes named .xlsx", XLSX_TOOLS, workbook_arg("csv"),
+        ("all.xlsx: not an Excel workbook (.xlsx): File is not a zip file",)),
+    Cli("a truncated .xlsx", XLSX_TOOLS, workbook_arg("truncated"), ("all.xlsx: not an Excel workbook (.xlsx)",)),
+    Cli("a cell at XFD1048576", XLSX_TOOLS, workbook_arg("far"),
+        ("all.xlsx: sheet 'Sheet'", "A1:XFD1048576", "past the bound of 5,000,000 cells")),
+    Cli("a workbook of several sheets", XLSX_TOOLS, workbook_arg("sheets"),
+        ("book.xlsx: a workbook of 2 sheets ('scores', 'notes')", "--sheet NAME")),
+    Cli("--clip-norm -1", TRAIN_CV, ["--clip-norm", "-1"], ("--clip-norm must be >= 0 (0: no clipping), got -1",)),
+    Cli("--seed -1", TRAIN_CV, ["--seed", "-1"], ("--seed must be in [0, 2**32)", "got -1")),
+    Cli("--seed 8589934592", TRAIN_CV, ["--seed", "8589934592"], ("--seed must be in [0, 2**32)", "got 8589934592")),
+    Cli("--weight-decay -1", TRAIN_CV, ["--weight-decay", "-1"], ("--weight-decay must be >= 0, got -1",)),
+    Cli("--warmup-updates -5", TRAIN_CV, ["--warmup-updates", "-5"], ("--warmup-updates must be >= 0, got -5",)),
+    Cli("--save-interval-updates -1", TRAIN_CV, ["--save-interval-updates", "-1"],
+        ("--save-interval-updates must be >= 0", "got -1")),
+    Cli("--max-train-rows -1", TRAIN_CV, ["--max-train-rows", "-1"], ("--max-train-rows must be positive", "got -1")),
+    Cli("--max-train-rows 0", TRAIN_CV, ["--max-train-rows", "0"], ("--max-train-rows must be positive", "got 0")),
+    Cli("--max-eval-rows 0", TRAIN_CV, ["--max-eval-rows", "0"], ("--max-eval-rows must be positive", "got 0")),
+    Cli("--log-interval 0", TRAIN_CV, ["--log-interval", "0"], ("--log-interval must be positive, got 0",)),
+    Cli("--lr-scheduler bogus", TRAIN_CV, ["--lr-scheduler", "bogus"],
+        ("argument --lr-scheduler: invalid choice: 'bogus'", "'linear'")),
+    Cli("--tensorboard-logdir naming a file", TRAIN_CV, logdir_file, ("--tensorboard-logdir", "is a file, not a folder")),
+    Cli("--best-checkpoint-metric qwk without a step", TRAIN_CV, qwk_data,
+        ("--best-checkpoint-metric qwk needs each score's step", "--score-step")),
+]
+ISSUE_34_PAIRS = [(case, tool) for case in ISSUE_34_CASES for tool in case.tools]
+
+
+@pytest.mark.parametrize("case, tool", [pytest.param(c, t, id=f"{t}: {c.id}",
+                                                     marks=[pytest.mark.slow] if t in CLI_TRAINED else [])
+                                        for c, t in ISSUE_34_PAIRS])
+def test_issue_34_options_and_workbooks_are_refused_in_one_line(case, tool, tmp_path, request, tokenizer, capsys,
+                                                                monkeypatch):
+    test_the_tools_refuse_in_one_line_and_write_nothing(case, tool, tmp_path, request, tokenizer, capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("tool, argv, line", [
+    ("probe", ["--max-rows", "-1"], "--max-rows must be positive (leave it out for every row), got -1"),
+    ("report", ["--bootstrap", "-1"], "--bootstrap must be >= 0 (0: no intervals), got -1"),
+    ("report", ["--seed", "-1"], "--seed must be in [0, 2**32) (numpy's seeds), got -1"),
+])
+def test_probe_and_report_refuse_a_value_out_of_range(tool, argv, line, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        entry(tool)([str(tmp_path / "nowhere"), *argv])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"scorelib-{tool}: error: {line}"
+
+
+def test_qwk_without_a_step_from_the_ranges_file_is_refused_before_anything_is_written(tmp_path):
+    """A ranges file may give each trait its step: the check waits for the prompt table, and names the trait."""
+    data = _trait_folder(tmp_path)
+    ranges = tmp_path / "ranges.csv"
+    ranges.write_text("trait,min,max,step\ncohesion,0,3,1\nsyntax,0,2,\n")
+    with pytest.raises(ScorelibError, match=r"--best-checkpoint-metric qwk needs each score's step, and syntax has "
+                                            r"none: give --score-step \(or a step column in --score-ranges\)"):
+        scorelib.train(train_args(tmp_path / "save", data, *TWO_TRAITS, "--score-ranges", ranges,
+                                  "--best-checkpoint-metric", "qwk"))
+    assert not (tmp_path / "save").exists()
+    one = tmp_path / "one.csv"
+    one.write_text("prompt,min,max\na,0,3\nb,0,3\n")
+    with pytest.raises(ScorelibError, match=r"qwk needs each score's step, and score has none"):
+        scorelib.train(train_args(tmp_path / "save", csv(tmp_path, good())[0], "--score-ranges", one,
+                                  "--best-checkpoint-metric", "qwk"))
+    assert not (tmp_path / "save").exists()

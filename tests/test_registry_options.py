@@ -191,3 +191,149 @@ def test_non_positive_sizes_are_refused(flag, capsys):
     with pytest.raises(SystemExit):
         parse_args([flag, "0"])
     assert f"{flag} must be positive" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- every numeric option of every command has a range
+def _commands():
+    """Each command: its parser and the arguments it needs before an option (nothing is read: the check refuses
+    first)."""
+    from scorelib import options
+
+    return {"train": (lambda: options.get_training_parser([]), ["--save-dir", "{tmp}/save"]),
+            "cv": (lambda: options.get_cv_parser([]), ["--save-dir", "{tmp}/save"]),
+            "eval": (options.get_eval_parser, ["{tmp}/nowhere"]),
+            "score": (options.get_score_parser, ["{tmp}/nowhere", "a text"]),
+            "probe": (lambda: options.get_probe_parser(()), ["{tmp}/nowhere"]),
+            "report": (options.get_report_parser, ["{tmp}/nowhere"])}
+
+
+def numeric(action) -> bool:
+    """An option whose value is a number: its type turns "1" into an int or a float."""
+    if not action.option_strings or action.type is None or action.nargs == 0:
+        return False
+    try:
+        value = action.type("1")
+    except Exception:
+        return False
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def outside(r, is_float: bool) -> list[str]:
+    """Values just outside ``r`` (and NaN and infinity for a float)."""
+    ends = ([r.low if r.open_low else r.low - 1] if r.low is not None else []) + \
+           ([r.high if r.open_high else r.high + 1] if r.high is not None else [])
+    return [repr(float(v)) if is_float else str(int(v)) for v in ends] + (["nan", "inf"] if is_float else [])
+
+
+def test_every_numeric_option_of_every_command_is_refused_outside_its_range(tmp_path, capsys):
+    import importlib
+
+    from scorelib.options import RANGES
+
+    ranges = {r.dest: r for r in RANGES}
+    tried, missing = [], []
+    for command, (make, head) in _commands().items():
+        cli_main = importlib.import_module(f"scorelib.cli.{command}").cli_main
+        for action in make()._actions:
+            if not numeric(action):
+                continue
+            if action.dest not in ranges:
+                missing.append(f"scorelib-{command} {action.option_strings[0]}")
+                continue
+            flag = "--" + action.dest.replace("_", "-")
+            assert flag in action.option_strings, (command, action.option_strings)
+            bad_values = outside(ranges[action.dest], isinstance(action.type("1"), float))
+            assert bad_values, f"{flag}: its range has no bound and it is no float: nothing lies outside it"
+            for bad in bad_values:
+                values = [bad] * (action.nargs if isinstance(action.nargs, int) else 1)  # --score-range: MIN MAX
+                argv = [a.format(tmp=tmp_path) for a in head] + [flag, *values]
+                capsys.readouterr()
+                try:
+                    status = cli_main(argv)
+                except SystemExit as e:
+                    status = e.code
+                err = capsys.readouterr().err
+                lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+                assert status == 2 and len(lines) == 1, (command, argv, err)
+                assert lines[0].startswith(f"scorelib-{command}: error: {flag} must be {ranges[action.dest].rule}, "
+                                           f"got "), (command, argv, lines[0])
+                tried.append((command, flag, bad))
+    assert not missing, f"numeric options without an entry in scorelib.options.RANGES: {', '.join(missing)}"
+    assert not (tmp_path / "save").exists()
+    flags = {flag for _, flag, _ in tried}
+    assert {"--clip-norm", "--seed", "--max-train-rows", "--max-eval-rows", "--weight-decay", "--warmup-updates",
+            "--save-interval-updates", "--log-interval", "--num-workers", "--bootstrap", "--max-rows"} <= flags
+    assert {c for c, _, _ in tried} == {"train", "cv", "eval", "probe", "report"}  # score has no numeric option
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--clip-norm", "-1"], "--clip-norm must be >= 0 (0: no clipping), got -1"),
+    (["--seed", str(2 ** 33)], "--seed must be in [0, 2**32) (numpy's seeds), got 8589934592"),
+    (["--max-train-rows", "-1"], "--max-train-rows must be positive (leave it out for every row), got -1"),
+    (["--lr", "inf"], "--lr must be >= 0, got inf"),
+    (["--score-range", "nan", "5"], "--score-range must be finite (MIN MAX), got nan 5"),
+    (["--score-range", "5", "1"], "--score-range 5 1: MIN must be below MAX"),
+    (["--lr-scheduler", "bogus"], "argument --lr-scheduler: invalid choice: 'bogus' (choose from 'linear'"),
+    (["--lr-scheduler", "reduce_lr_on_plateau"], "argument --lr-scheduler: invalid choice"),
+])
+def test_the_issue_cases_are_refused_with_their_rule(argv, line, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(argv)
+    assert e.value.code == 2
+    assert f"error: {line}" in capsys.readouterr().err
+
+
+def test_the_ends_of_the_ranges_are_accepted():
+    args = parse_args(["--seed", str(2 ** 32 - 1), "--split-seed", "0", "--clip-norm", "0", "--weight-decay", "0",
+                       "--warmup-updates", "0", "--max-train-rows", "1", "--log-interval", "1", "--patience", "-1",
+                       "--layer-lr-decay", "1", "--head-dropout", "0", "--valid-fraction", "0"])
+    assert args.seed == 2 ** 32 - 1 and args.clip_norm == 0 and args.max_train_rows == 1
+    import numpy as np
+
+    np.random.seed(args.seed)  # numpy takes the top of the range
+
+
+def test_every_lr_scheduler_choice_builds_and_steps():
+    """--lr-scheduler's choices are transformers' SchedulerType names that Trainer's get_scheduler call can build
+    and step without a metric."""
+    import torch
+    from transformers import get_scheduler
+    from transformers.trainer_utils import SchedulerType
+
+    from scorelib.options import LR_SCHEDULERS
+
+    assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
+    for name in LR_SCHEDULERS:
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=2, num_training_steps=10)
+        for _ in range(3):
+            optimizer.step()
+            scheduler.step()
+    parser_choices = next(a.choices for a in _commands()["train"][0]()._actions if a.dest == "lr_scheduler")
+    assert tuple(parser_choices) == LR_SCHEDULERS
+
+
+def test_tensorboard_logdir_naming_a_file_is_refused(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    (tmp_path / "tb").write_text("a file")
+    for logdir in (tmp_path / "tb", tmp_path / "tb" / "sub"):
+        with pytest.raises(SystemExit):
+            parse_args(["--save-dir", str(tmp_path / "save"), "--tensorboard-logdir", str(logdir)])
+        assert f"--tensorboard-logdir {logdir}: {tmp_path / 'tb'} is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "tb2").mkdir()
+    (tmp_path / "tb2" / "save").write_text("a file where the run's folder goes")
+    with pytest.raises(SystemExit):
+        parse_args(["--save-dir", str(tmp_path / "save"), "--tensorboard-logdir", str(tmp_path / "tb2")])
+    assert "tb2/save is a file, not a folder" in capsys.readouterr().err
+
+
+def test_qwk_without_a_step_is_refused_where_no_step_can_come(tmp_path, capsys):
+    data = tmp_path / "all.csv"
+    data.write_text("key,prompt,text,score\nk1,a,an answer,1\n")
+    with pytest.raises(SystemExit):
+        parse_args([str(data), "--best-checkpoint-metric", "qwk"])
+    assert "--best-checkpoint-metric qwk needs each score's step" in capsys.readouterr().err
+    # a step from --score-step, a layout's, a ranges file (its step column, read later) or the demo data's: passes
+    for extra in (["--score-step", "1"], ["--layout", "asap-aes"], ["--score-ranges", "r.csv"]):
+        parse_args([str(data), "--best-checkpoint-metric", "qwk", *extra])
+    parse_args(["--best-checkpoint-metric", "qwk"])
