@@ -693,7 +693,8 @@ ISSUE_34_CASES = [
     Cli("--log-interval 0", TRAIN_CV, ["--log-interval", "0"], ("--log-interval must be positive, got 0",)),
     Cli("--lr-scheduler bogus", TRAIN_CV, ["--lr-scheduler", "bogus"],
         ("argument --lr-scheduler: invalid choice: 'bogus'", "'linear'")),
-    Cli("--tensorboard-logdir naming a file", TRAIN_CV, logdir_file, ("--tensorboard-logdir", "is a file, not a folder")),
+    Cli("--tensorboard-logdir naming a file", TRAIN_CV, logdir_file,
+        ("--tensorboard-logdir", "is a file, not a folder")),
     Cli("--best-checkpoint-metric qwk without a step", TRAIN_CV, qwk_data,
         ("--best-checkpoint-metric qwk needs each score's step", "--score-step")),
 ]

@@ -21,7 +21,7 @@ from scorelib.cutpoints.thresholds import cross_fit_round, fit_table_cutpoints
 from scorelib.cli.cv import cross_validate
 from scorelib.cv.folds import assign_folds
 from scorelib.cv.out_of_fold import pooled_rows
-from scorelib.options import parse_cv_args
+from scorelib.cli.options import parse_cv_args
 from scorelib.data.demo import DEMO_RANGES, load_demo
 from scorelib.errors import OptionError
 from scorelib.metrics import compute_metrics

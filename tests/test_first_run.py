@@ -38,7 +38,7 @@ def test_ranges_file_naming_absent_prompts_is_refused_with_their_names(tmp_path,
 
 def test_cv_refuses_the_same_ranges_file_and_eval_reads_a_table_with_it(tmp_path):
     from scorelib.cv.out_of_fold import pooled_rows
-    from scorelib.options import parse_cv_args
+    from scorelib.cli.options import parse_cv_args
 
     data, ranges = essays(tmp_path / "data")
     argv = [str(data), "--key-column", "essay_id", "--text-column", "answer", "--score-column", "mark",

@@ -1,4 +1,5 @@
-"""The .xlsx guard (scorelib.data.readers.check_workbook): bounds checked before openpyxl parses a workbook.
+"""The .xlsx guard (scorelib.data.xlsx, called by scorelib.data.readers.read_table): bounds checked before openpyxl
+parses a workbook.
 
 Crafted workbooks, each a minimal valid one written by openpyxl and then edited with zipfile, are read in a
 subprocess under a memory limit (``resource.setrlimit``) and a time limit: each must end in one line naming the
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from scorelib.data.readers import XLSX_BOUNDS, check_workbook, read_table
+from scorelib.data.readers import read_table
+from scorelib.data.xlsx import XLSX_BOUNDS, check_workbook
 from scorelib.errors import DataError, OptionError
 
 SHEET = "xl/worksheets/sheet1.xml"
@@ -211,6 +213,38 @@ def test_formulas_are_checked_on_the_sheet_read(tmp_path):
 def test_the_bounds_are_stated_in_the_safety_page():
     text = (Path(__file__).parents[1] / "docs" / "safety.md").read_text(encoding="utf-8")
     b = XLSX_BOUNDS
-    for stated in (f"{b['bytes'] // 2 ** 20} MB", f"{b['ratio']}-fold", f"{b['parts']:,} files", f"{b['cells']:,} cells",
+    for stated in (f"{b['bytes'] // 2 ** 20} MB", f"{b['ratio']}-fold", f"{b['parts']:,} files",
+                   f"{b['cells']:,} cells",
                    f"{b['rows']:,} rows", f"{b['columns']:,} columns", f"{b['gap'] // 2 ** 20} MB of XML"):
         assert stated in text, stated
+
+
+def test_sheet_picks_the_sheet_of_the_data(tmp_path, tokenizer):
+    """--sheet reaches read_table for the task's data (train, cv, eval share TextScoringTask's options)."""
+    from scorelib.options import parse_args
+    from scorelib.tasks.text_scoring import TextScoringTask
+
+    path = workbook(tmp_path / "two.xlsx", sheets=("scores", "notes"), rows=12)
+    args = parse_args([str(path), "--sheet", "scores", "--valid-fraction", "0.25", "--test-fraction", "0"])
+    task = TextScoringTask.setup_task(args, tokenizer=tokenizer)
+    assert sorted(k for f in task.frames.values() for k in f["key"]) == sorted(f"k{i}" for i in range(12))
+    with pytest.raises(OptionError, match="--sheet 'Scores': .*two.xlsx has no such sheet"):
+        TextScoringTask.setup_task(parse_args([str(path), "--sheet", "Scores"]), tokenizer=tokenizer)
+
+
+def test_sheet_picks_the_sheet_of_score_input(tmp_path):
+    """scorelib-score --input BOOK --sheet NAME: read_input reads that sheet."""
+    import argparse
+
+    from scorelib.hub.inputs import read_input
+
+    path = workbook(tmp_path / "two.xlsx", sheets=("scores", "notes"))
+
+    class Scorer:  # what read_input asks of a scorer: the training options and the prompt table
+        cfg = {"key_column": None, "prompt_column": None, "text_column": None, "context_column": None}
+        table = argparse.Namespace(ids=["a"], ranges={"a": (0, 3)})
+
+    args = argparse.Namespace(input=str(path), output=str(tmp_path / "out.csv"), sheet="scores", encoding=None,
+                              prompt=None, key_column=None, text_column=None, prompt_column=None, context_column=None)
+    raw, frame = read_input(Scorer(), args)
+    assert raw["key"].tolist() == [f"k{i}" for i in range(6)]

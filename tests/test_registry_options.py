@@ -198,13 +198,14 @@ def _commands():
     """Each command: its parser and the arguments it needs before an option (nothing is read: the check refuses
     first)."""
     from scorelib import options
+    from scorelib.cli import options as cli_options
 
     return {"train": (lambda: options.get_training_parser([]), ["--save-dir", "{tmp}/save"]),
-            "cv": (lambda: options.get_cv_parser([]), ["--save-dir", "{tmp}/save"]),
-            "eval": (options.get_eval_parser, ["{tmp}/nowhere"]),
-            "score": (options.get_score_parser, ["{tmp}/nowhere", "a text"]),
-            "probe": (lambda: options.get_probe_parser(()), ["{tmp}/nowhere"]),
-            "report": (options.get_report_parser, ["{tmp}/nowhere"])}
+            "cv": (lambda: cli_options.get_cv_parser([]), ["--save-dir", "{tmp}/save"]),
+            "eval": (cli_options.get_eval_parser, ["{tmp}/nowhere"]),
+            "score": (cli_options.get_score_parser, ["{tmp}/nowhere", "a text"]),
+            "probe": (lambda: cli_options.get_probe_parser(()), ["{tmp}/nowhere"]),
+            "report": (cli_options.get_report_parser, ["{tmp}/nowhere"])}
 
 
 def numeric(action) -> bool:

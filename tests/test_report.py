@@ -262,7 +262,6 @@ def small_dir(tmp_path):
     (["{dir}", "{data}", "--key-column", "id", "--second-score-column", "r2"], ["row 4, column 'r2': 'two' is not a number"]),
     (["{dir}", "--second-score-column", "a,b"], ["--second-score-column a,b: give one column per trait"]),
     (["{dir}", "--group-column", "a,,b"], ["--group-column 'a,,b': an empty name"]),
-    (["{dir}", "--bootstrap", "-1"], ["--bootstrap -1"]),
 ])
 def test_bad_options_are_one_line_errors(small_dir, argv, words, capsys):
     fill = {"dir": str(small_dir), "data": str(small_dir.parent / "data.csv")}

@@ -215,7 +215,7 @@ def test_scorelib_load_refuses_a_planted_pickle(stacked_run, tmp_path, capsys):
 def test_cv_stack_fits_the_weight_on_out_of_fold_predictions(tmp_path):
     import scorelib
     from scorelib.cli.cv import cross_validate
-    from scorelib.options import parse_cv_args
+    from scorelib.cli.options import parse_cv_args
 
     frame = trait_table(tmp_path, 16)
     save = tmp_path / "cv"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from scorelib import checkpoint_utils
+from scorelib.cli.options import parse_cv_args
 from scorelib.cli.train import train
 from scorelib.cutpoints.thresholds import check_can_fit
 from scorelib.cv.folds import assign_folds, given_folds
@@ -30,7 +31,6 @@ from scorelib.errors import OptionError
 from scorelib.hub.scorer import load
 from scorelib.logging.console import run, setup_logging
 from scorelib.models.scoring_model import check_encoder
-from scorelib.options import parse_cv_args
 from scorelib.results import results_frame, write_results
 from scorelib.stack.tfidf import add_parts, cv_blend
 from scorelib.writers import atomic_write, check_writable, write_json, write_table

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from scorelib import checkpoint_utils, options
+from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError
 from scorelib.logging.console import run, setup_logging
 from scorelib.metrics import flat_metrics
@@ -24,7 +25,7 @@ def cli_main(argv=None) -> int:
     setup_logging()
 
     def job():
-        parser = options.get_eval_parser()
+        parser = cli_options.get_eval_parser()
         args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
         eval_checkpoint(args, parser)
 
@@ -42,7 +43,8 @@ def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
     for key, value in cfg.items():
         if key not in merged or key in given or key in EVAL_OWN:
             continue
-        if "data" in given and (key.endswith("_column") or key.startswith("max_") and key.endswith("_rows")):
+        if "data" in given and (key == "sheet" or key.endswith("_column") or key.startswith("max_") and
+                                key.endswith("_rows")):
             continue
         merged[key] = value
     merged["seed"] = cfg["seed"]

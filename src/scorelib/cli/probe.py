@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 from scorelib import options
+from scorelib.cli import options as cli_options
 from scorelib.explain.perturb import PROBES
 from scorelib.explain.probes import probe_dir
 from scorelib.logging.console import run, setup_logging
@@ -15,7 +16,7 @@ from scorelib.logging.console import run, setup_logging
 def cli_main(argv=None) -> int:
     """``scorelib-probe DIR [DATA] [--split test] [--probes all|NAME,...] [--seed S]``."""
     setup_logging()
-    parser = options.get_probe_parser(PROBES)
+    parser = cli_options.get_probe_parser(PROBES)
     return run("scorelib-probe", probe_dir, options.check_args(parser, parser.parse_intermixed_args(argv)))
 
 

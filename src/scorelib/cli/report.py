@@ -7,13 +7,14 @@ from __future__ import annotations
 import sys
 
 from scorelib import options
+from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError, ScorelibError
 from scorelib.report.builder import make_report
 
 
 def cli_main(argv=None) -> int:
     """``scorelib-report DIR [DATA] [options]``; a user's mistake is one line on stderr and exit status 2."""
-    parser = options.get_report_parser()
+    parser = cli_options.get_report_parser()
     args = options.check_args(parser, parser.parse_args(argv))
     try:
         out = make_report(args.dir, args.data, split=args.split,

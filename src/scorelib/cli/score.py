@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from scorelib import options
+from scorelib.cli import options as cli_options
 from scorelib.errors import ScorelibError
 from scorelib.hub.inputs import prompt_to_use, read_input, texts_to_score
 from scorelib.logging.console import run, setup_logging
@@ -23,7 +24,7 @@ from scorelib.writers import table_format, write_table
 def cli_main(argv=None) -> int:
     """``scorelib-score SAVE_DIR [--prompt ID] [TEXT ...]`` or ``--input TABLE --output TABLE``."""
     setup_logging(logging.WARNING)
-    p = options.get_score_parser()
+    p = cli_options.get_score_parser()
     args = options.check_args(p, p.parse_intermixed_args(argv))  # SAVE_DIR --prompt q2 TEXT TEXT
     if bool(args.input) != bool(args.output):
         p.error("--input and --output go together")

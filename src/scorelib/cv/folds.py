@@ -59,7 +59,7 @@ def given_folds(frame: pd.DataFrame, args) -> np.ndarray:
         raise OptionError("--fold-column needs DATA; the demo data has no fold column")
     values = []
     for file, rows in frame.groupby("_file", sort=False).indices.items():
-        raw = read_table(file, args.encoding)
+        raw = read_table(file, args.encoding, sheet=args.sheet)
         if args.fold_column not in raw.columns:
             raise DataError(f"{file}: missing column {args.fold_column!r} (--fold-column)")
         by_row = dict(zip(raw["_row"], raw[args.fold_column].astype(str).str.strip()))

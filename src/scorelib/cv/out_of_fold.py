@@ -35,7 +35,7 @@ def pooled_rows(args) -> tuple[pd.DataFrame, Tables]:
     """Every row of DATA in one frame (a folder's train/valid/test pooled; no DATA: the demo data pooled)."""
     tables = read_splits(args.data, Columns.from_args(args), layout=args.layout, encoding=args.encoding,
                            keep_prompts=args.prompts, ranges_file=args.score_ranges,
-                           whole_file_as=None if args.data is None else "train")
+                           whole_file_as=None if args.data is None else "train", sheet=args.sheet)
     frame = pd.concat([f for f in tables.frames.values()], ignore_index=True)
     return frame, dataclasses.replace(tables, frames={"train": frame})
 

@@ -199,12 +199,13 @@ class Tables:
 
 def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str | None = None,
                 valid_fraction: float = 0.1, test_fraction: float = 0.1, split_seed: int = 1,
-                keep_prompts: str | None = None, ranges_file=None, whole_file_as: str | None = None) -> Tables:
+                keep_prompts: str | None = None, ranges_file=None, whole_file_as: str | None = None,
+                sheet: str | None = None) -> Tables:
     """Read, map and check the data named by ``data`` (``None``: the embedded demo data).
 
     A folder gives its ``train``/``valid``/``test`` tables; a single table is split per prompt by
     ``valid_fraction``/``test_fraction``, or, with ``whole_file_as``, read whole as that split
-    (for evaluation). ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows. A
+    (for evaluation); ``sheet`` (``--sheet``) names the sheet of .xlsx tables. ``keep_prompts`` (``--prompts``, comma separated) drops the other prompts' rows. A
     ``ranges_file`` naming prompts that data to train on does not hold, while one of its prompts has no declared
     range, is refused (:func:`scorelib.data.scores.check_named_prompts`).
 
@@ -224,7 +225,7 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
                   for s, f in demo.load_demo().items()}
         tables = Tables(frames, ranges=dict(demo.DEMO_RANGES), step=demo.DEMO_STEP)
     else:
-        tables = _read_files(Path(data), columns, spec, encoding, whole_file_as)
+        tables = _read_files(Path(data), columns, spec, encoding, whole_file_as, sheet)
         if "all" in tables.frames:
             tables.frames = split_frame(tables.frames.pop("all"), valid_fraction, test_fraction, split_seed)
     every = sorted(set().union(*(f["prompt"] for f in tables.frames.values())), key=natural_key)
@@ -245,13 +246,13 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
     return tables
 
 
-def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_as) -> Tables:
+def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_as, sheet=None) -> Tables:
     if not path.exists():
         raise MissingFileError(f"data {path}: no such file or folder")
     files = find_split_files(path, need_train=whole_file_as is None) if path.is_dir() else {whole_file_as or "all": path}
     frames, score_column, candidates, implicit = {}, "score", {}, False
     for split, file in files.items():
-        raw = read_table(file, encoding, spec.get("encoding_fallback"))
+        raw = read_table(file, encoding, spec.get("encoding_fallback"), sheet=sheet)
         names = columns.resolve(raw.columns, spec)
         frames[split] = normalize(raw, file, names, scores=columns.scores).assign(_file=str(file))
         score_column, implicit = names["score"], implicit or names["prompt"] is None

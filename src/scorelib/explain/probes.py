@@ -58,7 +58,8 @@ def training_vocabulary(save_dir, fallback_texts) -> tuple[list[str], str]:
                                                           cfg.get("score_column")),
                                  layout=cfg.get("layout", "table"), encoding=cfg.get("encoding"),
                                  valid_fraction=cfg.get("valid_fraction", 0.1),
-                                 test_fraction=cfg.get("test_fraction", 0.1), split_seed=cfg.get("split_seed", 1))
+                                 test_fraction=cfg.get("test_fraction", 0.1), split_seed=cfg.get("split_seed", 1),
+                                 sheet=cfg.get("sheet"))
             where = "the demo data's train split" if cfg.get("data") is None else f"{cfg['data']} (train split)"
             return vocabulary_of(tables.frames["train"]["text"]), where
     except (ScorelibError, KeyError, OSError) as e:

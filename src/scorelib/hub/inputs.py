@@ -69,7 +69,7 @@ def read_input(scorer, args) -> tuple[pd.DataFrame, pd.DataFrame]:
     if target.resolve() == source.resolve() or (target.exists() and source.exists() and target.samefile(source)):
         raise OptionError(f"--output {args.output} is the --input file {args.input}; write the scored table to "
                           f"another file (the input is left as it is)")
-    raw = read_table(args.input, args.encoding)
+    raw = read_table(args.input, args.encoding, sheet=args.sheet)
     names = input_columns(args, scorer.cfg, raw.columns)
     frame = normalize(raw, args.input, names, labeled=False)  # empty texts, duplicate keys: refused with their rows
     if names["prompt"] is None:

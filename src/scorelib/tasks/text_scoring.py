@@ -40,7 +40,7 @@ def read_tables(args, whole_file_as: str | None = None) -> Tables:
     return read_splits(args.data, Columns.from_args(args), layout=args.layout, encoding=args.encoding,
                          valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
                          split_seed=args.split_seed, keep_prompts=args.prompts, ranges_file=args.score_ranges,
-                         whole_file_as=whole_file_as)
+                         whole_file_as=whole_file_as, sheet=args.sheet)
 
 
 @register_task("text_scoring")
