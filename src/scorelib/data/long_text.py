@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scorelib.data.scoring_dataset import LONG_TEXT_MODES, ScoringDataset, batch_of, pad_rows
+from scorelib.data.scoring_dataset import LONG_TEXT_MODES, TOKEN_FIELDS, ScoringDataset, batch_of, pad_rows
 from scorelib.errors import InputError, OptionError
 
-NAMES = ("input_ids", "attention_mask", "token_type_ids")
+NAMES = TOKEN_FIELDS  # the fields a window keeps
 
 
 def resolve_stride(max_length: int, stride: int | None) -> int:

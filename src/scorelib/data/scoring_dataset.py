@@ -17,6 +17,7 @@ from scorelib.errors import InputError, OptionError
 logger = logging.getLogger(__name__)
 # --long-text: the first tokens (this module's ScoringDataset), or scorelib.data.long_text's head and tail, or windows
 LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
+TOKEN_FIELDS = ("input_ids", "attention_mask", "token_type_ids")  # what a tokenizer gives that the model reads
 
 
 class ScoringDataset(torch.utils.data.Dataset):
@@ -115,7 +116,7 @@ def resolve_contexts(frame, table) -> list[str] | None:
 def tokenize(tokenizer, texts, contexts, max_length) -> dict[str, list[list[int]]]:
     """Tokenize texts (with contexts as the second segment) with truncation and no padding."""
     enc = tokenizer(texts, contexts, truncation=True, max_length=max_length, padding=False, verbose=False)
-    return {k: list(v) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    return {k: list(v) for k, v in enc.items() if k in TOKEN_FIELDS}
 
 
 def count_truncated(tokenizer, texts, contexts, sizes, max_length) -> int:
