@@ -15,7 +15,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SCORELIB_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# the real data sets: $SCORELIB_DATA, else ../shared/data beside the checkout, which the tests (and the notebooks
+# they run) then read as scorelib.datasets' local copy instead of downloading
+SHARED_DATA = Path(os.environ.get("SCORELIB_DATA") or ROOT.parent / "shared" / "data")
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("SCORELIB_DATA", str(SHARED_DATA))
 
 
 def train_args(save_dir, *extra):
@@ -86,7 +90,7 @@ def log_of(caplog):
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data sets not found at {SHARED_DATA} (set SCORELIB_SHARED_DATA)")
+        pytest.skip(f"real data sets not found at {SHARED_DATA} (set SCORELIB_DATA)")
     return SHARED_DATA
 
 
