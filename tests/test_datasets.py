@@ -195,17 +195,14 @@ def test_a_changed_cache_file_is_refused(served):
 
 
 READ_ONLY = """
-import os, sys
-from scorelib.datasets import DownloadError, load_dataset, sets
+import sys
+from scorelib.cli.train import cli_main
+from scorelib.datasets import sets
 from scorelib.datasets.fetch import Source
 for name, files in {pins}.items():
     s = sets.SOURCES[name]
     sets.SOURCES[name] = Source(s.repo, s.commit, s.folder, files)
-try:
-    load_dataset("ellipse")
-except DownloadError as e:
-    print(e)
-    sys.exit(2)
+sys.exit(cli_main(["ellipse", "--save-dir", {save!r}]))
 """
 
 
@@ -221,7 +218,8 @@ def drop_root_override():
 
 
 def test_read_only_cache_is_one_line_and_writes_nothing(served):
-    """A cache folder the user cannot write (as root, who writes anywhere, without the capabilities that allow it)."""
+    """A cache folder the user cannot write: scorelib-train DATASET exits 2 with one line (as root, who writes
+    anywhere, the child runs without the capabilities that allow it)."""
     top = Path(tempfile.mkdtemp(prefix="scorelib-ro-"))
     try:
         cache = top / "cache"
@@ -231,11 +229,13 @@ def test_read_only_cache_is_one_line_and_writes_nothing(served):
         env = {**os.environ, "SCORELIB_CACHE": str(cache), "PYTHONPATH": str(ROOT / "src"), "HOME": str(top)}
         as_user = drop_root_override if os.geteuid() == 0 else None
         pins = {n: s.files for n, s in served["pins"].items() if n == "ellipse"}
-        proc = subprocess.run([sys.executable, "-c", READ_ONLY.format(pins=pins)], env=env, capture_output=True,
-                              text=True, timeout=120, preexec_fn=as_user)
+        code = READ_ONLY.format(pins=pins, save=str(top / "run"))
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                              preexec_fn=as_user)
         assert proc.returncode == 2, proc.stderr
-        lines = proc.stdout.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"cache folder {cache}") and "is not writable" in lines[0]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith(f"scorelib-train: error: cache folder {cache}") and "is not writable" in lines[0]
         assert "SCORELIB_CACHE" in lines[0]
         assert list(cache.rglob("*")) == []
     finally:
@@ -268,6 +268,50 @@ def test_two_processes_at_once_download_each_file_once(served):
     hits = served["server"].hits
     assert len(hits) == 351 and set(hits.values()) == {1}, hits.most_common(3)  # no file fetched twice
     assert not any(".part" in k for k in leftovers(served["cache"]))
+
+
+# ---------------------------------------------------------------------------- a data set's name as DATA
+def test_a_data_set_name_as_data_takes_its_defaults_and_its_table_goes_to_the_save_dir(served, tmp_path,
+                                                                                     monkeypatch):
+    from scorelib.cli.datasets import dataset_name
+    from scorelib.cli.train import parse_args
+
+    args = parse_args(["ellipse", "--save-dir", str(tmp_path / "run"), "--score-range", "0", "6"])
+    assert args.data == str(tmp_path / "run" / "data" / "ellipse.csv")
+    assert (args.score_column, args.score_step) == (",".join(sets.ELL_TRAITS), 0.5)
+    assert args.score_range == [0.0, 6.0]  # given by the user: kept
+    written = pd.read_csv(args.data, dtype={"key": str, "prompt": str})
+    assert len(written) == 3911 and {"gender", "overall"} <= set(written.columns)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mohler").mkdir()
+    assert dataset_name("mohler") is None and dataset_name("clear") == "clear"  # a path of that name wins
+    assert dataset_name("nosuchset") is None  # left to the command's own "no such file" error
+
+
+def cli_mains():
+    from scorelib.cli.cv import cli_main as cv
+    from scorelib.cli.eval import cli_main as eval_
+    from scorelib.cli.train import cli_main as train
+
+    return {"scorelib-train": lambda d, tmp: train([d, "--save-dir", str(tmp / "run")]),
+            "scorelib-cv": lambda d, tmp: cv([d, "--save-dir", str(tmp / "cv")]),
+            "scorelib-eval": lambda d, tmp: eval_([str(tmp / "run"), "--split", "test", d])}
+
+
+@pytest.mark.parametrize("fault", ["offline", "corrupt", "truncate", "html"])
+@pytest.mark.parametrize("command", ["scorelib-train", "scorelib-cv", "scorelib-eval"])
+def test_every_command_taking_a_data_set_exits_2_with_one_line(served, tmp_path, capsys, monkeypatch, command, fault):
+    if fault == "offline":
+        monkeypatch.setenv("SCORELIB_DATA_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
+    else:
+        served["server"].faults[url_path("ellipse", "ELLIPSE_Final_github_train.csv")] = fault
+    code = cli_mains()[command]("ellipse", tmp_path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"{command}: error: "), err
+    expect = {"offline": "offline? put the file there by hand", "corrupt": "hash mismatch: git blob",
+              "truncate": "truncated", "html": "an HTML page arrived"}[fault]
+    assert expect in err[0]
+    assert leftovers(served["cache"]) == [] and not (tmp_path / "run" / "data" / "ellipse.csv").exists()
 
 
 # ---------------------------------------------------------------------------- notebook 05 as on Colab
@@ -306,3 +350,18 @@ def test_notebook_05_on_a_fresh_runtime_downloads_its_data(served, tmp_path):
         local = load_dataset(name, data_dir=served["shared"], quiet=True)
         columns = list(local.table.columns) if name == "mohler" else ["key", "text", *sets.ELL_TRAITS]
         pd.testing.assert_frame_equal(cached.table[columns], local.table[columns])
+
+
+@pytest.mark.slow
+def test_scorelib_train_on_a_data_set_name_trains_on_its_table(shared_data, tmp_path, capsys):
+    """``scorelib-train mohler`` from the local copy: the set's range and step, its table kept in the save dir."""
+    from scorelib.cli.train import cli_main
+
+    save = tmp_path / "run"
+    code = cli_main(["mohler", "--save-dir", str(save), "--cpu", "--max-epoch", "1", "--max-train-rows", "24",
+                     "--max-eval-rows", "8", "--no-epoch-checkpoints", "--log-format", "simple"])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(save / "data" / "mohler.csv", dtype={"key": str, "prompt": str})
+    pd.testing.assert_frame_equal(table, load_dataset("mohler", quiet=True).table, check_dtype=False)
+    prompts = json.loads((save / "prompts.json").read_text())
+    assert "1.1" in json.dumps(prompts) and "0.25" in json.dumps(prompts)

@@ -25,9 +25,14 @@ def cli_main(argv=None) -> int:
     setup_logging()
 
     def job():
-        parser = cli_options.get_eval_parser()
-        args = options.check_args(parser, parser.parse_intermixed_args(argv))  # SAVE_DIR --split test DATA
-        eval_checkpoint(args, parser)
+        import tempfile
+
+        from scorelib.cli.datasets import describe_data, resolve
+
+        parser = describe_data(cli_options.get_eval_parser())
+        with tempfile.TemporaryDirectory(prefix="scorelib-eval-data-") as tmp:  # a data set's table, while it runs
+            args = resolve(parser, parser.parse_intermixed_args(argv), options.check_args, folder=tmp)
+            eval_checkpoint(args, parser)  # SAVE_DIR --split test DATA
 
     return run("scorelib-eval", job)
 

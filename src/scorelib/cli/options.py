@@ -25,9 +25,12 @@ def get_cv_parser(argv=None) -> argparse.ArgumentParser:
 
 
 def parse_cv_args(argv=None):
-    """``scorelib-cv``'s options (:func:`get_cv_parser`), parsed and checked."""
-    parser = get_cv_parser(argv)
-    return options.check_args(parser, parser.parse_args(argv))
+    """``scorelib-cv``'s options (:func:`get_cv_parser`), parsed and checked; DATA may name a data set
+    (:mod:`scorelib.cli.datasets`: its table is written to ``SAVE_DIR/data``)."""
+    from scorelib.cli.datasets import describe_data, resolve
+
+    parser = describe_data(get_cv_parser(argv))
+    return resolve(parser, parser.parse_args(argv), options.check_args)
 
 
 def add_device_args(p: argparse.ArgumentParser, bf16: bool = False) -> None:

@@ -24,9 +24,18 @@ def cli_main(argv=None) -> int:
     """``scorelib-train``: the fairseq-train analog (no arguments: the demo data and default encoder)."""
     setup_logging()
     try:
-        return run("scorelib-train", lambda: train_and_report(options.parse_args(argv)))
+        return run("scorelib-train", lambda: train_and_report(parse_args(argv)))
     finally:  # under torchrun: leave the process group cleanly
         dist.close()
+
+
+def parse_args(argv=None):
+    """``scorelib-train``'s options (:func:`scorelib.options.parse_args`), DATA a path or a data set's name
+    (:mod:`scorelib.cli.datasets`: its table is written to ``SAVE_DIR/data``)."""
+    from scorelib.cli.datasets import describe_data, resolve
+
+    parser = describe_data(options.get_training_parser(argv))
+    return resolve(parser, parser.parse_args(argv), options.check_args)
 
 
 def after_training_steps(args) -> list:
