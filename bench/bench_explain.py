@@ -27,8 +27,8 @@ from bench_score import train_tiny  # noqa: E402
 
 def essays(tokenizer, n: int, lo: int = 430, hi: int = 470) -> tuple[list[str], str]:
     """``n`` texts of ``lo``..``hi`` word pieces (special tokens included) and where they come from."""
-    if all(p.is_file() for p in common.ELL_PARTS):
-        texts = common.load_ell()["full_text"].tolist()
+    if common.have_ell():
+        texts = common.load_ell()["text"].tolist()
         lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
         picked = [t for t, k in zip(texts, lengths) if lo <= k <= hi][:n]
         return picked, f"Feedback Prize ELL essays of {lo}-{hi} word pieces"

@@ -52,9 +52,7 @@ def rmse(gold, pred) -> float:
 
 def prepare(quick: bool) -> dict[str, pd.DataFrame]:
     """The seeded split of the essays: columns key, text and the six traits (floats)."""
-    raw = common.load_ell()
-    frame = pd.DataFrame({"key": raw["text_id"], "text": raw["full_text"],
-                          **{t: raw[t].astype(float) for t in TRAITS}})
+    frame = common.load_ell()[["key", "text", *TRAITS]]
     parts = split(frame, SEED)
     if quick:
         parts = {k: v.iloc[:QUICK["rows"][k]].reset_index(drop=True) for k, v in parts.items()}
@@ -180,8 +178,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-save", action="store_true", help="print only; leave bench/results.json alone")
     p.add_argument("--stack", action="store_true", help="train with --stack tfidf (the mode is stored as MODE+stack)")
     opts = p.parse_args(argv)
-    if not all(path.is_file() for path in common.ELL_PARTS):
-        print(f"skipped: Feedback Prize ELL not found under {common.SHARED_DATA} (set SCORELIB_SHARED_DATA)")
+    if not common.have_ell():
+        print(f"skipped: Feedback Prize ELL not found under {common.SHARED_DATA} (set SCORELIB_DATA)")
         return 0
     traits = opts.traits.split(",") if opts.traits else (QUICK["traits"] if opts.quick else TRAITS)
     modes = opts.modes.split(",")

@@ -130,13 +130,13 @@ def main(argv=None) -> int:
     texts, _, source = common.skewed_texts(256, seed=0)
     result["sets"]["bench_train_256"] = {"source": source, **measure("bench_train 256", texts, tok, opts.max_tokens,
                                                                      opts.batch_size)}
-    if all(p.is_file() for p in common.ELL_PARTS):
+    if common.have_ell():
         ell = common.load_ell()
         result["sets"]["feedback_prize_ell"] = {"source": f"feedback_prize_ell full_text ({len(ell)} essays)",
-                                                **measure("feedback_prize_ell", ell["full_text"].tolist(), tok,
+                                                **measure("feedback_prize_ell", ell["text"].tolist(), tok,
                                                           opts.max_tokens, opts.batch_size)}
     else:
-        print(f"SKIP feedback_prize_ell: {common.ELL_PARTS[0].parent} not found")
+        print(f"SKIP feedback_prize_ell: {common.SHARED_DATA / 'feedback_prize_ell'} not found")
     print()
     for name, r in result["sets"].items():
         s = r["batchings"]["scorelib"]

@@ -60,16 +60,11 @@ def split(frame: pd.DataFrame, seed: int = SEED) -> dict[str, pd.DataFrame]:
 def prepare(name: str) -> tuple[pd.DataFrame, list[str]]:
     """The data set as a scorelib table (key, prompt, text, context, score) and its scorelib-train flags."""
     if name == "mohler_sag":
-        m = common.load_mohler()
-        frame = pd.DataFrame({"key": m["id"], "prompt": m["question_id"], "text": m["student_answer"].astype(str),
-                              "context": m["question"].astype(str) + " " + m["desired_answer"].astype(str),
-                              "score": m["score_avg"]})
+        frame = common.load_mohler()[["key", "prompt", "text", "context", "score"]]
         flags = ["--context-column", "context", "--prompt-column", "prompt", "--key-column", "key",
                  "--score-range", "0", "5", "--score-step", "0.25", "--best-checkpoint-metric", "pearson"]
     else:
-        c = common.load_clear()
-        frame = pd.DataFrame({"key": c["ID"].astype(str), "text": c["Excerpt"].astype(str),
-                              "score": c["BT_easiness"]})
+        frame = common.load_clear()[["key", "text", "score"]]
         flags = ["--key-column", "key", "--score-range", "-3.7", "1.8", "--best-checkpoint-metric", "rmse"]
     return frame, flags
 
@@ -245,7 +240,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if not common.have_shared_data():
         print(f"SKIP quality benchmarks: real data not found at {common.SHARED_DATA} "
-              f"(set SCORELIB_SHARED_DATA to the folder holding mohler_sag/ and clear_readability/)")
+              f"(set SCORELIB_DATA to the folder holding mohler_sag/ and clear_readability/)")
         return 0
     for name in args.only or ["mohler_sag", "clear_readability"]:
         if args.baseline_only:

@@ -105,9 +105,7 @@ def prepare(name: str, folder: Path, max_rows: int | None,
             folder / "ranges.csv", index=False)
         flags = ["--score-ranges", str(folder / "ranges.csv"), "--score-step", "1", "--best-checkpoint-metric", "qwk"]
     elif name == "feedback_prize_ell":
-        raw = common.load_ell()
-        frame = pd.DataFrame({"key": raw["text_id"], "text": raw["full_text"],
-                              **{t: raw[t].astype(float) for t in TRAITS}})
+        frame = common.load_ell()[["key", "text", *TRAITS]]
         parts = split(frame, SEED)
         flags = ["--score-column", ",".join(TRAITS), "--score-range", "1", "5", "--score-step", "0.5",
                  "--long-text", "head-tail", "--max-length", "512", "--best-checkpoint-metric", "mcrmse"]
@@ -282,8 +280,8 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in DATASETS] + [s for s in settings if s not in SETTINGS]
     if unknown:
         p.error(f"unknown data set(s) or setting(s): {', '.join(unknown)}")
-    if any(n != "demo" for n in names) and not (common.have_shared_data() and all(x.is_file() for x in common.ELL_PARTS)):
-        p.error(f"the real data sets are not at {common.SHARED_DATA} (set SCORELIB_SHARED_DATA), or use --datasets demo")
+    if any(n != "demo" for n in names) and not (common.have_shared_data() and common.have_ell()):
+        p.error(f"the real data sets are not at {common.SHARED_DATA} (set SCORELIB_DATA), or use --datasets demo")
     try:
         train_rows = {k: int(v) for k, v in (x.split("=") for x in args.train_rows.split(",") if x)}
     except ValueError:

@@ -41,7 +41,7 @@ def batch_texts(n: int) -> tuple[list[str], str]:
     if common.have_shared_data():
         m = common.load_mohler()
         rng = np.random.default_rng(0)
-        return m["student_answer"].astype(str).iloc[rng.permutation(len(m))[:n]].tolist(), f"{n} Mohler SAG answers"
+        return m["text"].iloc[rng.permutation(len(m))[:n]].tolist(), f"{n} Mohler SAG answers"
     print(f"WARNING: {common.SHARED_DATA} not found: scoring the embedded demo answers instead", file=sys.stderr)
     from scorelib.data import demo
 

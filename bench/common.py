@@ -1,8 +1,9 @@
 """Shared helpers of the benchmarks: real texts, the machine, child processes, tables, results.json.
 
-The benchmarks read the real data sets from ``../shared/data`` (beside the checkout; override with
-``SCORELIB_SHARED_DATA``) and never copy them into the repository: prepared tables go to a temporary
-folder. Speed benchmarks fall back to the embedded demo data, with a warning, where that folder is absent.
+The benchmarks read the real data sets through ``scorelib.datasets.load_dataset`` (one reader of each set), from
+its local copy: ``$SCORELIB_DATA``, which this module sets to ``../shared/data`` beside the checkout where that
+exists. Nothing is copied into the repository: prepared tables go to a temporary folder. Speed benchmarks fall
+back to the embedded demo data, with a warning, where the sets are absent.
 """
 from __future__ import annotations
 
@@ -21,11 +22,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("SCORELIB_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("SCORELIB_DATA") or ROOT.parent / "shared" / "data")
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("SCORELIB_DATA", str(SHARED_DATA))  # the children (scorelib-train mohler ...) too
 RESULTS = ROOT / "bench" / "results.json"
-MOHLER = SHARED_DATA / "mohler_sag" / "mohler_texas_sag_v2.csv"
-CLEAR_PARTS = [SHARED_DATA / "clear_readability" / f"CLEAR_corpus_final_part{i}of2.csv" for i in (1, 2)]
-ELL_PARTS = [SHARED_DATA / "feedback_prize_ell" / f"train_part{i}of3.csv" for i in (1, 2, 3)]
 # The benchmark method a result was measured with; report.py flags results from an older one as stale.
 # "fair-1" (issue 9): fused AdamW pinned on both sides, scorelib capped at HF's 16 texts per batch, the config
 # order rotated each repeat, threads recorded per child, epochs picked on valid only, TF-IDF + ridge given the
@@ -36,19 +36,36 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def have_local(*names: str) -> bool:
+    """Whether the local copy holds every set of ``names`` (the benchmarks do not download)."""
+    from scorelib.datasets import sets
+
+    return all((SHARED_DATA / sets.SETS[n].local_folder / f).is_file() for n in names for f in sets.SETS[n].local_files)
+
+
 def have_shared_data() -> bool:
-    return MOHLER.is_file() and all(p.is_file() for p in CLEAR_PARTS)
+    return have_local("mohler", "clear")
+
+
+def have_ell() -> bool:
+    return have_local("ellipse")
+
+
+def load(name: str) -> pd.DataFrame:
+    """A set's table in scorelib's columns (``scorelib.datasets.load_dataset``, from the local copy)."""
+    from scorelib.datasets import load_dataset
+
+    return load_dataset(name, data_dir=SHARED_DATA, quiet=True).table
 
 
 def load_mohler() -> pd.DataFrame:
-    """Mohler SAG rows used in the paper (``ignored_in_paper`` False), ids read as strings."""
-    frame = pd.read_csv(MOHLER, dtype={"question_id": str, "id": str})
-    return frame[~frame["ignored_in_paper"].astype(bool)].reset_index(drop=True)
+    """Mohler SAG answers used in the paper: key, prompt (question id), text, context, score (0-5), graders."""
+    return load("mohler")
 
 
 def load_clear() -> pd.DataFrame:
-    """The CLEAR corpus (both CSV parts, in order)."""
-    return pd.concat([pd.read_csv(p) for p in CLEAR_PARTS], ignore_index=True)
+    """The CLEAR corpus: key, prompt, text (the excerpt), score (BT_easiness), se, category."""
+    return load("clear")
 
 
 def skewed_texts(n: int = 256, seed: int = 0, long_share: float = 0.5) -> tuple[list[str], np.ndarray, str]:
@@ -72,16 +89,16 @@ def skewed_texts(n: int = 256, seed: int = 0, long_share: float = 0.5) -> tuple[
     clear, mohler = load_clear(), load_mohler()
     c = clear.iloc[rng.permutation(len(clear))[:n_long]]
     m = mohler.iloc[rng.permutation(len(mohler))[: n - n_long]]
-    texts = c["Excerpt"].tolist() + m["student_answer"].astype(str).tolist()
-    target = np.concatenate([(c["BT_easiness"].to_numpy() + 3.7) / 5.5, m["score_avg"].to_numpy() / 5.0])
+    texts = c["text"].tolist() + m["text"].tolist()
+    target = np.concatenate([(c["score"].to_numpy() + 3.7) / 5.5, m["score"].to_numpy() / 5.0])
     order = rng.permutation(n)
     desc = f"{n_long} CLEAR excerpts + {n - n_long} Mohler SAG answers (seed {seed})"
     return [texts[i] for i in order], target[order].astype(np.float32), desc
 
 
 def load_ell() -> pd.DataFrame:
-    """Feedback Prize ELL train essays (the three CSV parts, in order; every column read as a string)."""
-    return pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in ELL_PARTS], ignore_index=True)
+    """Feedback Prize ELL train essays (the local copy of 'ellipse'): key, prompt, text and the six traits."""
+    return load("ellipse")
 
 
 def machine() -> dict:
