@@ -6,6 +6,9 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.scorelib-installed
+# The real data sets: scorelib.datasets reads its local copy from $SCORELIB_DATA, set here to ../shared/data
+# beside the checkout where that exists (the notebooks, tests and benchmarks then download nothing).
+export SCORELIB_DATA ?= $(abspath $(wildcard ../shared/data))
 
 .PHONY: install demo test test-fast notebooks bench clean
 

@@ -68,6 +68,20 @@ class Source:
         return self.cache_folder(cache) / self.path(rel)
 
 
+def shown(path) -> str:
+    """A path as printed for people: relative to the working folder where it is near, else with ``~`` for the home
+    folder (a notebook's output then names no one's machine)."""
+    path = Path(path)
+    try:
+        rel = os.path.relpath(path)
+        if not rel.startswith(os.path.join(os.pardir, os.pardir, os.pardir)):
+            return rel
+    except ValueError:  # another drive (Windows)
+        pass
+    home = Path.home()
+    return "~/" + str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
+
+
 def cache_dir(cache=None) -> Path:
     """``cache``, else ``$SCORELIB_CACHE``, else ``~/.cache/scorelib``."""
     return Path(cache or os.environ.get("SCORELIB_CACHE") or Path.home() / ".cache" / "scorelib").expanduser()
@@ -190,7 +204,7 @@ def fetch(source: Source, cache=None, allow_download: bool = True) -> tuple[Path
     top = source.cache_folder(cache)
     missing = check_cached(source, cache)
     if not missing:
-        return top / source.folder, f"the cache ({top})"
+        return top / source.folder, f"the cache ({shown(top)})"
     by_hand = source.cached(cache, missing[0])
     if not allow_download:
         raise MissingFileError(f"{by_hand}: not in the cache and downloading is off; download {source.url(missing[0])}"
@@ -225,5 +239,5 @@ def fetch(source: Source, cache=None, allow_download: bool = True) -> tuple[Path
         logger.info("downloaded %d file(s), %.1f MB, in %.1f s into %s", len(missing), sum(sizes) / 2 ** 20,
                     time.perf_counter() - start, top)
         return top / source.folder, f"a download from {source.url(missing[0]).rsplit('/' + source.commit, 1)[0]}" \
-                                    f" at {source.commit[:12]}, cached in {top}"
-    return top / source.folder, f"the cache ({top})"
+                                    f" at {source.commit[:12]}, cached in {shown(top)}"
+    return top / source.folder, f"the cache ({shown(top)})"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from scorelib.datasets import sets
-from scorelib.datasets.fetch import fetch
+from scorelib.datasets.fetch import fetch, shown
 from scorelib.errors import MissingFileError, OptionError
 
 logger = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def load_dataset(name: str, *, data_dir=None, cache_dir=None, download: bool = T
     kwargs = {"include_ignored": include_ignored} if name == "mohler" else {}
     if local is not None:
         table, rows = build(local_reader(local), local, **kwargs)
-        origin, files = f"a local copy ({local}): {spec.local_note}", [str(local / f) for f in spec.local_files]
+        origin, files = f"a local copy ({shown(local)}): {spec.local_note}", [str(local / f) for f in spec.local_files]
     else:
         folder, origin = fetch(spec.source, cache_dir, allow_download=download)
         table, rows = build(upstream_reader(folder), folder, **kwargs)
