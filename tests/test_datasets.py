@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scorelib.datasets import DownloadError, load_dataset, sets
+from scorelib.datasets import DownloadError, load_dataset, loader, sets
 from scorelib.datasets.fetch import Source, blob_id, file_blob_id
 from scorelib.errors import MissingFileError, OptionError
 from upstream_server import UpstreamServer, build_upstream
@@ -47,6 +47,7 @@ def served(upstream, monkeypatch, tmp_path):
     monkeypatch.setenv("SCORELIB_DATA_URL", server.url)
     monkeypatch.setenv("SCORELIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SCORELIB_DATA", raising=False)
+    monkeypatch.setattr(loader, "_noticed", set())  # as in a new process: the first load prints the license
     return {**upstream, "cache": tmp_path / "cache"}
 
 
