@@ -209,3 +209,96 @@ def test_import_configures_no_logging():
             "print([type(h).__name__ for h in log.handlers], log.propagate, log.level)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['NullHandler'] True 0"
+
+
+# ---------------------------------------------------------------- two runs, one save dir (scorelib.locks)
+@pytest.mark.slow
+def test_a_second_run_on_a_save_dir_in_use_is_refused_and_a_killed_runs_lock_taken_over(tmp_path):
+    """Two real scorelib-train processes: the second, started while the first is inside its first checkpoint save,
+    is refused in one line naming the first (exit 2) and leaves the first's in-flight file alone; once the first is
+    killed, the next run takes its lock over with a warning and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from scorelib.locks import LOCK_NAME
+    from scorelib.writers import PAUSE_ENV
+
+    save = tmp_path / "run"
+    argv = [str(Path(sys.executable).parent / "scorelib-train"), "--save-dir", str(save), *TRAIN_ARGV]
+    env = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
+    with open(tmp_path / "first.log", "w") as log:
+        first = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**env, PAUSE_ENV: "300"})
+    try:
+        deadline = time.monotonic() + 300
+        while not list(save.glob(".checkpoint*.tmp")):  # the first run is writing its first checkpoint
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the first run never reached its first save"
+            time.sleep(0.05)
+        in_flight = list(save.glob(".checkpoint*.tmp"))
+        second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+        assert second.returncode == 2, second.stderr[-3000:]
+        assert second.stderr.count("\n") == 1 and second.stderr.startswith(f"scorelib-train: error: --save-dir {save}: "
+                                                                           f"in use by process {first.pid} ")
+        assert "scorelib-train --save-dir" in second.stderr and "started" in second.stderr
+        assert all(p.is_file() for p in in_flight) and first.poll() is None  # the first run was not disturbed
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert str(first.pid) in (save / LOCK_NAME).read_text()  # a killed run cannot clear its lock's text
+    third = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert f"taking over the lock left by process {first.pid} " in third.stdout
+    assert "no longer running" in third.stdout and "left by a save that was interrupted" in third.stdout
+    assert not list(save.glob(".*.tmp")) and (save / "checkpoint_best.pt").is_file()
+    assert (save / LOCK_NAME).read_text() == ""  # released cleanly at the end of the run
+
+
+HOLD = "import sys, time; from scorelib import locks; locks.acquire(sys.argv[1], 'x'); print('locked', flush=True); " \
+       "time.sleep(120)"
+
+
+def held_by_another_process(folder):
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_cv_dir_in_use_is_refused_before_anything_is_written(tmp_path, capsys):
+    """scorelib-cv locks its CV dir for the whole cross-validation (each fold's run locks its own fold{i}/)."""
+    from test_cv import TINY, small_table
+
+    from scorelib.cli.cv import cli_main as cv_cli
+
+    data = small_table(tmp_path / "data")
+    holder = held_by_another_process(tmp_path / "cv")
+    try:
+        code = cv_cli([str(data), "--folds", "3", "--save-dir", str(tmp_path / "cv"), *TINY])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"scorelib-cv: error: --save-dir {tmp_path / 'cv'}: in use by process {holder.pid} ")
+    assert [p.name for p in (tmp_path / "cv").iterdir()] == [".scorelib.lock"]  # nothing of the run written
+
+
+def test_eval_refuses_a_results_folder_another_evaluation_writes(trained_dir, tmp_path, capsys):
+    results = tmp_path / "results"
+    holder = held_by_another_process(results)
+    try:
+        code = eval_cli([str(trained_dir), "--split", "valid", "--cpu", "--results-path", str(results)])
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"scorelib-eval: error: --results-path {results}: in use by process {holder.pid} ")
+    assert [p.name for p in results.iterdir()] == [".scorelib.lock"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scorelib import locks
 from scorelib.data.prompts import PromptTable
 from scorelib.errors import CheckpointError, MissingFileError, OptionError
 from scorelib.options import complete_cfg
@@ -50,9 +51,10 @@ def plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint: {value!r}")
 
 
-def prepare_save_dir(save_dir, create: bool = True) -> Path:
+def prepare_save_dir(save_dir, create: bool = True, lock: str | None = None) -> Path:
     """Create ``save_dir`` (with ``create=False``, only check it); a clear error where the path (or a parent)
-    is a regular file."""
+    is a regular file. With ``lock`` (how the user named the folder), take its lock (:mod:`scorelib.locks`)
+    before removing what interrupted saves left: the caller releases it (``locks.release``) when its run ends."""
     path = Path(save_dir)
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
@@ -65,6 +67,8 @@ def prepare_save_dir(save_dir, create: bool = True) -> Path:
     except OSError as e:
         raise OptionError(f"--save-dir {save_dir}: cannot create it ({e.strerror}); choose a folder you can write "
                           f"to") from None
+    if lock:  # a second run must not remove the first one's temporary files, in flight
+        locks.acquire(path, lock)
     for stale in remove_stale_temporaries(path):
         logger.warning("removed %s, left by a save that was interrupted", stale)
     return path

@@ -14,13 +14,14 @@ import logging
 import math
 import random
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from scorelib import checkpoint_utils
+from scorelib import checkpoint_utils, locks
 from scorelib.data.scoring_dataset import batch_iterator
 from scorelib.distributed import utils as dist
 from scorelib.errors import MissingFileError, OptionError
@@ -104,11 +105,25 @@ def main(args, steps: tuple = ()) -> dict:
     Returns:
         dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
         ``metric``, the valid metric that picked ``checkpoint_best`` (``history``'s ``valid_{metric}``).
+
+    Raises:
+        FolderInUseError: another run holds the save dir (its lock is held by the main process, to the end).
     """
+    with ExitStack() as held:
+        return train_locked(args, steps, held)
+
+
+def train_locked(args, steps: tuple, held: ExitStack) -> dict:
+    """:func:`main`'s body; the save dir's locks taken are released by ``held``."""
     world = dist.init(args.cpu)
     set_seed(args.seed)
     check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
     results_path = results_dir(args.results_path, args.save_dir)
+    # a file in the save dir's way is refused here; the folder itself is created below
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)
+    what = f"--save-dir {args.save_dir}"
+    if world.is_main and save_dir.is_dir():  # a second run is refused before it reads the first one's checkpoints
+        held.enter_context(locks.folder_lock(save_dir, what))
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
     check_trait_options(args, task.prompts)
     for step in steps:
@@ -118,8 +133,6 @@ def main(args, steps: tuple = ()) -> dict:
         task.load_dataset("valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
-    # a file in the save dir's way is refused here; the folder itself is created below
-    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)
     restore = Path(args.restore_file)
     restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
     if not restore.is_file() and args.restore_file != RESTORE_FILE:
@@ -139,7 +152,8 @@ def main(args, steps: tuple = ()) -> dict:
     progress = Progress(metric, args.maximize_best_checkpoint_metric or MAXIMIZE[metric])
     extra = trainer.load_checkpoint(restore)  # checked against this run's options before anything is written
     if world.is_main:
-        checkpoint_utils.prepare_save_dir(save_dir)
+        checkpoint_utils.prepare_save_dir(save_dir, lock=what)  # (re-entrant) locked before temporaries go
+        held.callback(locks.release, save_dir)
         checkpoint_utils.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
     if extra is not None:
         progress.resume(extra)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scorelib import checkpoint_utils
+from scorelib import checkpoint_utils, locks
 from scorelib.cli.options import parse_cv_args
 from scorelib.cli.train import train
 from scorelib.cutpoints.thresholds import check_can_fit
@@ -89,7 +90,17 @@ def cross_validate(args) -> dict:
 
     Returns:
         dict: ``oof`` (the out-of-fold frame), ``metrics`` (metrics-cv.json's content), ``save_dir``, ``results_path``.
+
+    Raises:
+        FolderInUseError: another run holds the CV dir (locked from its first write to the end; each fold's run
+            locks its own ``fold{i}/`` as any training run does).
     """
+    with ExitStack() as held:
+        return cross_validate_locked(args, held)
+
+
+def cross_validate_locked(args, held: ExitStack) -> dict:
+    """:func:`cross_validate`'s body; the CV dir's lock is released by ``held``."""
     from tqdm.auto import tqdm
 
     check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
@@ -104,7 +115,8 @@ def cross_validate(args) -> dict:
     folds = given_folds(frame, args) if args.fold_column else assign_folds(frame, table, args.folds or 5,
                                                                            args.split_seed)
     k = int(folds.max()) + 1
-    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir)
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, lock=f"--save-dir {args.save_dir}")
+    held.callback(locks.release, save_dir)
     assignment = pd.DataFrame({"key": frame["key"], "fold": folds})
     if (save_dir / "folds.csv").is_file():
         before = pd.read_csv(save_dir / "folds.csv", dtype={"key": str}, keep_default_na=False)

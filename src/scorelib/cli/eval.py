@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from scorelib import checkpoint_utils, options
+from scorelib import checkpoint_utils, locks, options
 from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError
 from scorelib.logging.console import run, setup_logging
@@ -77,11 +77,15 @@ def eval_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
-        metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
-        print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
-        out[split] = metrics
-        if args.report:
-            write_report(args, source, ckpt, split, results_path)
+        results_path.mkdir(parents=True, exist_ok=True)
+        # two evaluations into one results folder would mix their files; a training run does not hold it (its lock
+        # is on the save dir), so a checkpoint can be evaluated while its run goes on
+        with locks.folder_lock(results_path, f"--results-path {results_path}"):
+            metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: parts
+            print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
+            out[split] = metrics
+            if args.report:
+                write_report(args, source, ckpt, split, results_path)
     return out
 
 
