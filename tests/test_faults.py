@@ -7,6 +7,7 @@ import logging
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -302,3 +303,177 @@ def test_eval_refuses_a_results_folder_another_evaluation_writes(trained_dir, tm
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"scorelib-eval: error: --results-path {results}: in use by process {holder.pid} ")
     assert [p.name for p in results.iterdir()] == [".scorelib.lock"]
+
+
+# ---------------------------------------------------------------- damaged or edited save dirs (issue 34, item 6)
+def edited_copy(trained_dir, target, edit_state=None, stack=False):
+    """A save dir beside ``trained_dir``: its tokenizer and encoder linked, prompts.json copied, checkpoint_best.pt
+    rewritten after ``edit_state(state)``; with ``stack``, a real TF-IDF stack fitted on a few demo texts in stack/
+    (and ``cfg.stack`` set), so that the stack's files can be damaged without another training run."""
+    import os
+
+    target.mkdir()
+    for name in ("tokenizer", "encoder"):
+        os.symlink(trained_dir / name, target / name)
+    shutil.copyfile(trained_dir / "prompts.json", target / "prompts.json")
+    state = torch.load(trained_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)
+    if stack:
+        from scorelib.data.demo import load_demo
+        from scorelib.stack.tfidf import STACK_DIR, TfidfStack
+
+        frame = load_demo()["train"].head(40)
+        y = (frame["score"].astype(float) / 10).to_numpy()
+        TfidfStack.fit(frame["text"].tolist(), y, frame["text"].tolist(), y).save(target / STACK_DIR)
+        state["cfg"]["stack"] = "tfidf"
+    if edit_state:
+        edit_state(state)
+    torch.save(state, target / "checkpoint_best.pt")
+    return target
+
+
+def edit_json(path, edit):
+    import json
+
+    value = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps(edit(value)), encoding="utf-8")
+
+
+def edit_npz(path, **arrays):
+    import numpy as np
+
+    with np.load(path) as data:
+        values = {k: data[k] for k in data.files}
+    values.update(arrays)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **values)
+
+
+def head_weight(state):
+    """One NaN in the last matrix of the model (the head's output layer)."""
+    name = [k for k in state["model"] if k.endswith(".weight") and state["model"][k].dim() == 2][-1]
+    state["model"][name] = state["model"][name].clone()
+    state["model"][name][0, 0] = float("nan")
+    return name
+
+
+def fake_cv_dir(trained_dir, target):
+    """A CV dir of two folds that are both ``trained_dir`` (linked), with cv.json and prompts.json as scorelib-cv
+    writes them."""
+    import json
+    import os
+
+    target.mkdir()
+    for i in range(2):
+        os.symlink(trained_dir, target / f"fold{i}")
+    shutil.copyfile(trained_dir / "prompts.json", target / "prompts.json")
+    cfg = torch.load(trained_dir / "checkpoint_best.pt", map_location="cpu", weights_only=True)["cfg"]
+    (target / "cv.json").write_text(json.dumps({"folds": 2, "args": cfg}), encoding="utf-8")
+    return target
+
+
+def stack_case(edit):
+    def build(trained_dir, tmp):
+        save = edited_copy(trained_dir, tmp / "save", stack=True)
+        edit(save / "stack")
+        return save
+    return build
+
+
+def state_case(edit):
+    return lambda trained_dir, tmp: edited_copy(trained_dir, tmp / "save", edit)
+
+
+def cv_case(edit):
+    def build(trained_dir, tmp):
+        cv = fake_cv_dir(trained_dir, tmp / "cv")
+        edit(cv)
+        return cv
+    return build
+
+
+def set_key(key, value):
+    return lambda d: {**d, key: value}
+
+
+def drop_key(key):
+    return lambda d: {k: v for k, v in d.items() if k != key}
+
+
+DAMAGED = [  # (id, build(trained_dir, tmp) -> the dir scorelib-score reads, needles of its one error line)
+    ("checkpoint without encoder", state_case(lambda s: s.pop("encoder")),
+     ("checkpoint_best.pt: its 'encoder' entry holds nothing",)),
+    ("checkpoint without prompts", state_case(lambda s: s.pop("prompts")),
+     ("checkpoint_best.pt: its 'prompts' entry holds nothing",)),
+    ("model a list", state_case(lambda s: s.update(model=list(s["model"].values()))),
+     ("checkpoint_best.pt: its 'model' entry holds list",)),
+    ("ques_emb of the wrong shape", state_case(lambda s: s["model"].update(
+        {"ques_emb.weight": torch.zeros(7, s["model"]["ques_emb.weight"].shape[1])})),
+     ("checkpoint_best.pt: its weights do not fit its 3 prompt(s)", "ques_emb.weight")),
+    ("format_version '1'", state_case(lambda s: s.update(format_version="1")),
+     ("checkpoint_best.pt: format_version '1' is not a format number",)),
+    ("cfg.max_length 'abc'", state_case(lambda s: s["cfg"].update(max_length="abc")),
+     ("checkpoint_best.pt: its options hold max_length 'abc'", "--max-length must be >= 8")),
+    ("cfg.pooling unknown", state_case(lambda s: s["cfg"].update(pooling="bogus")),
+     ("checkpoint_best.pt: its options hold pooling 'bogus', not one of",)),
+    ("a NaN head weight", state_case(head_weight), ("checkpoint_best.pt: weight", "holds NaN or infinite values")),
+    ("prompts.json {'ranges': 5}", lambda trained_dir, tmp: (edited_copy(trained_dir, tmp / "save"), edit_json(
+        tmp / "save" / "prompts.json", lambda d: {"ranges": 5}))[0], ("prompts.json: not a valid prompt table",)),
+    ("prompts.json ranges a number", lambda trained_dir, tmp: (edited_copy(trained_dir, tmp / "save"), edit_json(
+        tmp / "save" / "prompts.json", set_key("ranges", 5)))[0],
+     ("prompts.json: not a valid prompt table (AttributeError",)),
+    ("stack.json without vocabularies", stack_case(lambda d: edit_json(d / "stack.json", drop_key("vocabularies"))),
+     ("stack.json: no vocabulary of terms for each of word, char",)),
+    ("stack alphas 'x'", stack_case(lambda d: edit_json(d / "stack.json", set_key("alphas", ["x"]))),
+     ("stack.json: needs a weight in [0, 1] and an alpha", "alphas ['x']")),
+    ("stack weight 25", stack_case(lambda d: edit_json(d / "stack.json", set_key("weight", [25]))),
+     ("stack.json: needs a weight in [0, 1]", "got weight [25]")),
+    ("stack weight NaN", stack_case(lambda d: edit_json(d / "stack.json", set_key("weight", [float("nan")]))),
+     ("stack.json: needs a weight in [0, 1]", "got weight [nan]")),
+    ("stack coefficient NaN", stack_case(lambda d: edit_npz(d / "arrays.npz", coef=np.load(d / "arrays.npz")[
+        "coef"] * float("nan"))), ("arrays.npz: array 'coef' holds values that are not finite",)),
+    ("stack intercept 1e308", stack_case(lambda d: edit_npz(d / "arrays.npz", intercept=np.array([1e308]))),
+     ("arrays.npz: array 'intercept' holds values that are not finite or lie outside [-1e+06, 1e+06]",)),
+    ("stack array of 1e7 floats", stack_case(lambda d: edit_npz(d / "arrays.npz", idf_word=np.ones(10 ** 7))),
+     ("arrays.npz: refused to load: array 'idf_word' takes 80,000,128 bytes, more than its shape",)),
+    ("stack/ holding evil.pkl", stack_case(lambda d: (d / "evil.pkl").write_bytes(b"\x80\x04N.")),
+     ("stack/evil.pkl: refused: a stack folder holds only stack.json, arrays.npz",)),
+    ("cv.json without folds", cv_case(lambda d: edit_json(d / "cv.json", drop_key("folds"))),
+     ("cv.json: holds no fold count",)),
+    ("CV prompts.json range edited to 0..300", cv_case(lambda d: edit_json(d / "prompts.json", lambda p: {
+        **p, "ranges": {**p["ranges"], "q1": [0, 300]}})), ("cv/prompts.json: its ranges", "differ from those",
+                                                            "fold0/checkpoint_best.pt was trained on")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build, needles", [pytest.param(b, n, id=i) for i, b, n in DAMAGED])
+def test_a_damaged_or_edited_save_dir_is_refused_in_one_line(build, needles, trained_dir, tmp_path, capsys):
+    """scorelib-score on a damaged save dir, stack or CV dir: exit 2, one line naming the file and what is wrong,
+    no score printed (a NaN never), nothing changed."""
+    from test_bad_inputs import snapshot
+
+    target = build(trained_dir, tmp_path)
+    before = snapshot(tmp_path, trained_dir)
+    capsys.readouterr()
+    code = score_cli([str(target), "--cpu", "--prompt", "q1", "--format", "json", "an answer to score"])
+    out, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("scorelib-score: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert "NaN" not in out and '"score"' not in out
+    assert snapshot(tmp_path, trained_dir) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["stack", "cv"])
+def test_the_undamaged_copies_score(kind, trained_dir, tmp_path, capsys):
+    """Control for the cases above: the same copies, undamaged, load and score."""
+    import json
+
+    target = edited_copy(trained_dir, tmp_path / "save", stack=True) if kind == "stack" else \
+        fake_cv_dir(trained_dir, tmp_path / "cv")
+    capsys.readouterr()
+    assert score_cli([str(target), "--cpu", "--prompt", "q1", "--format", "json", "an answer to score"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 <= record["score"] <= 3

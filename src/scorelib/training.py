@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scorelib import checkpoint_utils, locks
+from scorelib import checkpoint_utils
 from scorelib.data.scoring_dataset import batch_iterator
 from scorelib.distributed import utils as dist
 from scorelib.errors import MissingFileError, OptionError
@@ -115,6 +115,8 @@ def main(args, steps: tuple = ()) -> dict:
 
 def train_locked(args, steps: tuple, held: ExitStack) -> dict:
     """:func:`main`'s body; the save dir's locks taken are released by ``held``."""
+    from scorelib import locks  # not part of the course: one run at a time in a folder
+
     world = dist.init(args.cpu)
     set_seed(args.seed)
     check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")

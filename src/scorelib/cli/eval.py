@@ -6,7 +6,6 @@ data options the user does not give are taken from the training run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from scorelib import checkpoint_utils, locks, options
@@ -54,7 +53,7 @@ def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
 
 def eval_checkpoint(args, parser) -> dict:
     """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
-    from scorelib.hub.ensemble import is_cv_dir
+    from scorelib.hub.ensemble import is_cv_dir, read_cv_info
     from scorelib.hub.scorer import load, resolve_checkpoint
     from scorelib.models.scoring_model import check_window
     from scorelib.stack.tfidf import write_scorer_results
@@ -65,7 +64,7 @@ def eval_checkpoint(args, parser) -> dict:
             raise OptionError(f"{args.checkpoint}: a cross-validation dir was trained on every row of its data; "
                               f"name a held-out table: scorelib-eval {args.checkpoint} --split test DATA")
         ckpt, source = Path(args.checkpoint) / "ensemble", args.checkpoint  # results: result-ensemble-{split}
-        cfg = options.complete_cfg(json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"])
+        cfg = options.complete_cfg((read_cv_info(args.checkpoint) or {"args": {}})["args"])
     else:
         source = ckpt = resolve_checkpoint(args.checkpoint)
         cfg = checkpoint_utils.load_checkpoint(ckpt)["cfg"]
