@@ -477,3 +477,56 @@ def test_the_undamaged_copies_score(kind, trained_dir, tmp_path, capsys):
     assert score_cli([str(target), "--cpu", "--prompt", "q1", "--format", "json", "an answer to score"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= record["score"] <= 3
+
+
+# ---------------------------------------------------------------- user text in plots (issue 34, item 5)
+MATH_IDS = ["$\\foo$", "a$b$c", "50$"]
+
+
+def math_results(tmp_path, monkeypatch=None):
+    from scorelib.data.prompts import PromptTable
+    from scorelib.results import results_frame, write_results
+
+    table = PromptTable(ids=MATH_IDS, ranges={p: (0.0, 4.0) for p in MATH_IDS}, step=1.0)
+    prompts = [p for p in MATH_IDS for _ in range(4)]
+    gold = np.array([0, 1, 3, 4] * 3, dtype=float)
+    frame = results_frame([f"k{i}" for i in range(12)], prompts, gold, np.linspace(0.1, 0.9, 12),
+                          ["a text"] * 12, table)
+    from scorelib.results import frame_metrics
+
+    return write_results(frame, frame_metrics(frame, table), table, tmp_path / "results", "checkpoint_best.pt", "test")
+
+
+def test_prompt_ids_with_dollars_are_drawn_as_text(tmp_path, log_of):
+    """A prompt named ``$\\foo$`` (mathtext that matplotlib cannot parse) is drawn as typed; the control shows
+    that matplotlib's default would raise on it."""
+    from matplotlib.figure import Figure
+
+    control = Figure()
+    control.subplots().set_title(MATH_IDS[0])
+    with pytest.raises(ValueError):
+        control.savefig(tmp_path / "control.png")
+    paths = math_results(tmp_path)
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "not drawn" not in log_of.text
+    from scorelib.report.html import dsm_plot
+
+    html = dsm_plot({MATH_IDS[0]: {"dsm": 0.2}, MATH_IDS[1]: {"dsm": -0.05}}, "$group$", 0.1)  # the report's figure
+    assert html.startswith('<img alt="plot" src="data:image/png;base64,')
+
+
+def test_a_figure_that_fails_costs_only_the_figure(tmp_path, monkeypatch, log_of):
+    """The result tables and metrics are written before the figure; a failing figure is one warning."""
+    import scorelib.results
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the plot broke\non two lines")
+
+    monkeypatch.setattr(scorelib.results, "plot_results", broken)
+    paths = math_results(tmp_path)
+    for key in ("xlsx", "csv", "metrics"):
+        assert paths[key].is_file()
+    assert not paths["plot"].exists() and not list(paths["plot"].parent.glob(".*.tmp"))
+    warnings = {r.getMessage() for r in log_of.records if r.levelname == "WARNING"}  # (caplog may see it twice)
+    assert warnings == {f"{paths['plot']}: not drawn (RuntimeError: the plot broke on two lines); the result tables "
+                        f"and metrics are written"}
