@@ -530,3 +530,84 @@ def test_a_figure_that_fails_costs_only_the_figure(tmp_path, monkeypatch, log_of
     warnings = {r.getMessage() for r in log_of.records if r.levelname == "WARNING"}  # (caplog may see it twice)
     assert warnings == {f"{paths['plot']}: not drawn (RuntimeError: the plot broke on two lines); the result tables "
                         f"and metrics are written"}
+
+
+# ---------------------------------------------------------------- input files are never written over (item 4)
+def small_folder(folder):
+    """The demo's first 15 rows of each prompt as ``folder/train.csv`` and ``folder/ranges.csv`` (with a note)."""
+    import pandas as pd
+
+    from scorelib.data.demo import DEMO_RANGES, load_demo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = pd.concat(load_demo().values()).groupby("prompt").head(15)[["key", "prompt", "text", "score"]]
+    frame.to_csv(folder / "train.csv", index=False)
+    pd.DataFrame([(p, lo, hi, "keep me") for p, (lo, hi) in DEMO_RANGES.items()],
+                 columns=["prompt", "min", "max", "note"]).to_csv(folder / "ranges.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("tool", ["cv", "train"])
+def test_a_run_that_would_write_over_its_input_is_refused(tool, tmp_path, capsys):
+    """``scorelib-cv DATA --save-dir DATA --score-ranges DATA/ranges.csv`` would rewrite ranges.csv (the CV's own
+    copy of the ranges); a training run whose data table is named as one of its files (history.csv) the same."""
+    from test_bad_inputs import entry, snapshot
+
+    data = small_folder(tmp_path / "data")
+    if tool == "train":
+        (data / "train.csv").rename(data / "history.csv")
+        argv = [str(data / "history.csv"), "--save-dir", str(data)]
+        victim = data / "history.csv"
+    else:
+        argv = [str(data), "--folds", "3", "--save-dir", str(data), "--score-ranges", str(data / "ranges.csv")]
+        victim = data / "ranges.csv"
+    before = snapshot(tmp_path)
+    code = entry(tool)([*argv, *TRAIN_ARGV])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (f"scorelib-{tool}: error: --save-dir {data}: the run would write over its input "
+                                 f"{victim}; choose another folder (scorelib never writes over an input file)\n")
+    assert snapshot(tmp_path) == before  # nothing written, the input byte for byte as it was
+
+
+def test_rsmeval_file_names_are_unique_per_prompt(tmp_path, log_of):
+    """Prompt ids that give one file name (``a/b`` and ``a.b``; ``é`` and ``è``) get a file each, suffixed by a hash
+    of the id, and a warning says which file holds which prompt; each file's description names its prompt."""
+    import json
+
+    import pandas as pd
+
+    from scorelib.data.prompts import PromptTable
+    from scorelib.report.rsmeval import write_rsmeval
+
+    ids = ["a/b", "a.b", "é", "è", "plain"]
+    table = PromptTable(ids=ids, ranges={p: (0.0, 2.0 + i) for i, p in enumerate(ids)}, step=1.0)
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(10)], "prompt": [p for p in ids for _ in range(2)],
+                          "gold": [1.0] * 10, "pred": [1.5] * 10})
+    written = write_rsmeval(frame, table, tmp_path / "rsm", [], [], "checkpoint_best-test")
+    configs = [json.loads(p.read_text(encoding="utf-8")) for p in written if p.suffix == ".json"]
+    assert len(written) == 10 and len(set(written)) == 10 and all(p.is_file() for p in written)
+    held = {c["description"].rsplit("prompt ", 1)[1].rstrip(")"): c["predictions_file"] for c in configs}
+    assert sorted(held) == sorted(ids)
+    for pid, name in held.items():  # each file holds its prompt's rows
+        assert pd.read_csv(tmp_path / "rsm" / name, dtype=str)["prompt"].tolist() == [pid, pid]
+    assert held["plain"] == "scorelib_checkpoint_best_test__plain.csv"  # as before: no suffix
+    warned = {r.getMessage() for r in log_of.records if r.levelname == "WARNING"}
+    assert len(warned) == 4 and all(f"--rsmeval-dir: {held[p]} holds prompt {p!r}" in " ".join(warned)
+                                    for p in ids[:4])
+
+
+@pytest.mark.slow
+def test_eval_refuses_to_write_its_results_over_its_data(trained_dir, tmp_path, capsys):
+    """A table to evaluate named as the result file the evaluation writes (in its --results-path)."""
+    from test_bad_inputs import snapshot
+
+    results = small_folder(tmp_path / "results")
+    data = results / "result-checkpoint_best-test.csv"
+    (results / "train.csv").rename(data)
+    before = snapshot(tmp_path)
+    code = eval_cli([str(trained_dir), "--cpu", "--split", "test", str(data), "--results-path", str(results)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.endswith(f"scorelib-eval: error: --results-path {results}: the run would write over its "
+                                      f"input {data}; choose another folder (scorelib never writes over an input "
+                                      f"file)\n"), err
+    assert snapshot(tmp_path) == before

@@ -31,9 +31,14 @@ from scorelib.options import RESTORE_FILE
 from scorelib.registry import TASK_REGISTRY, lookup
 from scorelib.results import frame_metrics, results_frame, write_dataset_results
 from scorelib.trainer import Trainer
-from scorelib.writers import check_writable, results_dir
+from scorelib.writers import check_inputs_kept, check_writable, results_dir
 
 logger = logging.getLogger(__name__)
+
+
+# what a run writes in its save dir, and in its results folder: no input file may be there (scorelib-cv adds its own)
+RUN_FILES = ("prompts.json", "history.csv", "checkpoint*.pt", "tokenizer", "encoder", "stack", "results")
+RESULT_FILES = ("result-*", "metrics-*", "plot-*", "report-*")
 
 
 def set_seed(seed: int) -> None:
@@ -124,12 +129,14 @@ def train_locked(args, steps: tuple, held: ExitStack) -> dict:
     # a file in the save dir's way is refused here; the folder itself is created below
     save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)
     what = f"--save-dir {args.save_dir}"
-    if world.is_main and save_dir.is_dir():  # a second run is refused before it reads the first one's checkpoints
-        held.enter_context(locks.folder_lock(save_dir, what))
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
+    inputs = [*(f for frame in task.frames.values() for f in frame["_file"].unique()), args.score_ranges or ""]
+    check_inputs_kept(inputs, [(args.save_dir, RUN_FILES), (results_path, RESULT_FILES)], what)
     check_trait_options(args, task.prompts)
     for step in steps:
         step.check(task)
+    if world.is_main and save_dir.is_dir():  # a second run is refused before it reads the first one's checkpoints
+        held.enter_context(locks.folder_lock(save_dir, what))
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")

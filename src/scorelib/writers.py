@@ -103,6 +103,27 @@ def check_writable(path, what: str, hint: str = "") -> None:
         raise OptionError(f"{what}: cannot write there ({where} read-only){hint}")
 
 
+def check_inputs_kept(inputs, places: list, flag: str) -> None:
+    """Refuse, before anything is written, a run that would write over one of its own input files.
+
+    Args:
+        inputs (iterable of str | Path): the files the run reads (those that do not exist are skipped).
+        places (list of (folder, patterns)): where the run writes: in ``folder``, the names matching ``patterns``
+            (``fnmatch``; a folder's name covers what it holds).
+        flag (str): the option that named the folder, for the message (``"--save-dir data"``).
+    """
+    from fnmatch import fnmatch
+
+    for src in map(Path, inputs):
+        real = src.resolve() if src.is_file() else None
+        for folder, patterns in places:
+            top = Path(folder).resolve()
+            if real is not None and real.is_relative_to(top) and real != top and \
+                    any(fnmatch(real.relative_to(top).parts[0], p) for p in patterns):
+                raise OptionError(f"{flag}: the run would write over its input {src}; choose another folder "
+                                  f"(scorelib never writes over an input file)")
+
+
 def results_dir(results_path, save_dir) -> Path:
     """``--results-path``, else ``SAVE_DIR/results``; a clear error where that path is a file or read-only."""
     path = Path(results_path) if results_path else Path(save_dir) / "results"

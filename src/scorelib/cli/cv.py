@@ -34,9 +34,10 @@ from scorelib.logging.console import run, setup_logging
 from scorelib.models.scoring_model import check_encoder
 from scorelib.results import results_frame, write_results
 from scorelib.stack.tfidf import add_parts, cv_blend
-from scorelib.writers import atomic_write, check_writable, write_json, write_table
+from scorelib.writers import atomic_write, check_inputs_kept, check_writable, write_json, write_table
 
 logger = logging.getLogger(__name__)
+CV_FILES = ("folds.csv", "ranges.csv", "cv.json", "prompts.json", "fold*", "stack", "results")  # what it writes
 
 
 def cli_main(argv=None) -> int:
@@ -108,6 +109,8 @@ def cross_validate_locked(args, held: ExitStack) -> dict:
         raise OptionError("--test-fraction does not apply to scorelib-cv: every row is predicted out of fold; "
                           "keep a held-out table apart and score it with scorelib-eval DIR --split test DATA")
     frame, tables = pooled_rows(args)
+    check_inputs_kept([*frame["_file"].unique(), args.score_ranges or ""], [(args.save_dir, CV_FILES)],
+                      f"--save-dir {args.save_dir}")
     check_encoder(args.model_name_or_path, args.max_length)  # before any file of the run is written
     table = PromptTable.from_tables(tables, score_range=args.score_range, step=args.score_step)
     if args.fit_cutpoints:

@@ -13,7 +13,8 @@ from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError
 from scorelib.logging.console import run, setup_logging
 from scorelib.metrics import flat_metrics
-from scorelib.writers import results_dir
+from scorelib.training import RESULT_FILES
+from scorelib.writers import check_inputs_kept, results_dir
 
 # scorelib-eval's own options, never taken from the checkpoint
 EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
@@ -76,6 +77,8 @@ def eval_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
+        check_inputs_kept([args.data or "", *task.frames[split]["_file"].unique()],
+                          [(results_path, RESULT_FILES)], f"--results-path {results_path}")
         results_path.mkdir(parents=True, exist_ok=True)
         # two evaluations into one results folder would mix their files; a training run does not hold it (its lock
         # is on the save dir), so a checkpoint can be evaluated while its run goes on
