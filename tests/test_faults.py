@@ -611,3 +611,150 @@ def test_eval_refuses_to_write_its_results_over_its_data(trained_dir, tmp_path, 
                                       f"input {data}; choose another folder (scorelib never writes over an input "
                                       f"file)\n"), err
     assert snapshot(tmp_path) == before
+
+
+# ---------------------------------------------------------------- small ones (issue 34, item 7)
+@pytest.mark.parametrize("failure", ["ENOSPC", "torch"])
+def test_a_full_disk_keeps_the_old_file_and_names_the_path_and_free_space(tmp_path, failure):
+    import errno
+
+    from scorelib.errors import DiskFullError
+    from scorelib.writers import atomic_write
+
+    target = tmp_path / "metrics.json"
+    target.write_text("the old file")
+
+    def write(tmp):
+        open(tmp, "w").write("half a ")
+        if failure == "ENOSPC":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    with pytest.raises(DiskFullError) as e:
+        atomic_write(target, write)
+    message = str(e.value)
+    assert message.startswith(f"{target}: cannot write it (") and "MiB free in " in message and "\n" not in message
+    assert message.endswith("the file as it was is kept: free some space and run again")
+    assert target.read_text() == "the old file" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_full_disk_while_training_saves_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_utils.torch, "save", full)
+    save = tmp_path / "save"
+    assert train_cli(["--save-dir", str(save), *TRAIN_ARGV]) == 1
+    err = capsys.readouterr().err
+    first = save / "checkpoint_best.pt"  # the first file of the first save (checkpoint_last.pt is replaced last)
+    assert err.count("\n") == 1 and err.startswith(f"scorelib-train: error: {first}: cannot write it (the disk is "
+                                                   f"full; "), err
+    assert "MiB free in" in err and not list(save.glob("*.pt")) and not list(save.glob(".*.tmp"))
+
+
+def test_a_read_only_output_folder_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch, capsys, request):
+    import scorelib.hub.scorer
+    from test_bad_inputs import read_only
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded (and the texts would be scored) before the check")
+
+    monkeypatch.setattr(scorelib.hub.scorer, "load", never)
+    folder = read_only(tmp_path / "ro", request)
+    (tmp_path / "in.csv").write_text("key,prompt,text\nk1,q1,an answer\n")
+    code = score_cli([str(tmp_path), "--input", str(tmp_path / "in.csv"), "--output", str(folder / "out.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (f"scorelib-score: error: --output {folder / 'out.csv'} (folder {folder}): cannot "
+                                 f"write there (it is read-only); write the scores elsewhere\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data, needle", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xd8", "standard input: not UTF-8 text (byte 0x89 at offset 0)"),
+    (b"an answer\n\x00\x01\x02 more\n", "standard input: holds a NUL byte at offset 10"),
+])
+def test_binary_standard_input_is_one_line(data, needle, trained_dir, monkeypatch, capsys):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert score_cli([str(trained_dir), "--cpu", "--prompt", "q1"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"scorelib-score: error: {needle}") and err.count("\n") == 1, err
+    assert out == ""
+
+
+def test_texts_with_lone_surrogates_are_refused_by_the_one_check():
+    from scorelib.data.prompts import PromptTable
+    from scorelib.errors import InputError
+    from scorelib.hub.scorer import Scorer
+
+    scorer = Scorer([], None, PromptTable(ids=["q1"], ranges={"q1": (0.0, 3.0)}))
+    with pytest.raises(InputError, match="text 1 holds a NUL or a lone surrogate"):
+        scorer.check(["fine", "bytes \udcff\udcfe read with surrogateescape"], "q1", None)
+
+
+def test_a_leak_and_lookalike_prompt_ids_are_warned_of(tmp_path, tokenizer, log_of):
+    """Texts of test found word for word in train: a warning with their count and first keys. Prompt ids that
+    differ only in their Unicode form (café composed, and decomposed): a warning naming both."""
+    import unicodedata
+
+    from scorelib.options import parse_args
+    from scorelib.tasks.text_scoring import TextScoringTask
+
+    data = tmp_path / "data"
+    data.mkdir()
+    nfc, nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    train = [f"t{i},{p},answer {i} to {p} in its own words,{i % 3}" for i, p in enumerate([nfc, nfd] * 6)]
+    test = [f"s{i},{nfc},{'answer 0 to ' + nfc + ' in its own words' if i < 3 else f'a new text {i}'},1"
+            for i in range(8)]
+    for name, rows in (("train", train), ("valid", train[:0] + ["v1," + nfc + ",another text,1"]), ("test", test)):
+        (data / f"{name}.csv").write_text("key,prompt,text,score\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    task = TextScoringTask.setup_task(parse_args([str(data), "--save-dir", str(tmp_path / "s")]), tokenizer=tokenizer)
+    assert len(task.prompts.ids) == 2  # two prompts, as written: the warning says so, nothing is merged
+    warned = {r.getMessage() for r in log_of.records if r.levelname == "WARNING"}
+    assert "test: 3 text(s) also in train, word for word (keys s0, s1, s2): its figures will be too good; drop " \
+           "them, or split by text" in warned
+    assert any(m.startswith(f"prompt ids {ascii(nfc)} and {ascii(nfd)} differ only in their Unicode form")
+               or m.startswith(f"prompt ids {ascii(nfd)} and {ascii(nfc)} differ only in their Unicode form")
+               for m in warned), warned
+    assert not any(m.startswith("valid:") for m in warned)
+
+
+def test_a_plugin_that_calls_sys_exit_is_an_error_not_a_silent_end(tmp_path, capsys):
+    plugin = tmp_path / "sl_exits"
+    plugin.mkdir()
+    (plugin / "__init__.py").write_text("import sys\nsys.exit(0)\n")
+    status = train_cli(["--user-dir", str(plugin), "--save-dir", str(tmp_path / "save")])
+    err = capsys.readouterr().err
+    assert status == 2 and err == (f"scorelib-train: error: --user-dir {plugin}: the plugin exited (sys.exit(0) while "
+                                   f"scorelib imported {plugin / '__init__.py'}); a plugin may only define and "
+                                   f"register its classes\n")
+    assert not (tmp_path / "save").exists()
+
+
+@pytest.mark.slow
+def test_probe_takes_sheet_like_the_other_readers(trained_dir, tmp_path, capsys):
+    """scorelib-probe on a workbook of two sheets: refused without --sheet, read from the sheet --sheet names."""
+    import openpyxl
+
+    from scorelib.cli.probe import cli_main as probe_cli
+    from scorelib.data.demo import load_demo
+
+    book = openpyxl.Workbook()
+    book.active.title = "notes"
+    book.active.append(["a note"])
+    sheet = book.create_sheet("answers")
+    sheet.append(["key", "prompt", "text", "score"])
+    for row in load_demo()["test"].head(6)[["key", "prompt", "text", "score"]].itertuples(index=False):
+        sheet.append([str(row.key), str(row.prompt), row.text, int(row.score)])
+    book.save(tmp_path / "book.xlsx")
+    argv = [str(trained_dir), str(tmp_path / "book.xlsx"), "--cpu", "--max-rows", "3", "--probes", "typos",
+            "--results-path", str(tmp_path / "out")]
+    assert probe_cli(argv) == 2
+    assert "a workbook of 2 sheets ('notes', 'answers')" in capsys.readouterr().err
+    assert probe_cli([*argv, "--sheet", "answers"]) == 0
+    assert list((tmp_path / "out").iterdir())

@@ -114,6 +114,9 @@ class Scorer:
                 raise InputError(f"text {i} is empty: paste a text to score")
             if len(text) > MAX_CHARS:
                 raise InputError(f"text {i} has {len(text):,} characters; the scorer takes at most {MAX_CHARS:,}")
+            if not text.isprintable() and any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in text):
+                raise InputError(f"text {i} holds a NUL or a lone surrogate (bytes that were not UTF-8 text): "
+                                 f"not a text to score")
         if not self.table.uses_context:
             return list(texts), prompt, None
         if contexts is None:
