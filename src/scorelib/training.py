@@ -135,8 +135,8 @@ def train_locked(args, steps: tuple, held: ExitStack) -> dict:
     check_trait_options(args, task.prompts)
     for step in steps:
         step.check(task)
-    if world.is_main and save_dir.is_dir():  # a second run is refused before it reads the first one's checkpoints
-        held.enter_context(locks.folder_lock(save_dir, what))
+    if world.is_main:  # a second run is refused before it reads the first one's checkpoints (nothing written yet)
+        locks.check_free(save_dir, what)
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")
