@@ -69,3 +69,19 @@ def test_clean_release_leaves_no_warning_and_lock_is_reentrant(tmp_path, caplog)
         first.kill()
         first.wait()
     assert (tmp_path / locks.LOCK_NAME).read_text() == ""
+
+
+@pytest.mark.skipif(locks.fcntl is None, reason="no flock on this platform")
+def test_check_free_refuses_a_held_folder_and_writes_nothing(tmp_path):
+    locks.check_free(tmp_path, "--save-dir x")  # no lock file: free, and none is made
+    assert list(tmp_path.iterdir()) == []
+    first = holder(tmp_path)
+    try:
+        with pytest.raises(locks.FolderInUseError, match=f"--save-dir x: in use by process {first.pid} "):
+            locks.check_free(tmp_path, "--save-dir x")
+    finally:
+        first.kill()
+        first.wait()
+    text = (tmp_path / locks.LOCK_NAME).read_text()
+    locks.check_free(tmp_path, "--save-dir x")  # the holder is gone: free, and its text is left for acquire to report
+    assert (tmp_path / locks.LOCK_NAME).read_text() == text and str(first.pid) in text

@@ -50,9 +50,10 @@ def plain(value):
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint: {value!r}")
 
 
-def prepare_save_dir(save_dir, create: bool = True) -> Path:
+def prepare_save_dir(save_dir, create: bool = True, lock: str | None = None) -> Path:
     """Create ``save_dir`` (with ``create=False``, only check it); a clear error where the path (or a parent)
-    is a regular file."""
+    is a regular file. With ``lock`` (how the user named the folder), take its lock (:mod:`scorelib.locks`)
+    before removing what interrupted saves left: the caller releases it (``locks.release``) when its run ends."""
     path = Path(save_dir)
     for parent in [path, *path.parents]:
         if parent.exists() and not parent.is_dir():
@@ -65,6 +66,10 @@ def prepare_save_dir(save_dir, create: bool = True) -> Path:
     except OSError as e:
         raise OptionError(f"--save-dir {save_dir}: cannot create it ({e.strerror}); choose a folder you can write "
                           f"to") from None
+    if lock:  # a second run must not remove the first one's temporary files, in flight
+        from scorelib import locks
+
+        locks.acquire(path, lock)
     for stale in remove_stale_temporaries(path):
         logger.warning("removed %s, left by a save that was interrupted", stale)
     return path
@@ -155,11 +160,36 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: damaged checkpoint, cannot read it: {e}") from None
     if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
         raise CheckpointError(f"{path}: not a scorelib checkpoint (no 'model' / 'format_version' entries)")
-    if state["format_version"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format {state['format_version']} is newer than this scorelib "
-                              f"({FORMAT_VERSION}); upgrade scorelib")
+    version = state["format_version"]
+    if type(version) is not int or version < 1:
+        raise CheckpointError(f"{path}: format_version {version!r} is not a format number; the file was edited or "
+                              f"damaged")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format {version} is newer than this scorelib ({FORMAT_VERSION}); upgrade "
+                              f"scorelib")
+    check_parts(state, path)
     state["cfg"] = complete_cfg(state.get("cfg") or {})  # options added since it was saved: today's defaults
     return state
+
+
+def check_parts(state: dict, path) -> None:
+    """A checkpoint's parts of the right kinds: ``model`` tensors of finite numbers, ``encoder`` and ``prompts``
+    tables, a valid prompt table (an edited or damaged file is refused in one line, naming the part)."""
+    kinds = {"model": dict, "encoder": dict, "prompts": dict, "cfg": (dict, type(None))}
+    for key, kind in kinds.items():
+        if not isinstance(state.get(key), kind):
+            found = type(state[key]).__name__ if key in state else "nothing"
+            raise CheckpointError(f"{path}: its {key!r} entry holds {found}, not a table; the file was edited or "
+                                  f"damaged")
+    if not isinstance(state["encoder"].get("signature"), dict):
+        raise CheckpointError(f"{path}: its 'encoder' entry has no signature; the file was edited or damaged")
+    for name, value in state["model"].items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: weight {name!r} holds {type(value).__name__}, not a tensor")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: weight {name!r} holds NaN or infinite values; the file is damaged (or "
+                                  f"its training diverged): use another checkpoint")
+    PromptTable.checked(state["prompts"], f"{path}: its 'prompts' entry")
 
 
 # what a resumed run must share with its checkpoint: options that define the model and its data, by flag

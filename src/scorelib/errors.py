@@ -50,3 +50,10 @@ class InvalidLossError(ScorelibError, FloatingPointError):
 class PluginError(ScorelibError, ImportError):
     """A ``--user-dir`` file that fails to import; the command-line tools print this one line, then the plugin's
     own traceback (its ``__cause__``)."""
+
+
+class DiskFullError(ScorelibError, OSError):
+    """A file could not be written: the disk is full (or the write failed). Not the user's mistake: the tools exit
+    with status 1; the message names the file and the free space, and the file as it was before is intact."""
+
+    exit_status = 1

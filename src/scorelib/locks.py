@@ -93,6 +93,31 @@ def acquire(folder, what: str) -> bool:
     return True
 
 
+def check_free(folder, what: str) -> None:
+    """Refuse a folder whose lock another live process holds, without taking the lock or writing anything (a run
+    refused later for another reason leaves the folder as it was); :func:`acquire` takes it where the run writes.
+
+    Raises:
+        FolderInUseError: as :func:`acquire`.
+    """
+    path = Path(folder) / LOCK_NAME
+    if fcntl is None or str(Path(folder).resolve()) in _held or not path.is_file():
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # dropped with the descriptor, below
+    except BlockingIOError:
+        raise FolderInUseError(f"{what}: in use by {describe(read_text(fd))}; wait for it to finish, or choose "
+                               f"another folder") from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def release(folder) -> None:
     """Give back this process's lock on ``folder`` (the outermost release clears the file's text and unlocks)."""
     key = str(Path(folder).resolve())

@@ -48,11 +48,23 @@ def cjk_font() -> str | None:
     return name
 
 
+def save_figure(fig, target, dpi: int) -> None:
+    """``fig.savefig`` (PNG, ``bbox_inches="tight"``) with every text drawn as text: a prompt id or group name
+    such as ``$\\foo$`` is shown as typed, never parsed as mathtext (which would fail, or change it)."""
+    import matplotlib
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+    with matplotlib.rc_context({"text.parse_math": False}):  # and the tick labels made while drawing
+        fig.savefig(target, format="png", dpi=dpi, bbox_inches="tight")
+
+
 def png_bytes(fig, dpi: int = 90) -> bytes:
-    """A figure as PNG bytes (``bbox_inches="tight"``), as the widget shows it and the report inlines it; the
+    """A figure as PNG bytes (:func:`save_figure`), as the widget shows it and the report inlines it; the
     figure is left open (scorelib's figures are not registered with pyplot, so nothing holds them)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    save_figure(fig, buf, dpi)
     return buf.getvalue()
 
 

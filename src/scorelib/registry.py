@@ -71,6 +71,10 @@ def _import_file(module_name: str, path: Path, package_dir: Path | None = None, 
         sys.modules.pop(module_name, None)
         raise PluginError(f"--user-dir {user_dir}: importing your file {path} raised {type(e).__name__} (its "
                           f"traceback follows)") from e
+    except SystemExit as e:  # sys.exit() in a plugin would end the run, silently, with the plugin's status
+        sys.modules.pop(module_name, None)
+        raise PluginError(f"--user-dir {user_dir}: the plugin exited (sys.exit({e.code!r}) while scorelib imported "
+                          f"{path}); a plugin may only define and register its classes") from None
     except BaseException:
         sys.modules.pop(module_name, None)
         raise

@@ -7,15 +7,18 @@ with texts as text cells; :func:`evaluate` keeps the notes' ``(loss, sample, res
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scorelib.errors import OptionError
+from scorelib.errors import OptionError, ScorelibError
 from scorelib.metrics import compute_metrics
-from scorelib.plots import plot_results
+from scorelib.plots import plot_results, save_figure
 from scorelib.writers import atomic_write, write_json, write_table
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = ["key", "prompt", "gold", "pred", "pred_rounded", "text"]
 
@@ -101,8 +104,14 @@ def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict
     metrics.update({f"xlsx_{k}": v for k, v in counts.items()})
     write_table(whole_gold(frame, table), paths["csv"])
     write_json(metrics, paths["metrics"])
-    fig = plot_results(frame, metrics, table, title=f"{ckpt} · {split}")
-    atomic_write(paths["plot"], lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    try:  # the tables are written: a figure that fails costs the figure only
+        fig = plot_results(frame, metrics, table, title=f"{ckpt} · {split}")
+        atomic_write(paths["plot"], lambda tmp: save_figure(fig, tmp, dpi=110))
+    except ScorelibError:  # a full disk: not the figure's fault
+        raise
+    except Exception as e:
+        logger.warning("%s: not drawn (%s: %s); the result tables and metrics are written", paths["plot"],
+                       type(e).__name__, " ".join(str(e).split())[:200])
     return paths
 
 

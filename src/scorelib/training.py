@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,9 +31,14 @@ from scorelib.options import RESTORE_FILE
 from scorelib.registry import TASK_REGISTRY, lookup
 from scorelib.results import frame_metrics, results_frame, write_dataset_results
 from scorelib.trainer import Trainer
-from scorelib.writers import check_writable, results_dir
+from scorelib.writers import check_inputs_kept, check_writable, results_dir
 
 logger = logging.getLogger(__name__)
+
+
+# what a run writes in its save dir, and in its results folder: no input file may be there (scorelib-cv adds its own)
+RUN_FILES = ("prompts.json", "history.csv", "checkpoint*.pt", "tokenizer", "encoder", "stack", "results")
+RESULT_FILES = ("result-*", "metrics-*", "plot-*", "report-*")
 
 
 def set_seed(seed: int) -> None:
@@ -104,22 +110,38 @@ def main(args, steps: tuple = ()) -> dict:
     Returns:
         dict: ``history`` (list of per-epoch rows), ``metrics`` per split, ``save_dir``, ``results_path``, and
         ``metric``, the valid metric that picked ``checkpoint_best`` (``history``'s ``valid_{metric}``).
+
+    Raises:
+        FolderInUseError: another run holds the save dir (its lock is held by the main process, to the end).
     """
+    with ExitStack() as held:
+        return train_locked(args, steps, held)
+
+
+def train_locked(args, steps: tuple, held: ExitStack) -> dict:
+    """:func:`main`'s body; the save dir's locks taken are released by ``held``."""
+    from scorelib import locks  # not part of the course: one run at a time in a folder
+
     world = dist.init(args.cpu)
     set_seed(args.seed)
     check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
     results_path = results_dir(args.results_path, args.save_dir)
+    # a file in the save dir's way is refused here; the folder itself is created below
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)
+    what = f"--save-dir {args.save_dir}"
     task = lookup(TASK_REGISTRY, "task", args.task).setup_task(args)  # every data check, before any file is written
+    inputs = [*(f for frame in task.frames.values() for f in frame["_file"].unique()), args.score_ranges or ""]
+    check_inputs_kept(inputs, [(args.save_dir, RUN_FILES), (results_path, RESULT_FILES)], what)
     check_trait_options(args, task.prompts)
     for step in steps:
         step.check(task)
+    if world.is_main:  # a second run is refused before it reads the first one's checkpoints (nothing written yet)
+        locks.check_free(save_dir, what)
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")
     model = task.build_model(args)
     criterion = task.build_criterion(args)
-    # a file in the save dir's way is refused here; the folder itself is created below
-    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, create=False)
     restore = Path(args.restore_file)
     restore = restore if restore.parent != Path(".") or restore.is_absolute() else save_dir / restore
     if not restore.is_file() and args.restore_file != RESTORE_FILE:
@@ -139,7 +161,8 @@ def main(args, steps: tuple = ()) -> dict:
     progress = Progress(metric, args.maximize_best_checkpoint_metric or MAXIMIZE[metric])
     extra = trainer.load_checkpoint(restore)  # checked against this run's options before anything is written
     if world.is_main:
-        checkpoint_utils.prepare_save_dir(save_dir)
+        checkpoint_utils.prepare_save_dir(save_dir, lock=what)  # (re-entrant) locked before temporaries go
+        held.callback(locks.release, save_dir)
         checkpoint_utils.save_assets(save_dir, task.tokenizer, model.encoder.config, task.prompts)
     if extra is not None:
         progress.resume(extra)

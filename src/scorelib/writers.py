@@ -17,12 +17,14 @@ logs only; the tables here are the result tables a teacher opens. The format fol
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -31,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scorelib.errors import DataError, MissingFileError, OptionError
+from scorelib.errors import DataError, DiskFullError, MissingFileError, OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +72,25 @@ def atomic_write(path, write, pause: bool = False) -> Path:
         if pause and float(os.environ.get(PAUSE_ENV, "0") or 0):
             time.sleep(float(os.environ[PAUSE_ENV]))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if write_failed(e):
+            free, kept = shutil.disk_usage(path.parent).free, "the file as it was is kept" if path.exists() else \
+                "nothing was written"
+            raise DiskFullError(f"{path}: cannot write it ({write_failed(e)}; {free / 2 ** 20:,.1f} MiB free in "
+                                f"{path.parent}); {kept}: free some space and run again") from None
         raise
     return path
+
+
+def write_failed(e: BaseException) -> str | None:
+    """Why a write failed for want of space (``OSError`` ENOSPC or EDQUOT; torch's writer, which reports its failed
+    write as a RuntimeError), else None."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full" if e.errno == errno.ENOSPC else "the disk quota is used up"
+    if isinstance(e, RuntimeError) and any(m in str(e) for m in ("PytorchStreamWriter failed", "file write failed")):
+        return "torch could not write it: is the disk full?"
+    return None
 
 
 def remove_stale_temporaries(folder) -> list[Path]:
@@ -101,6 +118,27 @@ def check_writable(path, what: str, hint: str = "") -> None:
     if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         where = "it is" if existing == Path(path).absolute() else f"{existing} is"
         raise OptionError(f"{what}: cannot write there ({where} read-only){hint}")
+
+
+def check_inputs_kept(inputs, places: list, flag: str) -> None:
+    """Refuse, before anything is written, a run that would write over one of its own input files.
+
+    Args:
+        inputs (iterable of str | Path): the files the run reads (those that do not exist are skipped).
+        places (list of (folder, patterns)): where the run writes: in ``folder``, the names matching ``patterns``
+            (``fnmatch``; a folder's name covers what it holds).
+        flag (str): the option that named the folder, for the message (``"--save-dir data"``).
+    """
+    from fnmatch import fnmatch
+
+    for src in map(Path, inputs):
+        real = src.resolve() if src.is_file() else None
+        for folder, patterns in places:
+            top = Path(folder).resolve()
+            if real is not None and real.is_relative_to(top) and real != top and \
+                    any(fnmatch(real.relative_to(top).parts[0], p) for p in patterns):
+                raise OptionError(f"{flag}: the run would write over its input {src}; choose another folder "
+                                  f"(scorelib never writes over an input file)")
 
 
 def results_dir(results_path, save_dir) -> Path:

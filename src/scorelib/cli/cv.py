@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from scorelib import checkpoint_utils
+from scorelib import checkpoint_utils, locks
 from scorelib.cli.options import parse_cv_args
 from scorelib.cli.train import train
 from scorelib.cutpoints.thresholds import check_can_fit
@@ -33,9 +34,10 @@ from scorelib.logging.console import run, setup_logging
 from scorelib.models.scoring_model import check_encoder
 from scorelib.results import results_frame, write_results
 from scorelib.stack.tfidf import add_parts, cv_blend
-from scorelib.writers import atomic_write, check_writable, write_json, write_table
+from scorelib.writers import atomic_write, check_inputs_kept, check_writable, write_json, write_table
 
 logger = logging.getLogger(__name__)
+CV_FILES = ("folds.csv", "ranges.csv", "cv.json", "prompts.json", "fold*", "stack", "results")  # what it writes
 
 
 def cli_main(argv=None) -> int:
@@ -89,7 +91,17 @@ def cross_validate(args) -> dict:
 
     Returns:
         dict: ``oof`` (the out-of-fold frame), ``metrics`` (metrics-cv.json's content), ``save_dir``, ``results_path``.
+
+    Raises:
+        FolderInUseError: another run holds the CV dir (locked from its first write to the end; each fold's run
+            locks its own ``fold{i}/`` as any training run does).
     """
+    with ExitStack() as held:
+        return cross_validate_locked(args, held)
+
+
+def cross_validate_locked(args, held: ExitStack) -> dict:
+    """:func:`cross_validate`'s body; the CV dir's lock is released by ``held``."""
     from tqdm.auto import tqdm
 
     check_writable(args.save_dir, f"--save-dir {args.save_dir}", "; choose a folder you can write to")
@@ -97,6 +109,8 @@ def cross_validate(args) -> dict:
         raise OptionError("--test-fraction does not apply to scorelib-cv: every row is predicted out of fold; "
                           "keep a held-out table apart and score it with scorelib-eval DIR --split test DATA")
     frame, tables = pooled_rows(args)
+    check_inputs_kept([*frame["_file"].unique(), args.score_ranges or ""], [(args.save_dir, CV_FILES)],
+                      f"--save-dir {args.save_dir}")
     check_encoder(args.model_name_or_path, args.max_length)  # before any file of the run is written
     table = PromptTable.from_tables(tables, score_range=args.score_range, step=args.score_step)
     if args.fit_cutpoints:
@@ -104,7 +118,8 @@ def cross_validate(args) -> dict:
     folds = given_folds(frame, args) if args.fold_column else assign_folds(frame, table, args.folds or 5,
                                                                            args.split_seed)
     k = int(folds.max()) + 1
-    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir)
+    save_dir = checkpoint_utils.prepare_save_dir(args.save_dir, lock=f"--save-dir {args.save_dir}")
+    held.callback(locks.release, save_dir)
     assignment = pd.DataFrame({"key": frame["key"], "fold": folds})
     if (save_dir / "folds.csv").is_file():
         before = pd.read_csv(save_dir / "folds.csv", dtype={"key": str}, keep_default_na=False)

@@ -6,15 +6,15 @@ data options the user does not give are taken from the training run.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from scorelib import checkpoint_utils, options
+from scorelib import checkpoint_utils, locks, options
 from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError
 from scorelib.logging.console import run, setup_logging
 from scorelib.metrics import flat_metrics
-from scorelib.writers import results_dir
+from scorelib.training import RESULT_FILES
+from scorelib.writers import check_inputs_kept, results_dir
 
 # scorelib-eval's own options, never taken from the checkpoint
 EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
@@ -59,7 +59,7 @@ def eval_options(args, parser, cfg: dict, traits) -> argparse.Namespace:
 
 def eval_checkpoint(args, parser) -> dict:
     """Evaluate a saved checkpoint (or a CV dir's fold ensemble): data options not given come from its training run."""
-    from scorelib.hub.ensemble import is_cv_dir
+    from scorelib.hub.ensemble import is_cv_dir, read_cv_info
     from scorelib.hub.scorer import load, resolve_checkpoint
     from scorelib.models.scoring_model import check_window
     from scorelib.stack.tfidf import write_scorer_results
@@ -70,7 +70,7 @@ def eval_checkpoint(args, parser) -> dict:
             raise OptionError(f"{args.checkpoint}: a cross-validation dir was trained on every row of its data; "
                               f"name a held-out table: scorelib-eval {args.checkpoint} --split test DATA")
         ckpt, source = Path(args.checkpoint) / "ensemble", args.checkpoint  # results: result-ensemble-{split}
-        cfg = options.complete_cfg(json.loads((ckpt.parent / "cv.json").read_text(encoding="utf-8"))["args"])
+        cfg = options.complete_cfg((read_cv_info(args.checkpoint) or {"args": {}})["args"])
     else:
         source = ckpt = resolve_checkpoint(args.checkpoint)
         cfg = checkpoint_utils.load_checkpoint(ckpt)["cfg"]
@@ -82,11 +82,17 @@ def eval_checkpoint(args, parser) -> dict:
     for split in args.split or ["valid", "test"]:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
-        metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
-        print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
-        out[split] = metrics
-        if args.report:
-            write_report(args, source, ckpt, split, results_path)
+        check_inputs_kept([args.data or "", *task.frames[split]["_file"].unique()],
+                          [(results_path, RESULT_FILES)], f"--results-path {results_path}")
+        results_path.mkdir(parents=True, exist_ok=True)
+        # two evaluations into one results folder would mix their files; a training run does not hold it (its lock
+        # is on the save dir), so a checkpoint can be evaluated while its run goes on
+        with locks.folder_lock(results_path, f"--results-path {results_path}"):
+            metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: parts
+            print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
+            out[split] = metrics
+            if args.report:
+                write_report(args, source, ckpt, split, results_path)
     return out
 
 

@@ -109,6 +109,7 @@ def get_probe_parser(probe_names=()) -> argparse.ArgumentParser:
         p.add_argument(f"--{name}-column", help=f"DATA's column holding the {name}")
     p.add_argument("--layout", default="table", help="a named layout of DATA (see scorelib-train --layout)")
     p.add_argument("--encoding", help="text encoding of DATA (default: UTF-8)")
+    p.add_argument("--sheet", metavar="NAME", help="the sheet of DATA's workbooks (.xlsx) of several")
     add_device_args(p)
     return p
 

@@ -25,7 +25,7 @@ def cli_main(argv=None) -> int:
                           rsmeval_dir=args.rsmeval_dir)
     except ScorelibError as e:
         print(f"scorelib-report: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)
     flags = out["report"]["flags"]
     print(f"wrote {out['html']} and {out['json']}: {len(flags)} flag(s)")
     for f in flags:

@@ -18,7 +18,7 @@ from scorelib.cli import options as cli_options
 from scorelib.errors import ScorelibError
 from scorelib.hub.inputs import prompt_to_use, read_input, texts_to_score
 from scorelib.logging.console import run, setup_logging
-from scorelib.writers import table_format, write_table
+from scorelib.writers import check_writable, table_format, write_table
 
 
 def cli_main(argv=None) -> int:
@@ -36,8 +36,10 @@ def cli_main(argv=None) -> int:
 def score_texts(args) -> None:
     from scorelib.hub.scorer import describe, load
 
-    if args.output:  # a folder or an unknown extension: refused before the model is loaded
+    if args.output:  # a folder, an unknown extension or a folder that cannot be written: refused before scoring
         table_format(args.output, "--output")
+        folder = Path(args.output).absolute().parent
+        check_writable(folder, f"--output {args.output} (folder {folder})", "; write the scores elsewhere")
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)
     if args.input:
         score_table(scorer, args)

@@ -217,9 +217,18 @@ class PromptTable:
         if not path.is_file():
             raise CheckpointError(f"prompt table not found: {path} (a save dir needs prompts.json to score)")
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as e:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as e:
             raise CheckpointError(f"{path}: not a valid prompt table ({e})") from None
+        return cls.checked(d, str(path))
+
+    @classmethod
+    def checked(cls, d, where: str) -> "PromptTable":
+        """:meth:`from_dict` on a table read from a file; an edited or damaged one is refused in one line."""
+        try:
+            return cls.from_dict(d)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"{where}: not a valid prompt table ({type(e).__name__}: {e})") from None
 
     # ------------------------------------------------------------------ built from the data
     @classmethod

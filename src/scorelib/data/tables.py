@@ -8,6 +8,7 @@ column. Everything is read as text first ("11.10" stays "11.10"), then checked.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,7 +244,26 @@ def read_splits(data, columns: Columns, *, layout: str = "table", encoding: str 
         uncovered = [p for p in kept if p not in tables.ranges and not any(
             p in r or "*" in r for r in tables.trait_ranges.values())]
         check_named_prompts(ranges_file, sorted(named, key=natural_key), every, uncovered, tables.prompt_candidates)
+    warn_lookalikes(tables.frames, every)
     return tables
+
+
+def warn_lookalikes(frames: dict, prompts: list[str]) -> None:
+    """Warn of prompt ids that differ only in their Unicode form (``café`` composed and decomposed: two prompts),
+    and of texts of the valid or test split found word for word in train (a leak that makes their figures too good)."""
+    forms: dict[str, list[str]] = {}
+    for pid in prompts:
+        forms.setdefault(unicodedata.normalize("NFC", pid), []).append(pid)
+    for same in (ids for ids in forms.values() if len(ids) > 1):
+        logger.warning("prompt ids %s differ only in their Unicode form (NFC/NFD), so they are %d prompts; write them "
+                       "alike if they are one", " and ".join(ascii(p) for p in same), len(same))
+    seen = set(frames["train"]["text"].str.strip()) if "train" in frames else set()
+    for split in ("valid", "test"):
+        if split in frames and seen and (hit := frames[split]["text"].str.strip().isin(seen)).any():
+            keys = frames[split].loc[hit, "key"].tolist()
+            logger.warning("%s: %d text(s) also in train, word for word (keys %s%s): its figures will be too good; "
+                           "drop them, or split by text", split, len(keys), ", ".join(keys[:5]),
+                           " ..." if len(keys) > 5 else "")
 
 
 def _read_files(path: Path, columns: Columns, spec: dict, encoding, whole_file_as, sheet=None) -> Tables:

@@ -182,7 +182,7 @@ def probe_dir(args) -> dict:
     score = args.score_column or ",".join(scorer.table.traits) or None
     tables = read_splits(args.data, Columns(args.key_column, args.prompt_column, args.text_column,
                                             args.context_column, score), layout=args.layout, encoding=args.encoding,
-                         whole_file_as=None if args.data is None else args.split)
+                         whole_file_as=None if args.data is None else args.split, sheet=args.sheet)
     if args.split not in tables.frames:
         raise OptionError(f"--split {args.split}: {args.data or 'the demo data'} has only {', '.join(tables.frames)}")
     frame = tables.frames[args.split]

@@ -21,12 +21,31 @@ def is_cv_dir(path) -> bool:
         and not (path / "checkpoint_last.pt").is_file()
 
 
+def read_cv_info(path) -> dict | None:
+    """``DIR/cv.json`` (``folds``, a count of at least 2, and ``args``, the run's options); None where it is absent.
+
+    Raises:
+        CheckpointError: a file that is not such a table (edited or damaged), in one line.
+    """
+    info = Path(path) / "cv.json"
+    if not info.is_file():
+        return None
+    try:
+        value = json.loads(info.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"{info}: not a JSON file ({e})") from None
+    folds = value.get("folds") if isinstance(value, dict) else None
+    if type(folds) is not int or not 2 <= folds <= 1000 or not isinstance(value.get("args"), dict):
+        raise CheckpointError(f"{info}: holds no fold count (an integer of at least 2) and options ('folds', "
+                              f"'args'); the file was edited or damaged")
+    return value
+
+
 def fold_dirs(path) -> list[Path]:
     """``DIR/fold0 .. DIR/fold{K-1}``, K from ``DIR/cv.json`` (else the ``fold*`` folders found)."""
     path = Path(path)
-    info = path / "cv.json"
-    k = json.loads(info.read_text(encoding="utf-8"))["folds"] if info.is_file() else \
-        len([p for p in path.glob("fold*") if p.is_dir()])
+    info = read_cv_info(path)
+    k = info["folds"] if info else len([p for p in path.glob("fold*") if p.is_dir()])
     return [path / f"fold{i}" for i in range(k)]
 
 

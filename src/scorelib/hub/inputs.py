@@ -7,6 +7,7 @@ a prompt column) it refuses and lists them.
 """
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -21,11 +22,28 @@ NAMES = ("key", "prompt", "text", "context")
 
 def texts_to_score(args) -> list[str]:
     """The texts after ``SAVE_DIR``, else one per non-blank line of standard input; none at all is refused."""
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    lines = io.StringIO(stdin_text(), newline=None) if not args.texts else []  # as text-mode stdin reads lines
+    texts = args.texts or [line.rstrip("\n") for line in lines if line.strip()]
     if not texts:
         raise InputError("no text given: pass texts after SAVE_DIR, one per line on standard input, or a table "
                          "with --input TABLE --output TABLE")
     return texts
+
+
+def stdin_text() -> str:
+    """Standard input as UTF-8 text; bytes that are not (a binary file piped in) are refused in one line."""
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    if isinstance(raw, str):
+        return raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"standard input: not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start:,}); pipe "
+                         f"in texts, one per line, in UTF-8") from None
+    if "\x00" in text:
+        raise InputError(f"standard input: holds a NUL byte at offset {text.index(chr(0)):,}: binary data, not "
+                         f"texts, one per line")
+    return text
 
 
 def prompt_to_use(table, given, where: str = "") -> str:

@@ -10,7 +10,6 @@ return (zero for one model).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from scorelib.data.prompts import PromptTable
 from scorelib.data.scores import notes_shape
 from scorelib.data.scoring_dataset import ScoringDataset, batch_by_size
 from scorelib.errors import CheckpointError, InputError
-from scorelib.hub.ensemble import fold_dirs, is_cv_dir, resolve_checkpoint, resolve_fold
+from scorelib.hub.ensemble import fold_dirs, is_cv_dir, read_cv_info, resolve_checkpoint, resolve_fold
 from scorelib.hub.inputs import prompt_to_use
 from scorelib.inference import predict
 from scorelib.models.scoring_model import ScoringModel, pick_device
@@ -115,6 +114,9 @@ class Scorer:
                 raise InputError(f"text {i} is empty: paste a text to score")
             if len(text) > MAX_CHARS:
                 raise InputError(f"text {i} has {len(text):,} characters; the scorer takes at most {MAX_CHARS:,}")
+            if not text.isprintable() and any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in text):
+                raise InputError(f"text {i} holds a NUL or a lone surrogate (bytes that were not UTF-8 text): "
+                                 f"not a text to score")
         if not self.table.uses_context:
             return list(texts), prompt, None
         if contexts is None:
@@ -159,7 +161,12 @@ class Scorer:
             return predict(forward, ds, batches, self.device)[1]
 
         encoder = np.stack([run(m) for m in self.models])
-        return {"encoder": encoder} if self.stack is None else self.stack.parts01(ds.texts, encoder)
+        parts = {"encoder": encoder} if self.stack is None else self.stack.parts01(ds.texts, encoder)
+        for name, values in parts.items():  # a score that is not a number is never printed or written
+            if not np.all(np.isfinite(values)):
+                raise CheckpointError(f"the model's {name} part gave {int(np.sum(~np.isfinite(values)))} non-finite "
+                                      f"score(s) (NaN or inf): its checkpoint or stack is damaged")
+        return parts
 
     def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
         """Scores in [0, 1] for every row of a dataset (the models' mean): (N,), or (N, K) for K traits."""
@@ -251,16 +258,44 @@ def score_record(table: PromptTable, score: float, prompt, **extra) -> dict:
             **extra}
 
 
+# the options that loading a checkpoint uses, beyond the numbers in options.RANGES
+LOAD_CHOICES = ("pooling", "long_text", "stack")
+
+
+def check_cfg(cfg: dict, path) -> None:
+    """The options a scorer is built from, as their flags allow (``max_length``, ``chunk_stride`` in their
+    :data:`scorelib.options.RANGES`; ``pooling``, ``long_text``, ``stack`` among their choices)."""
+    from scorelib.options import RANGES, get_training_parser
+
+    choices = {a.dest: a.choices for a in get_training_parser([], fast=False)._actions if a.dest in LOAD_CHOICES}
+    for r in RANGES:
+        value = cfg.get(r.dest)
+        if r.dest in ("max_length", "chunk_stride") and value is not None and \
+                (type(value) is not int or not r.holds(value)):
+            raise CheckpointError(f"{path}: its options hold {r.dest} {value!r}, and --{r.dest.replace('_', '-')} "
+                                  f"must be {r.rule}; the file was edited or damaged")
+    for dest, allowed in choices.items():
+        if cfg.get(dest) is not None and allowed and cfg[dest] not in allowed:
+            raise CheckpointError(f"{path}: its options hold {dest} {cfg[dest]!r}, not one of {', '.join(allowed)}; "
+                                  f"the file was edited or damaged")
+
+
+
 def load_model(ckpt: Path):
     """A checkpoint's model, tokenizer, prompt table and options (missing ones filled by :func:`checkpoint_utils.load_checkpoint`)."""
     tokenizer, config, _ = checkpoint_utils.load_assets(ckpt.parent)
     state = checkpoint_utils.load_checkpoint(ckpt)
+    check_cfg(state["cfg"], ckpt)
     if state["encoder"]["signature"] != checkpoint_utils.encoder_signature(config):
         raise CheckpointError(f"{ckpt}: its encoder differs from {ckpt.parent / 'encoder'}")
     cfg = argparse.Namespace(**state["cfg"])
     table = PromptTable.from_dict(state["prompts"])
     model = ScoringModel.from_config(config, num_prompts=len(table), pooling=cfg.pooling, num_outputs=table.num_traits)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:  # a weight of another shape, or missing: the prompts or traits were edited
+        raise CheckpointError(f"{ckpt}: its weights do not fit its {len(table)} prompt(s) and "
+                              f"{table.num_traits} score(s): {' '.join(str(e).split())[:300]}") from None
     return model, tokenizer, table, cfg
 
 
@@ -283,12 +318,27 @@ def load(path, device=None) -> Scorer:
         table = PromptTable.load(Path(path) / "prompts.json") if (Path(path) / "prompts.json").is_file() else table
         if any(t.ids != table.ids for _, _, t, _ in loaded):
             raise CheckpointError(f"{path}: the folds' prompts differ; they are not one cross-validation run")
+        same_scales(path, table, [(c, t) for c, (_, _, t, _) in zip(ckpts, loaded)])
     scorer = Scorer([m for m, *_ in loaded], tokenizer, table, max_length=int(cfg.max_length), device=device,
                     long_text=cfg.long_text, chunk_stride=cfg.chunk_stride, stack=load_stack(path, ckpts, cfg))
-    info = Path(path) / "cv.json"
-    scorer.cfg = json.loads(info.read_text(encoding="utf-8"))["args"] if is_cv_dir(path) and info.is_file() \
-        else vars(cfg)
+    info = read_cv_info(path) if is_cv_dir(path) else None
+    scorer.cfg = info["args"] if info else vars(cfg)
     return scorer
+
+
+SCALE_KEYS = ("ids", "ranges", "step", "traits", "trait_ranges", "trait_steps")
+
+
+def same_scales(path, table: PromptTable, folds: list) -> None:
+    """A CV dir's ``prompts.json`` on the scales its folds' checkpoints were trained on (its cut-points may differ:
+    they are fitted on every row); an edited range would put every score on another scale."""
+    mine = {k: table.to_dict().get(k) for k in SCALE_KEYS}
+    for ckpt, fold in folds:
+        theirs = {k: fold.to_dict().get(k) for k in SCALE_KEYS}
+        diff = next((k for k in SCALE_KEYS if mine[k] != theirs[k]), None)
+        if diff:
+            raise CheckpointError(f"{Path(path) / 'prompts.json'}: its {diff} {mine[diff]} differ from those "
+                                  f"{ckpt} was trained on ({theirs[diff]}); the file was edited: restore it")
 
 
 def load_stack(path, ckpts: list[Path], cfg):

@@ -48,7 +48,8 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def run(prog: str, job, *args) -> int:
-    """Run ``job(*args)``; a :class:`ScorelibError` becomes one line on stderr and exit status 2.
+    """Run ``job(*args)``; a :class:`ScorelibError` becomes one line on stderr and exit status 2 (1 for a fault
+    outside the user's control, such as a full disk: its class's ``exit_status``).
 
     Parsing belongs inside ``job`` (a bad ``--task`` is found while the parser is built). A :class:`PluginError`
     adds the user's own traceback after its line."""
@@ -58,7 +59,7 @@ def run(prog: str, job, *args) -> int:
         print(f"{prog}: error: {e}", file=sys.stderr)
         if isinstance(e, PluginError) and e.__cause__ is not None:
             print(plugin_traceback(e.__cause__), end="", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)
     return 0
 
 

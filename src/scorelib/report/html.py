@@ -7,6 +7,7 @@ consistency with a second rater, evaluation by group and fairness). Plots are dr
 from __future__ import annotations
 
 import base64
+import logging
 from html import escape
 
 import numpy as np
@@ -42,8 +43,15 @@ def _table(header, rows, left: int = 1, attrs: str = "") -> str:
 
 
 def _img(fig) -> str:
-    """An ``<img>`` of the figure's PNG (:func:`scorelib.plots.png_bytes`) as a base64 ``data:`` URI."""
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(png_bytes(fig)).decode("ascii")}">'
+    """An ``<img>`` of the figure's PNG (:func:`scorelib.plots.png_bytes`) as a base64 ``data:`` URI; a figure that
+    fails to draw is one warning and a line in its place, never the report."""
+    try:
+        png = png_bytes(fig)
+    except Exception as e:
+        logging.getLogger(__name__).warning("a report figure was not drawn (%s: %s)", type(e).__name__,
+                                            " ".join(str(e).split())[:200])
+        return "<p>(figure not drawn: see the log)</p>"
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
 def distribution_plot(dist: dict, title: str) -> str:

@@ -137,19 +137,48 @@ class TfidfStack:
 
     @classmethod
     def load(cls, folder) -> "TfidfStack":
-        """Read what :meth:`save` wrote; anything else (a pickle, object arrays) is refused with CheckpointError."""
+        """Read what :meth:`save` wrote; anything else (another file, a pickle, object arrays, parts that do not fit
+        together, non-finite or out-of-bounds numbers) is refused with CheckpointError, in one line."""
         folder = Path(folder)
+        check_files(folder, ("stack.json", "arrays.npz"))
         info = read_json(folder / "stack.json")
         if info.get("format") != FORMAT or info.get("kind") != "tfidf" or info.get("vectorizers") != VECTORIZERS:
             raise CheckpointError(f"{folder / 'stack.json'}: not a TF-IDF stack of this scorelib (format "
                                   f"{info.get('format')!r}, kind {info.get('kind')!r})")
-        arrays = read_npz(folder / "arrays.npz")
-        sizes = [len(info["vocabularies"][k]) for k in VECTORIZERS]
-        if arrays["coef"].shape != (len(info["weight"]), sum(sizes)) or \
-                sizes != [len(arrays[f"idf_{k}"]) for k in VECTORIZERS]:
-            raise CheckpointError(f"{folder}: its vocabularies, idf and coefficients do not fit together")
-        return cls(info["vocabularies"], {k: arrays[f"idf_{k}"] for k in VECTORIZERS}, arrays["coef"],
-                   arrays["intercept"], info["alphas"], info["weight"])
+        vocab, alphas, weight = info.get("vocabularies"), info.get("alphas"), info.get("weight")
+        if not isinstance(vocab, dict) or set(vocab) != set(VECTORIZERS) or \
+                any(not isinstance(vocab[k], list) or len(vocab[k]) > VECTORIZERS[k]["max_features"] or
+                    not all(isinstance(t, str) for t in vocab[k]) for k in VECTORIZERS):
+            raise CheckpointError(f"{folder / 'stack.json'}: no vocabulary of terms for each of "
+                                  f"{', '.join(VECTORIZERS)} (at most their max_features); the file was edited")
+        k = len(weight) if isinstance(weight, list) else 0
+        if not 1 <= k <= 1000 or not isinstance(alphas, list) or len(alphas) != k or \
+                any(a not in ALPHAS for a in alphas) or \
+                any(type(w) not in (int, float) or not 0 <= w <= 1 for w in weight):
+            raise CheckpointError(f"{folder / 'stack.json'}: needs a weight in [0, 1] and an alpha among {ALPHAS} per "
+                                  f"score, got weight {str(weight)[:80]}, alphas {str(alphas)[:80]}; the file was "
+                                  f"edited")
+        sizes = {f"idf_{v}": (len(vocab[v]),) for v in VECTORIZERS}
+        shapes = {"coef": (k, sum(n for (n,) in sizes.values())), "intercept": (k,), **sizes}
+        arrays = read_npz(folder / "arrays.npz", shapes)
+        for name, value in arrays.items():  # a ridge fitted on targets in [0, 1]; idf is at least 1
+            low, high = (1.0, 1e6) if name.startswith("idf") else (-1e6, 1e6)
+            if not (np.all(np.isfinite(value)) and np.all(value >= low) and np.all(value <= high)):
+                raise CheckpointError(f"{folder / 'arrays.npz'}: array {name!r} holds values that are not finite or "
+                                      f"lie outside [{low:g}, {high:g}]; the file is damaged")
+        return cls(vocab, {v: arrays[f"idf_{v}"] for v in VECTORIZERS}, arrays["coef"], arrays["intercept"], alphas,
+                   weight)
+
+
+def check_files(folder: Path, allowed: tuple) -> None:
+    """``stack/`` holds only what scorelib writes there (and the leftovers of an interrupted atomic write)."""
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: missing; this save dir was trained with --stack but its stack is gone")
+    for path in sorted(folder.iterdir()):
+        leftover = path.name.startswith(".") and path.name.endswith(".tmp")
+        if path.name not in allowed and not leftover:
+            raise CheckpointError(f"{path}: refused: a stack folder holds only {', '.join(allowed)}; remove this "
+                                  f"file (scorelib never writes it, and never loads pickles)")
 
 
 def npz_bytes(arrays: dict) -> bytes:
@@ -168,10 +197,22 @@ def read_json(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def read_npz(path: Path) -> dict:
-    """Arrays of an ``.npz``, read as safely as ``weights_only=True``: ``allow_pickle=False``, plain numbers only."""
+def read_npz(path: Path, shapes: dict) -> dict:
+    """Arrays of an ``.npz``, read as safely as ``weights_only=True``: ``allow_pickle=False``, plain numbers only,
+    exactly the arrays of ``shapes`` (name -> shape), each member's size checked before it is read."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; this save dir was trained with --stack but its stack is gone")
+    try:
+        with zipfile.ZipFile(path) as z:
+            sizes = {i.filename.removesuffix(".npy"): i.file_size for i in z.infolist()}
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: refused to load: not a plain .npz of numbers ({e})") from None
+    if set(sizes) != set(shapes):
+        raise CheckpointError(f"{path}: refused to load: it holds arrays {sorted(sizes)}, not {sorted(shapes)}")
+    for name, shape in shapes.items():  # float64, plus the .npy header
+        if sizes[name] > 8 * int(np.prod(shape)) + 4096:
+            raise CheckpointError(f"{path}: refused to load: array {name!r} takes {sizes[name]:,} bytes, more than "
+                                  f"its shape {shape} from stack.json allows")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -181,6 +222,9 @@ def read_npz(path: Path) -> dict:
     for name, value in arrays.items():
         if value.dtype.kind not in "fiu":
             raise CheckpointError(f"{path}: refused to load: array {name!r} holds {value.dtype}, not numbers")
+        if value.shape != shapes[name]:
+            raise CheckpointError(f"{path}: its vocabularies, idf and coefficients do not fit together (array "
+                                  f"{name!r} is {value.shape}, stack.json asks for {shapes[name]})")
     return arrays
 
 
@@ -203,11 +247,13 @@ def load_blend(path, model_dirs: list, cross_validated: bool) -> Blend:
     stacks = [TfidfStack.load(Path(d) / STACK_DIR) for d in model_dirs]
     if not cross_validated:
         return Blend(stacks, stacks[0].weight)
-    weight = np.asarray(read_json(Path(path) / STACK_DIR / "blend.json").get("weight", []), dtype=np.float64)
-    if weight.shape != stacks[0].weight.shape:
-        raise CheckpointError(f"{Path(path) / STACK_DIR / 'blend.json'}: no blend weight for each of the "
+    check_files(Path(path) / STACK_DIR, ("blend.json",))
+    weight = read_json(Path(path) / STACK_DIR / "blend.json").get("weight")
+    if not isinstance(weight, list) or len(weight) != len(stacks[0].weight) or \
+            any(type(w) not in (int, float) or not 0 <= w <= 1 for w in weight):
+        raise CheckpointError(f"{Path(path) / STACK_DIR / 'blend.json'}: no blend weight in [0, 1] for each of the "
                               f"{len(stacks[0].weight)} score(s)")
-    return Blend(stacks, weight)
+    return Blend(stacks, np.asarray(weight, dtype=np.float64))
 
 
 def fit_for_run(save_dir, train_ds, valid_ds, valid_encoder01, table) -> TfidfStack:
