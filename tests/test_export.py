@@ -298,6 +298,7 @@ def test_a_missing_file_of_an_export_is_named(exported, tmp_path):
 
 def test_a_stacked_model_is_refused_naming_the_option(trained_dir, tmp_path, capsys):
     out = scorelib.train(train_args(tmp_path / "stacked", "--stack", "tfidf", "--no-epoch-checkpoints"))
+    capsys.readouterr()
     assert export_cli([str(out["save_dir"]), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--stack tfidf" in err[0], err

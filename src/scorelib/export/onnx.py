@@ -20,12 +20,14 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import scorelib
+from scorelib.checkpoint_utils import load_checkpoint
 from scorelib.data.long_text import resolve_stride
 from scorelib.data.scoring_dataset import TOKEN_FIELDS
 from scorelib.errors import CheckpointError, OptionError, ScorelibError
@@ -96,7 +98,12 @@ def export_graph(model, names: list[str], windows: bool, path: Path) -> None:
     if windows:
         axes["window_to_text"] = {0: "windows"}
     graph = ScoringGraph(model.float().eval(), names, windows).eval()
-    with torch.no_grad():
+    # the legacy exporter's deprecation notice, and the tracer's notes on transformers' mask code (a padding length
+    # that is 0 for every batch, an is_causal that is False for an encoder): the tests score texts of every length
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting aten::index")
         torch.onnx.export(graph, example_inputs(names, windows), str(path), dynamo=False, input_names=names,
                           output_names=[OUTPUT], dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
 
@@ -151,6 +158,9 @@ def export(path, out, quantize: str | None = None) -> dict:
                           f"({read_manifest(path)['exported_from']})")
     check_out(out)
     ckpts = checkpoints(path)
+    if load_checkpoint(ckpts[0])["cfg"].get("stack"):  # before the models are built
+        raise OptionError(f"{path}: trained with --stack tfidf; scorelib-export does not export the TF-IDF stack (its "
+                          f"n-gram features are scikit-learn's); score this save dir with PyTorch")
     try:
         scorer = load(path, device="cpu")
     except ScorelibError:
@@ -158,9 +168,6 @@ def export(path, out, quantize: str | None = None) -> dict:
     except Exception as e:  # a file torch cannot read: one line, naming it
         raise CheckpointError(f"{path}: the checkpoint does not load ({type(e).__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if scorer.stack is not None:
-        raise OptionError(f"{path}: trained with --stack tfidf; scorelib-export does not export the TF-IDF stack (its "
-                          f"n-gram features are scikit-learn's); score this save dir with PyTorch")
     fields = [k for k in TOKEN_FIELDS if k in scorer.tokenizer("a", "b" if scorer.table.uses_context else None)]
     windows = scorer.long_text == "chunks"
     names = [*fields, "prompt_ids", *(["window_to_text"] if windows else [])]
