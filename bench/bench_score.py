@@ -230,7 +230,6 @@ def main(argv=None) -> int:
                  "scorer_texts_per_s": len(texts) / o, "bare_texts_per_s": len(texts) / b,
                  "scorer_s_runs": ours_s, "bare_s_runs": bare_s, "ratio_throughput_scorer_vs_bare": b / o,
                  "goal_ratio_ge_0.9": b / o >= 0.9}
-        del scorer, model, batches
         if not opts.no_runtimes:
             work = Path(tempfile.mkdtemp(prefix="scorelib-bench-runtimes-"))
             try:

@@ -1,4 +1,4 @@
-"""``scorelib-export DIR OUT [--quantize int8]``: a trained scorer as ONNX graphs, scored by :mod:`scorelib.export.runtime`.
+"""``scorelib-export DIR OUT [--quantize int8]``: a trained scorer as ONNX graphs (scored by :mod:`.runtime`).
 
 Each model (one, or a ``scorelib-cv`` dir's folds) becomes one graph holding the encoder, the pooling, the prompt
 embedding, the head and the sigmoid, every trait as an output column; batch and length are dynamic, and under
@@ -15,6 +15,7 @@ the sha256 of every file (and of the manifest itself). No pickle anywhere. Fairs
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import logging
 import os
@@ -148,7 +149,8 @@ def export(path, out, quantize: str | None = None) -> dict:
         OptionError: a ``--stack tfidf`` scorer, an unknown ``--quantize``, an OUT that is not an earlier export.
         CheckpointError: a checkpoint that does not load.
     """
-    import onnx  # noqa: F401  (torch.onnx.export writes through it; a clear error before any work)
+    if importlib.util.find_spec("onnx") is None:  # torch.onnx.export writes through it
+        raise OptionError("scorelib-export needs onnx and onnxruntime: pip install \"scorelib[onnx]\"")
 
     if quantize is not None and quantize not in QUANTIZE:
         raise OptionError(f"--quantize {quantize!r}: choose {', '.join(QUANTIZE)}")
@@ -195,7 +197,8 @@ def export(path, out, quantize: str | None = None) -> dict:
             "exported_from": str(Path(path).resolve()),
             "checkpoints": [{"path": str(c.resolve()), "sha256": sha256(c)} for c in ckpts],
             "quantize": quantize, "models": models, "inputs": fields, "max_length": int(scorer.max_length),
-            "long_text": scorer.long_text, "chunk_stride": stride, "pad_token_id": int(scorer.tokenizer.pad_token_id or 0),
+            "long_text": scorer.long_text, "chunk_stride": stride,
+            "pad_token_id": int(scorer.tokenizer.pad_token_id or 0),
             "cfg": json.loads(json.dumps(scorer.cfg, default=str)),
             "files": {p.name: sha256(p) for p in sorted(work.iterdir())},
         }

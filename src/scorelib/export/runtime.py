@@ -10,6 +10,7 @@ training (the first tokens; head and tail; overlapping windows, pooled inside th
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -230,12 +231,10 @@ def load_export(path, scorer_class):
     Raises:
         CheckpointError: a manifest or file that does not match (edited after export), an unknown format.
     """
-    try:
-        import onnxruntime  # noqa: F401
-        import tokenizers  # noqa: F401
-    except ImportError as e:
-        raise MissingFileError(f"{path}: scoring an ONNX export needs onnxruntime and tokenizers ({e}); "
-                               f"pip install \"scorelib[onnx]\"") from None
+    missing = [name for name in ("onnxruntime", "tokenizers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingFileError(f"{path}: scoring an ONNX export needs {' and '.join(missing)}: "
+                               f"pip install \"scorelib[onnx]\"")
     folder = Path(path)
     manifest = read_manifest(folder)
     table = PromptTable.load(folder / "prompts.json")
