@@ -230,6 +230,12 @@ def test_the_widget_scores_an_export(exported, demo_preds):
     assert any("tokens" in w for w in got["warnings"])
 
 
+def test_explanations_need_the_save_dir(exported, capsys):
+    assert score_cli([str(exported["fp32"]), "--prompt", "q1", "--explain", "The axis is tilted. So light varies."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("scorelib-score: error: ") and "--explain" in err[-1] and "save dir" in err[-1], err
+
+
 def test_the_export_holds_no_pickle_and_a_manifest_of_every_file(exported, trained_dir):
     import onnx
 

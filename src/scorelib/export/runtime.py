@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from scorelib.data.prompts import PromptTable
-from scorelib.errors import CheckpointError, InputError, MissingFileError
+from scorelib.errors import CheckpointError, InputError, MissingFileError, OptionError
 
 FORMAT = "scorelib-export"
 VERSION = 1
@@ -93,7 +93,10 @@ class Encoder:
         self.fields, self.max_length, self.mode, self.stride, self.pad_token_id = \
             list(fields), int(max_length), mode, stride, int(pad_id)
 
-    def __call__(self, text, pair=None, **unused) -> dict:
+    def __call__(self, text, pair=None, truncation=False, **unused) -> dict:
+        if not isinstance(text, str) or truncation or unused.get("return_offsets_mapping"):
+            raise OptionError("an ONNX export's tokenizer step only counts a text's tokens; explanations (--explain, "
+                              "scorelib.explain) need the save dir the export came from")
         self.tokenizer.no_truncation()
         return self.as_dict(self.tokenizer.encode(text, pair))
 
