@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "scorelib"
-EXTRAS = ("hub", "cv", "cutpoints", "stack", "report", "explain", "datasets")  # each part beyond the course, a folder of its own
+EXTRAS = ("hub", "cv", "cutpoints", "stack", "report", "explain", "datasets", "export")  # each part beyond the course, a folder of its own
 COMMANDS = ("cli",)  # fairseq_cli/
 CORE_LIMIT = 3000  # lines of code (cloc's count: no blank, comment or docstring lines) of the course's core
 # where scorelib-train starts, with the classes it registers: the closure of their module-level imports is what a

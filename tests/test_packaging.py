@@ -38,7 +38,7 @@ def test_console_scripts_point_at_functions():
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == {"scorelib-train", "scorelib-eval", "scorelib-score", "scorelib-cv", "scorelib-report",
-                            "scorelib-probe"}
+                            "scorelib-probe", "scorelib-export"}
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))

@@ -15,18 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from scorelib import checkpoint_utils
-from scorelib.data.long_text import build_dataset
 from scorelib.data.prompts import PromptTable
 from scorelib.data.scores import notes_shape
-from scorelib.data.scoring_dataset import ScoringDataset, batch_by_size
 from scorelib.errors import CheckpointError, InputError
 from scorelib.hub.ensemble import fold_dirs, is_cv_dir, read_cv_info, resolve_checkpoint, resolve_fold
 from scorelib.hub.inputs import prompt_to_use
-from scorelib.inference import predict
-from scorelib.models.scoring_model import ScoringModel, pick_device
+
+# PyTorch is imported where a model is built or run: an ONNX export (scorelib.export) scores through this module
+# without it
 
 MAX_CHARS = 50_000  # longer inputs are refused (about 12,000 tokens, far beyond any essay)
 
@@ -70,6 +67,8 @@ class Scorer:
 
     def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None,
                  long_text: str = "truncate", chunk_stride: int | None = None, stack=None):
+        import torch
+
         self.device = device or torch.device("cpu")
         self.models = [m.to(self.device).eval() for m in (model if isinstance(model, (list, tuple)) else [model])]
         self.tokenizer = tokenizer
@@ -131,8 +130,10 @@ class Scorer:
             raise InputError(f"got {len(texts)} texts but {len(contexts)} contexts")
         return list(texts), prompt, list(contexts)
 
-    def dataset(self, texts, prompt, contexts=None) -> ScoringDataset:
-        """Checked texts of one prompt as an unlabeled :class:`ScoringDataset`."""
+    def dataset(self, texts, prompt, contexts=None):
+        """Checked texts of one prompt as an unlabeled :class:`~scorelib.data.scoring_dataset.ScoringDataset`."""
+        from scorelib.data.long_text import build_dataset
+
         frame = pd.DataFrame({"key": [str(i) for i in range(len(texts))], "prompt": prompt, "text": texts,
                               "context": contexts, "score": np.nan})  # traits: score_matrix gives NaN (N, K)
         return build_dataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
@@ -148,15 +149,19 @@ class Scorer:
         parts = self.models_parts01(ds, bf16, max_tokens)
         return parts.get("blend", parts["encoder"])
 
-    @torch.inference_mode()
     def models_parts01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> dict[str, np.ndarray]:
         """:meth:`models_scores01`'s parts: ``{"encoder"}``, and with a stack also ``"stack"`` and ``"blend"``."""
+        import torch
+
+        from scorelib.data.scoring_dataset import batch_by_size
+        from scorelib.inference import predict
+
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens, 256)
 
         def run(model):
             def forward(sample):
-                with amp:
+                with amp, torch.inference_mode():
                     return 0.0, model(**sample["net_input"])["encoder_out"]
             return predict(forward, ds, batches, self.device)[1]
 
@@ -283,6 +288,9 @@ def check_cfg(cfg: dict, path) -> None:
 
 def load_model(ckpt: Path):
     """A checkpoint's model, tokenizer, prompt table and options (missing ones filled by :func:`checkpoint_utils.load_checkpoint`)."""
+    from scorelib import checkpoint_utils
+    from scorelib.models.scoring_model import ScoringModel
+
     tokenizer, config, _ = checkpoint_utils.load_assets(ckpt.parent)
     state = checkpoint_utils.load_checkpoint(ckpt)
     check_cfg(state["cfg"], ckpt)
@@ -304,12 +312,21 @@ def load(path, device=None) -> Scorer:
 
     Args:
         path (str | Path): ``--save-dir`` of ``scorelib-train``, or a ``.pt`` file in it, or the ``--save-dir``
-            of ``scorelib-cv`` (its K fold models, averaged; the CV dir's prompt table and cut-points).
+            of ``scorelib-cv`` (its K fold models, averaged; the CV dir's prompt table and cut-points), or the
+            folder of ``scorelib-export`` (scored by onnxruntime on the CPU, without PyTorch).
         device (str | torch.device, optional): default cuda > mps > cpu.
 
     Returns:
         Scorer: with ``.score(texts, prompt=..., contexts=None, return_spread=False)`` and ``.prompts``.
     """
+    from scorelib.export.runtime import is_export, load_export
+
+    if is_export(path):  # scorelib-export's folder: the same Scorer, its models ONNX sessions
+        return load_export(path, Scorer)
+    import torch
+
+    from scorelib.models.scoring_model import pick_device
+
     device = torch.device(device) if device is not None else pick_device()
     ckpts = [resolve_fold(f) for f in fold_dirs(path)] if is_cv_dir(path) else [resolve_checkpoint(path)]
     loaded = [load_model(c) for c in ckpts]
