@@ -17,7 +17,8 @@ from scorelib.metrics import flat_metrics
 from scorelib.writers import results_dir
 
 # scorelib-eval's own options, never taken from the checkpoint
-EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
+EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap",
+            "min_n_per_group")
 
 
 def cli_main(argv=None) -> int:
@@ -97,7 +98,9 @@ def write_report(args, source, ckpt, split, results_path) -> None:
     done = make_report(Path(source).parent if Path(source).is_file() else source, args.data, split=split,
                        group_columns=names["group"], second_score_columns=names["second"],
                        key_column=args.key_column or "key", bootstrap=args.bootstrap, seed=args.seed,
-                       results_path=results_path)
+                       results_path=results_path, min_n_per_group=args.min_n_per_group)
     print(f"report: {done['html']} ({len(done['report']['flags'])} flag(s))")
+    for w in done["report"]["warnings"]:
+        print(f"  warning [{w['trait']}, {w['scope']}] {w['en']}")
 
 

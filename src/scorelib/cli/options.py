@@ -43,6 +43,8 @@ def add_report_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--second-score-column", metavar="COL[,COL...]",
                    help=f"{prefix}a second human score, one per trait in trait order")
     p.add_argument("--bootstrap", type=int, default=1000, help=f"{prefix}resamples for the 95%% intervals (0: none)")
+    p.add_argument("--min-n-per-group", type=int, default=30,
+                   help=f"{prefix}RSMTool's min_n_per_group: a smaller group gets N and means only, no DSM (default 30)")
 
 
 def get_eval_parser() -> argparse.ArgumentParser:
