@@ -13,7 +13,7 @@ from scorelib import checkpoint_utils, options
 from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError
 from scorelib.logging.console import run, setup_logging
-from scorelib.metrics import flat_metrics
+from scorelib.metrics import summary_line, warnings_of
 from scorelib.writers import results_dir
 
 # scorelib-eval's own options, never taken from the checkpoint
@@ -79,7 +79,9 @@ def eval_checkpoint(args, parser) -> dict:
         task = TextScoringTask.setup_eval_task(args, scorer.tokenizer, scorer.table, split)
         ds = task.load_dataset(split)
         metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: its parts too
-        print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
+        print(f"{ckpt.name} on {split}: {summary_line(metrics)}")
+        for w in warnings_of(metrics):
+            print(f"  warning: {w}")
         out[split] = metrics
         if args.report:
             write_report(args, source, ckpt, split, results_path)

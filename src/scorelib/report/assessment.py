@@ -11,10 +11,11 @@ import zlib
 import numpy as np
 
 from scorelib import metrics
+from scorelib.cutpoints.thresholds import FLAT_QWK_GAIN, FLAT_SD_RATIO, order_breaks
 from scorelib.report import agreement
 
-THRESHOLDS = {"smd": 0.15, "dsm": 0.1, "degradation": -0.10, "distribution_pct": 5.0, "sd_ratio": 0.5,
-              "cutpoint_gain": 0.1}
+THRESHOLDS = {"smd": 0.15, "dsm": 0.1, "degradation": -0.10, "distribution_pct": 5.0, "sd_ratio": FLAT_SD_RATIO,
+              "cutpoint_gain": FLAT_QWK_GAIN}
 MIN_ROWS = 30  # a section of fewer labeled rows: its figures and intervals carry a warning
 MIN_N_PER_GROUP = 30  # RSMTool's min_n_per_group: a smaller group gets no DSM, QWK or r and no fairness model
 BOOT_CHUNK = 200  # resamples scored at once (memory: BOOT_CHUNK x N per array)
@@ -76,24 +77,6 @@ def section(h, m, rounded, strata, points=None, step=None, nearest=None, h2=None
                                   f"rough; a few more or other texts could change it a lot",
                             "zh": f"只有 {len(h)} 行（少于 {MIN_ROWS}）：这里的每个数字和区间都很粗略，多几篇或换几篇文本就可能大变"}]
     return out
-
-
-def order_breaks(m, rounded, strata) -> int:
-    """Rows whose mark is lower than the mark of a lower machine score of the same prompt (stratum).
-
-    One set of increasing thresholds never does this; predictions rounded by several sets (cross-fitted
-    cut-points, each fold its own) can, and then a higher score gets a lower mark.
-    """
-    m, rounded, strata = np.asarray(m, np.float64), np.asarray(rounded, np.float64), np.asarray(strata, dtype=str)
-    breaks = 0
-    for s in np.unique(strata):
-        rows = strata == s
-        values, inverse = np.unique(m[rows], return_inverse=True)
-        top = np.full(len(values), -np.inf)
-        np.maximum.at(top, inverse, rounded[rows])
-        below = np.concatenate([[-np.inf], np.maximum.accumulate(top)[:-1]])  # best mark of a strictly lower score
-        breaks += int((rounded[rows] < below[inverse] - 1e-9).sum())
-    return breaks
 
 
 def _bootstrap(h, m, kw, strata, n_boot, seed) -> dict:
