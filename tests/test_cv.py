@@ -444,3 +444,15 @@ def test_flat_model_cv_on_two_scales_is_flagged(tmp_path):
     assert not [f for f in rep["flags"] if f["check"] == "dsm"]
     assert all(lv["too_few"] for lv in per["overall"]["groups"]["school"]["levels"].values())
     assert {w["scope"] for w in rep["warnings"]} == {"prompt photo", "prompt essay"} and 'id="warnings"' in html
+
+
+def test_cv_folds_keep_no_epoch_files_unless_asked(tmp_path):
+    """A fold needs only its checkpoint_best.pt: scorelib-cv as README shows it (no --no-epoch-checkpoints) keeps no
+    checkpoint{N}.pt per fold (263 MB each for the default encoder); --keep-epoch-checkpoints keeps them."""
+    from scorelib.cv.out_of_fold import fold_args
+
+    table = PromptTable(ids=["q"], ranges={"q": (0.0, 3.0)}, step=1.0)
+    plain = fold_args(parse_cv_args(["--save-dir", str(tmp_path)]), tmp_path / "fold0", tmp_path / "r.csv", table)
+    kept = fold_args(parse_cv_args(["--save-dir", str(tmp_path), "--keep-epoch-checkpoints"]), tmp_path / "fold0",
+                     tmp_path / "r.csv", table)
+    assert plain.no_epoch_checkpoints is True and kept.no_epoch_checkpoints is False

@@ -464,7 +464,7 @@ def test_flat_model_on_two_scales_report(tmp_path):
     assert o["scale"] == "0-1" and per["pooled_scale"].startswith("one 0-1 scale: prompts of different ranges (0-3, 1-10)")
     assert "distribution" not in o and "confusion" not in o and not {"qwk", "exact_pct"} & set(o["metrics"])
     assert 0 <= o["human"]["mean"] <= 1 and 0 <= o["machine"]["mean"] <= 1  # on the 0-1 scale
-    assert "All prompts, on one 0-1 scale" in html
+    assert "All prompts: pooled over prompts, on one 0-1 scale" in html
     for p in ("photo", "essay"):
         assert "distribution" in per["per_prompt"][p] and per["per_prompt"][p]["sd_ratio"] < 0.5
     sd_flags = {f["scope"] for f in rep["flags"] if f["check"] == "sd_ratio"}

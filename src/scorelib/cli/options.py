@@ -20,6 +20,8 @@ def get_cv_parser(argv=None) -> argparse.ArgumentParser:
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--folds", type=int, metavar="K", help="number of folds, numbered from 0 (default: 5)")
     g.add_argument("--fold-column", metavar="NAME", help="use this column's folds as given instead of drawing them")
+    g.add_argument("--keep-epoch-checkpoints", action="store_true",
+                   help="keep each fold's checkpoint{N}.pt (default: a fold keeps only what it needs, checkpoint_best.pt)")
     parser.set_defaults(test_fraction=None)  # every row is predicted out of fold: a test share makes no sense
     return parser
 

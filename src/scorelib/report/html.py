@@ -201,7 +201,7 @@ def render_html(report: dict, title: str) -> str:
         if per["n_unlabeled"]:
             out.append(f'<p class="small">{per["n_unlabeled"]} row(s) without a human score are left out.</p>')
         scaled = per["overall"].get("scale") == "0-1"
-        out += ["<h3>All prompts" + (", on one 0-1 scale" if scaled else "") + "</h3>",
+        out += ["<h3>All prompts: pooled over prompts" + (", on one 0-1 scale" if scaled else "") + "</h3>",
                 f'<p class="small">Pooled on {escape(per.get("pooled_scale", "their own scale"))}.</p>',
                 section_html(per["overall"], f"{trait}: all prompts", t)]
         rows = [[escape(p), s["n"], _f(s["human"]["mean"]), _f(s["machine"]["mean"]),
