@@ -394,3 +394,14 @@ def test_few_rows_warned_and_each_figure_named_by_its_kind():
     assert f"pooled over prompts QWK {m['overall']['qwk_pooled']:.3f}, Pearson {m['overall']['pearson']:.3f}" in line
     big = array_metrics(["a"] * 40, gold[:40], pred[:40], table.round(pred[:40], ["a"] * 40), table)
     assert "warnings" not in big and warnings_of(big) == []
+
+
+def test_result_csv_keeps_each_gold_value_as_written(tmp_path):
+    """A gold 3 is written 3, not 3.0, also in a column that holds halves (as the xlsx keeps it); unlabeled: empty."""
+    table = two_prompts(step=0.5)
+    f = frame_of(table, ["a", "a", "b", "b"], [0.0, 0.5, 1.0, 0.25], [0.2, 0.4, 0.6, 0.8])
+    f["gold"] = [3.0, 2.5, np.nan, 0.1]
+    paths = write_results(f, compute_metrics(f, table), table, tmp_path, "checkpoint_best.pt", "test")
+    csv = pd.read_csv(paths["csv"], dtype=str, keep_default_na=False)
+    assert csv["gold"].tolist() == ["3", "2.5", "", "0.1"]
+    assert [c.value for c in openpyxl.load_workbook(paths["xlsx"]).active["C"][1:3]] == [3, 2.5]  # the xlsx too
