@@ -406,7 +406,7 @@ def test_cutpoint_warnings_on_a_flat_model():
     top, low = int(np.argmax(pred)), int(np.argmin(pred))
     broken.loc[top, "pred_rounded"], broken.loc[low, "pred_rounded"] = 0.0, 3.0
     checks = {w["check"]: w for w in cutpoint_warnings(fitted, broken, m)}
-    assert checks["order"]["value"] >= 1 and "lower mark than a lower prediction" in checks["order"]["en"]
+    assert checks["order"]["value"] >= 1 and "more than one step (1) below that of a lower prediction" in checks["order"]["en"]
     spread = oof.assign(pred=gold + rng.normal(0, 0.3, n))  # a machine that varies: no gain warning
     spread["pred_rounded"] = cross_fit_round(table, spread["prompt"], gold, spread["pred"], folds)
     assert not [w for w in cutpoint_warnings(fitted, spread, frame_metrics(spread, fitted)) if w["check"] == "cutpoint_gain"]

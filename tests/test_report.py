@@ -221,6 +221,9 @@ def test_order_breaks_counts_a_higher_score_with_a_lower_mark():
     assert assessment.order_breaks(m, np.array([5.0, 5.0, 3.5, 5.5, 2.0, 1.0]), strata) == 2  # 5.25 in q, 2.0 in r
     assert assessment.order_breaks(m, np.array([5.0, 5.0, 5.0, 5.5, 1.0, 2.0]), strata) == 0
     assert assessment.order_breaks(np.array([1.0, 1.0]), np.array([2.0, 1.0]), ["q", "q"]) == 0  # ties: no order
+    # one step of slack: neighbours swapped near a threshold by two folds' thresholds are not counted
+    assert assessment.order_breaks(m, np.array([5.0, 5.0, 4.5, 5.5, 2.0, 1.0]), strata, slack=0.5) == 1  # r's 1.0
+    assert assessment.order_breaks(m, np.array([5.0, 5.0, 3.5, 5.5, 2.0, 1.5]), strata, slack=0.5) == 1  # q's 3.5
     sec = assessment.section(np.array([5.0, 5.0, 3.0, 6.0]), m[:4], np.array([5.0, 5.0, 3.5, 5.5]), strata[:4],
                              points=[3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0], step=0.5, n_boot=0)
     assert sec["order_breaks"] == 1 and "order" in [f["check"] for f in assessment.section_flags(sec)]

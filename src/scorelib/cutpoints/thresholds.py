@@ -36,11 +36,13 @@ def labels_by(cuts: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.searchsorted(cuts, pred, side="right")
 
 
-def order_breaks(m, rounded, strata) -> int:
-    """Rows whose mark is lower than the mark of a lower machine score of the same prompt (stratum).
+def order_breaks(m, rounded, strata, slack: float = 0.0) -> int:
+    """Rows whose mark is more than ``slack`` below the mark of a lower machine score of the same prompt (stratum).
 
     One set of increasing thresholds never does this; predictions rounded by several sets (cross-fitted
-    cut-points, each fold its own) can, and then a higher score gets a lower mark.
+    cut-points, each fold its own) can, and then a higher score gets a lower mark. Near a threshold, folds whose
+    thresholds differ a little swap neighbours one step apart; ``slack`` (one step, where callers check) counts
+    only the larger breaks (5.25 rounded to 3.5 while 5.1 gets 5).
     """
     m, rounded, strata = np.asarray(m, np.float64), np.asarray(rounded, np.float64), np.asarray(strata, dtype=str)
     breaks = 0
@@ -50,7 +52,7 @@ def order_breaks(m, rounded, strata) -> int:
         top = np.full(len(values), -np.inf)
         np.maximum.at(top, inverse, rounded[rows])
         below = np.concatenate([[-np.inf], np.maximum.accumulate(top)[:-1]])  # best mark of a strictly lower score
-        breaks += int((rounded[rows] < below[inverse] - 1e-9).sum())
+        breaks += int((rounded[rows] < below[inverse] - slack - 1e-9).sum())
     return breaks
 
 
@@ -201,11 +203,13 @@ def cutpoint_warnings(table, frame, metrics: dict) -> list[dict]:
         for pid, pm in m["per_prompt"].items():
             rows = (prompts == pid) & np.isfinite(gold)
             where = f"prompt {pid}" + ("" if len(each) == 1 else f", trait {name}")
-            breaks = order_breaks(pred[rows], rounded[rows], prompts[rows])
+            step = table.views[name].step or 0.0
+            breaks = order_breaks(pred[rows], rounded[rows], prompts[rows], slack=step)
             if breaks:
                 out.append({"check": "order", "prompt": pid, "trait": name, "value": breaks,
-                            "en": f"{where}: {breaks} out-of-fold row(s) got a lower mark than a lower prediction "
-                                  f"(each fold's cut-points are its own): the cross-fitted marks do not follow the scores"})
+                            "en": f"{where}: {breaks} out-of-fold row(s) got a mark more than one step ({step:g}) below "
+                                  f"that of a lower prediction (each fold's cut-points are its own): the cross-fitted "
+                                  f"marks do not follow the scores"})
             sd_h, sd_m = (float(np.std(x[rows], ddof=1)) if rows.sum() > 1 else np.nan for x in (gold, pred))
             ratio = sd_m / sd_h if sd_h > 0 else np.nan
             q, near = pm.get("qwk"), pm.get("qwk_nearest")

@@ -64,7 +64,7 @@ def section(h, m, rounded, strata, points=None, step=None, nearest=None, h2=None
         out["distribution"] = agreement.distribution(h, kw["rounded"], points)
         out["confusion"] = {"points": list(points), "matrix": agreement.confusion(h, kw["rounded"], points)}
     if step is not None:
-        out["order_breaks"] = order_breaks(m, kw["rounded"], strata)
+        out["order_breaks"] = order_breaks(m, kw["rounded"], strata, slack=step)
     if h2 is not None:
         out["human_human"] = human_human(h, m, np.asarray(h2, np.float64), values, step, points)
     if groups:
@@ -241,9 +241,10 @@ def section_flags(sec: dict) -> list[dict]:
     breaks = sec.get("order_breaks", 0)
     if breaks:
         out.append({"check": "order", "value": breaks, "threshold": 0,
-                    "en": f"{breaks} row(s) got a lower mark than a lower machine score of the same prompt (predictions "
-                          f"rounded by different cut-points, as cross-fitted folds are): marks do not follow the scores",
-                    "zh": f"{breaks} 行的分数档低于同一题中机器分更低的文本（不同的切分点取整，如交叉拟合的各折）：分数档与机器分的顺序不一致"})
+                    "en": f"{breaks} row(s) got a mark more than one step below that of a lower machine score of the same "
+                          f"prompt (predictions rounded by different cut-points, as cross-fitted folds are): marks do "
+                          f"not follow the scores",
+                    "zh": f"{breaks} 行的分数档比同一题中机器分更低的文本低一档以上（不同的切分点取整，如交叉拟合的各折）：分数档与机器分的顺序不一致"})
     v = sec["metrics"]["smd"]["value"]
     if np.isfinite(v) and abs(v) > t["smd"]:
         low = v < 0
