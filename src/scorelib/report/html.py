@@ -194,7 +194,7 @@ def render_html(report: dict, title: str) -> str:
            f'below {t["degradation"]:g}; a score distribution difference of more than {t["distribution_pct"]:g} '
            f'percentage points (Williamson, Xi and Breyer 2012; RSMTool); cut-points that raise QWK by more than '
            f'{t["cutpoint_gain"]:g} over nearest rounding where the machine SD is below that ratio; a higher machine '
-           f'score rounded to a lower mark. Fewer than {t.get("min_rows", 30)} rows: a warning.</p>',
+           f'score rounded more than one step below a lower one. Fewer than {t.get("min_rows", 30)} rows: a warning.</p>',
            warnings_table(report.get("warnings", []))]
     for trait, per in report["traits"].items():
         out.append(f"<h2>{escape(trait)}</h2>")
