@@ -1,6 +1,6 @@
 # scorelib: `make demo` trains on the embedded demo data; `make test` runs the tests and notebooks.
 # Both create .venv on first use. PyTorch is installed first (TORCH), so that the package's
-# `torch>=2.2` is already met and pip does not pull a second, multi-GB build.
+# `torch>=2.6` (pyproject.toml's floor) is already met and pip does not pull a second, multi-GB build.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0

@@ -379,3 +379,80 @@ def test_bench_cv_scores_the_held_out_rows_with_each_fold_and_the_ensemble(cv_ru
     assert got["n"] == len(test) and [f["fold"] for f in got["folds"]] == [0, 1, 2]
     assert got["ensemble"]["rmse"] == pytest.approx(float(np.sqrt(np.mean((pred - gold) ** 2))))
     assert "ensemble_parts" not in got  # no --stack: no parts
+
+
+def test_cutpoint_warnings_on_a_flat_model():
+    """Cross-fitted cut-points on a machine whose predictions barely vary: QWK raised far over nearest rounding is
+    warned, and so is a row rounded (by its fold's thresholds) to a lower mark than a lower prediction."""
+    from scorelib.cutpoints.thresholds import cutpoint_warnings
+
+    rng = np.random.default_rng(0)
+    n = 60
+    gold = rng.integers(0, 4, n).astype(float)
+    pred = 1.4 + 0.05 * (gold - 1.5) / 1.5 + rng.normal(0, 0.01, n)  # SD ~0.04 against gold's ~1.1, but in order
+    folds = np.arange(n) % 3
+    table = PromptTable(ids=["photo"], ranges={"photo": (0.0, 3.0)}, step=1.0)
+    oof = pd.DataFrame({"key": [f"k{i}" for i in range(n)], "prompt": "photo", "fold": folds, "gold": gold,
+                        "pred": pred, "text": "x"})
+    oof["pred_rounded"] = cross_fit_round(table, oof["prompt"], gold, pred, folds)
+    fitted = table.without_cutpoints()
+    fit_table_cutpoints(fitted, oof["prompt"], gold, pred, quiet=True)
+    m = frame_metrics(oof, fitted)
+    assert m["per_prompt"]["photo"]["qwk"] - m["per_prompt"]["photo"]["qwk_nearest"] > 0.1
+    checks = {w["check"]: w for w in cutpoint_warnings(fitted, oof, m)}
+    assert "cutpoint_gain" in checks and "below 0.5" in checks["cutpoint_gain"]["en"]
+    # two folds' thresholds: a higher prediction rounded lower than a lower one is counted
+    broken = oof.copy()
+    top, low = int(np.argmax(pred)), int(np.argmin(pred))
+    broken.loc[top, "pred_rounded"], broken.loc[low, "pred_rounded"] = 0.0, 3.0
+    checks = {w["check"]: w for w in cutpoint_warnings(fitted, broken, m)}
+    assert checks["order"]["value"] >= 1 and "more than one step (1) below that of a lower prediction" in checks["order"]["en"]
+    spread = oof.assign(pred=gold + rng.normal(0, 0.3, n))  # a machine that varies: no gain warning
+    spread["pred_rounded"] = cross_fit_round(table, spread["prompt"], gold, spread["pred"], folds)
+    assert not [w for w in cutpoint_warnings(fitted, spread, frame_metrics(spread, fitted)) if w["check"] == "cutpoint_gain"]
+
+
+@pytest.mark.slow
+def test_flat_model_cv_on_two_scales_is_flagged(tmp_path):
+    """The issue's table: two prompts of 25 rows, 0-3 and 1-10 (step 0.5), 3 folds of a one-epoch model: the report
+    flags the machine's small SD in HTML and JSON, flags no DSM of the random school groups (under
+    min_n_per_group), pools the prompts only on the 0-1 scale, and warns of the prompts' 25 rows."""
+    from scorelib.cli.report import cli_main as report_cli
+
+    rng = np.random.default_rng(1)
+    demo = pd.concat(load_demo().values())
+    texts = demo["text"].drop_duplicates().head(50).tolist()
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(50)], "question": ["photo"] * 25 + ["essay"] * 25,
+                          "answer": texts, "mark": np.r_[rng.integers(0, 4, 25), rng.integers(2, 21, 25) / 2],
+                          "school": rng.choice(["north", "south", "east"], 50)})
+    frame.to_csv(tmp_path / "answers.csv", index=False)
+    pd.DataFrame({"prompt": ["photo", "essay"], "min": [0, 1], "max": [3, 10]}).to_csv(tmp_path / "ranges.csv",
+                                                                                       index=False)
+    assert cv_cli([str(tmp_path / "answers.csv"), "--folds", "3", "--save-dir", str(tmp_path / "cv"),
+                   "--key-column", "id", "--prompt-column", "question", "--text-column", "answer",
+                   "--score-column", "mark", "--score-ranges", str(tmp_path / "ranges.csv"), "--score-step", "0.5",
+                   "--fit-cutpoints", "--valid-fraction", "0.2", *TINY]) == 0
+    metrics = json.loads((tmp_path / "cv" / "results" / "metrics-cv.json").read_text())
+    assert "pooled" in metrics["kinds"] and "cutpoint_warnings" in metrics
+    assert report_cli([str(tmp_path / "cv"), str(tmp_path / "answers.csv"), "--key-column", "id",
+                       "--group-column", "school", "--bootstrap", "100"]) == 0
+    rep = json.loads((tmp_path / "cv" / "results" / "report-cv-oof.json").read_text(encoding="utf-8"))
+    html = (tmp_path / "cv" / "results" / "report-cv-oof.html").read_text(encoding="utf-8")
+    per = rep["traits"]["score"]
+    assert per["overall"]["scale"] == "0-1" and "distribution" not in per["overall"]
+    assert any(f["check"] == "sd_ratio" for f in rep["flags"]) and "machine SD" in html
+    assert not [f for f in rep["flags"] if f["check"] == "dsm"]
+    assert all(lv["too_few"] for lv in per["overall"]["groups"]["school"]["levels"].values())
+    assert {w["scope"] for w in rep["warnings"]} == {"prompt photo", "prompt essay"} and 'id="warnings"' in html
+
+
+def test_cv_folds_keep_no_epoch_files_unless_asked(tmp_path):
+    """A fold needs only its checkpoint_best.pt: scorelib-cv as README shows it (no --no-epoch-checkpoints) keeps no
+    checkpoint{N}.pt per fold (263 MB each for the default encoder); --keep-epoch-checkpoints keeps them."""
+    from scorelib.cv.out_of_fold import fold_args
+
+    table = PromptTable(ids=["q"], ranges={"q": (0.0, 3.0)}, step=1.0)
+    plain = fold_args(parse_cv_args(["--save-dir", str(tmp_path)]), tmp_path / "fold0", tmp_path / "r.csv", table)
+    kept = fold_args(parse_cv_args(["--save-dir", str(tmp_path), "--keep-epoch-checkpoints"]), tmp_path / "fold0",
+                     tmp_path / "r.csv", table)
+    assert plain.no_epoch_checkpoints is True and kept.no_epoch_checkpoints is False

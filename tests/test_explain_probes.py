@@ -168,3 +168,73 @@ def test_scorelib_probe_errors_are_one_line(trained_dir, tmp_path, capsys):
     assert probe_cli([str(trained_dir), "--cpu", "--split", "dev", "--results-path", str(tmp_path)]) == 2
     assert "--split dev" in capsys.readouterr().err
     assert NEUTRAL_PARAGRAPH.count(".") == 2
+
+
+def user_table(folder, n=25):
+    """A user's table of two prompts with their own column names, as the issue's answers.csv."""
+    from scorelib.data.demo import load_demo
+
+    texts = pd.concat(load_demo().values())["text"].drop_duplicates().head(2 * n).tolist()
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(2 * n)], "question": ["q1"] * n + ["q9"] * n,
+                          "answer": texts, "mark": [i % 4 for i in range(2 * n)],
+                          "text": "a decoy column the model never read"})
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "answers.csv", index=False)
+    return folder / "answers.csv", frame
+
+
+def probe_args(**kw):
+    from types import SimpleNamespace
+
+    base = dict(save_dir="checkpoints/mine", data=None, split="test", key_column=None, prompt_column=None,
+                text_column=None, context_column=None, score_column=None, layout="table", encoding=None)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def trained_cfg(path):
+    return {"data": str(path), "key_column": "id", "prompt_column": "question", "text_column": "answer",
+            "score_column": "mark", "context_column": None, "layout": "table", "valid_fraction": 0.1,
+            "test_fraction": 0.2, "split_seed": 3, "prompts": None, "sheet": None, "encoding": None}
+
+
+def test_probe_defaults_to_the_trained_data_columns_and_held_out_rows(tmp_path, log_of):
+    """Without DATA: the table the model was trained on, read with its columns (answer, not text), split as the
+    training run split it, so --split test is the rows it never trained on; the same table named as DATA too."""
+    from scorelib.data.tables import Columns, read_splits
+    from scorelib.explain.probes import rows_to_probe
+
+    path, table = user_table(tmp_path / "mine")
+    cfg = trained_cfg(path)
+    frame, what, tables = rows_to_probe(probe_args(), cfg, cv=False)
+    split = read_splits(str(path), Columns("id", "question", "answer", None, "mark"), valid_fraction=0.1,
+                        test_fraction=0.2, split_seed=3)
+    assert sorted(frame["key"]) == sorted(split.frames["test"]["key"]) and 0 < len(frame) < 25
+    assert not set(frame["key"]) & set(split.frames["train"]["key"])
+    assert set(frame["text"]) <= set(table["answer"]) and "as the training run split it" in what
+    again, _, _ = rows_to_probe(probe_args(data=str(path.resolve())), cfg, cv=False)
+    assert again["key"].tolist() == frame["key"].tolist()
+    rows, what, _ = rows_to_probe(probe_args(split="train"), cfg, cv=False)
+    assert "rows the model trained on" in what and "the model TRAINED on these rows" in log_of.text
+
+
+def test_probe_leaves_out_trained_rows_of_another_table_and_never_falls_back_to_the_demo(tmp_path, log_of):
+    from scorelib.errors import MissingFileError
+    from scorelib.explain.probes import rows_to_probe
+
+    path, table = user_table(tmp_path / "mine")
+    cfg = trained_cfg(path)
+    _, _, tables = rows_to_probe(probe_args(), cfg, cv=False)
+    trained = tables.frames["train"]
+    other = pd.concat([table[table["id"].isin(trained["key"].head(5))],  # five rows the model trained on
+                       table.head(0)]).assign(id=lambda f: "new-" + f["id"])
+    new = pd.DataFrame({"id": ["n1", "n2"], "question": ["q1", "q9"], "answer": ["a fresh answer", "another one"],
+                        "mark": [1, 2], "text": "decoy"})
+    pd.concat([other, new]).to_csv(tmp_path / "new.csv", index=False)
+    frame, what, _ = rows_to_probe(probe_args(data=str(tmp_path / "new.csv")), cfg, cv=False)
+    assert frame["key"].tolist() == ["n1", "n2"] and frame["text"].tolist() == ["a fresh answer", "another one"]
+    assert "5 of 7 rows" in log_of.text and "less 5 rows the model trained on" in what
+    with pytest.raises(OptionError, match="cross-validation dir's folds were trained on every row"):
+        rows_to_probe(probe_args(), cfg, cv=True)
+    path.unlink()  # the training table is gone: an error naming it, never the demo data
+    with pytest.raises(MissingFileError, match="answers.csv: not found .*trained on it.*scorelib-probe"):
+        rows_to_probe(probe_args(), cfg, cv=False)

@@ -42,8 +42,8 @@ def test_score_within_each_prompts_range(scorer):
 
 
 @pytest.mark.parametrize("text, pattern", [
-    ("", "empty"),
-    ("   \n\t ", "empty"),
+    ("", "^the text box is empty: paste a text to score$"),
+    ("   \n\t ", "^the text box is empty"),
     ("word " * 20_000, f"100,000 characters; the scorer takes at most {MAX_CHARS:,}"),
 ])
 def test_bad_text_is_refused_with_a_clear_message(scorer, text, pattern):

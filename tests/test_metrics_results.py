@@ -373,3 +373,35 @@ def test_as_matrix_is_shared_by_the_stack():
     assert tfidf.as_matrix is as_matrix
     assert as_matrix([1, 2, 3]).shape == (3, 1) and as_matrix(np.ones((4, 2))).shape == (4, 2)
     assert as_matrix(np.ones(6), 2).shape == (3, 2) and as_matrix(np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_few_rows_warned_and_each_figure_named_by_its_kind():
+    """Metrics of fewer than 30 labeled rows (all prompts or one) carry a warning; the summary line names each
+    figure's kind (mean of per-prompt, pooled over prompts), as the metrics JSON's ``overall_kinds`` does."""
+    from scorelib.metrics import KINDS, summary_line, warnings_of
+
+    table = PromptTable(ids=["a", "b"], ranges={"a": (0.0, 3.0), "b": (1.0, 10.0)}, step=1.0)
+    rng = np.random.default_rng(2)
+    prompts = ["a"] * 40 + ["b"] * 4
+    gold = np.r_[rng.integers(0, 4, 40), rng.integers(1, 11, 4)].astype(float)
+    pred = gold + rng.normal(0, 0.5, 44)
+    m = array_metrics(prompts, gold, pred, table.round(pred, prompts), table)
+    assert warnings_of(m) == ["fewer than 30 labeled rows (prompt b: 4): these figures are rough"]
+    assert m["overall_kinds"] == KINDS and KINDS["qwk"] == "mean of per-prompt" and KINDS["pearson"] == "pooled over prompts"
+    line = summary_line(m)
+    qwk_mean = np.mean([m["per_prompt"][p]["qwk"] for p in "ab"])
+    assert line.startswith(f"n=44; mean of per-prompt QWK {qwk_mean:.3f}, Pearson ")
+    assert f"pooled over prompts QWK {m['overall']['qwk_pooled']:.3f}, Pearson {m['overall']['pearson']:.3f}" in line
+    big = array_metrics(["a"] * 40, gold[:40], pred[:40], table.round(pred[:40], ["a"] * 40), table)
+    assert "warnings" not in big and warnings_of(big) == []
+
+
+def test_result_csv_keeps_each_gold_value_as_written(tmp_path):
+    """A gold 3 is written 3, not 3.0, also in a column that holds halves (as the xlsx keeps it); unlabeled: empty."""
+    table = two_prompts(step=0.5)
+    f = frame_of(table, ["a", "a", "b", "b"], [0.0, 0.5, 1.0, 0.25], [0.2, 0.4, 0.6, 0.8])
+    f["gold"] = [3.0, 2.5, np.nan, 0.1]
+    paths = write_results(f, compute_metrics(f, table), table, tmp_path, "checkpoint_best.pt", "test")
+    csv = pd.read_csv(paths["csv"], dtype=str, keep_default_na=False)
+    assert csv["gold"].tolist() == ["3", "2.5", "", "0.1"]
+    assert [c.value for c in openpyxl.load_workbook(paths["xlsx"]).active["C"][1:3]] == [3, 2.5]  # the xlsx too

@@ -159,3 +159,13 @@ def test_encoder_dropout_refuses_a_config_without_known_dropout_fields():
         message = str(e.value)
         assert "--encoder-dropout" in message and "NoDropoutConfig" in message and "\n" not in message
     assert set_encoder_dropout(NoDropoutConfig(), None) == ()  # 'config' keeps its own: nothing to refuse
+
+
+def test_no_loading_weights_bar_without_tqdm(capfd):
+    """--log-format simple (or json): the encoder loads without transformers' "Loading weights" bar; tqdm keeps it."""
+    from scorelib.models.scoring_model import default_model_path, load_encoder
+
+    load_encoder(default_model_path(), progress=False)
+    assert "Loading weights" not in capfd.readouterr().err
+    load_encoder(default_model_path(), progress=True)
+    assert "Loading weights" in capfd.readouterr().err

@@ -162,3 +162,35 @@ def test_parameters_cell_prints_the_fast_mode_banner(path):
     text = params[0]
     assert "if FAST:" in text and "fast mode:" in text and "快速模式" in text, f"{path.name}: no fast-mode banner"
     assert "（完整运行见提交的输出）" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_notebook_cell_is_one_chinese_word(path):
+    """A notebook cell is 单元格 throughout, never 格子, 检查格, 代码格 or 下一格 / 这一格."""
+    for kind in ("markdown", "code"):
+        for cell, text in cells(path, kind):
+            found = re.findall(r"格子|检查格|代码格|下一格|这一格", text)
+            assert not found, f"{path.name} cell {cell.get('id')}: {found}; say 单元格"
+
+
+def test_fold_ensemble_is_defined_in_the_glossary():
+    """折集成 is a coined term: the glossary defines it (各折模型的集成) for every notebook that uses it."""
+    rows = {english: (chinese, explanation) for english, chinese, explanation in glossary_rows()}
+    assert "fold ensemble" in rows and "折集成" in rows["fold ensemble"][0] and "各折模型的集成" in rows["fold ensemble"][0]
+
+
+def test_the_explanations_of_the_notes_match_their_text():
+    """02 Step 5: the notes' s['score'] runs on our rows (each has score and target), the risk is unscaled gold;
+    03 Step 2: the notes' config.update names no setting ({"xx": xx, "x": x}), so no value is put in its mouth."""
+    notes = (Path(__file__).resolve().parents[2] / "shared" / "SEED_NOTES.md")
+    if notes.is_file():
+        text = notes.read_text(encoding="utf-8")
+        assert "[s['score'] for s in samples]" in text and 'config.update({"xx":xx, "x":x})' in text
+    p02 = next(p for p in NOTEBOOKS if p.name.startswith("02"))
+    score_cells = [t for _, t in cells(p02, "markdown") if "s['score']" in t]
+    assert score_cells and all("KeyError" not in t and "unscaled" not in t.lower() or "not scaled" in t
+                               for t in score_cells)
+    assert any("not scaled" in t and "未缩放" in t for t in score_cells)
+    p03 = next(p for p in NOTEBOOKS if p.name.startswith("03"))
+    update = [t for _, t in cells(p03, "code") if "config.update" in t]
+    assert update and all("dropout 0.1" not in t for t in update) and any('{"xx": xx, "x": x}' in t for t in update)

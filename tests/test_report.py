@@ -130,8 +130,12 @@ def test_distributions_and_confusion_matrices_equal_rsmeval(reference_report, re
 def test_reference_report_flags_and_rsmeval_files(reference_report):
     rep, out = reference_report
     checks = {(f["check"], f.get("level")) for f in rep["flags"]}
-    # SMD -0.26, DSM +0.11 / -0.30 / +0.21, 11.5 points fewer 4s; degradation is positive here (no flag)
-    assert checks == {("smd", None), ("dsm", "a"), ("dsm", "b"), ("dsm", "c"), ("distribution", None)}
+    # SMD -0.26, DSM +0.11 / -0.30 / +0.21, 11.5 points fewer 4s; degradation is positive here (no flag); the DSMs
+    # of a (N 100) and c (N 36) cross 0.1 but their intervals reach back inside it: only b's is flagged
+    assert checks == {("smd", None), ("dsm", "b"), ("distribution", None)}
+    levels = rep["traits"]["score"]["overall"]["groups"]["group"]["levels"]
+    assert levels["b"]["dsm_ci"][1] < -0.1 and levels["a"]["dsm_ci"][0] < 0.1 and levels["c"]["dsm_ci"][0] < 0.1
+    assert all(lv["dsm_ci"][0] < lv["dsm"] < lv["dsm_ci"][1] for lv in levels.values())
     html = Path(out["html"]).read_text(encoding="utf-8")
     assert 'id="flags"' in html and "机器评分平均低于人工评分" in html and "<script" not in html.lower()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
@@ -167,15 +171,19 @@ def test_bootstrap_resamples_within_prompt_and_is_seeded():
     assert (idx == agreement.bootstrap_indices(strata, 50, [1, 2])).all() and not (idx == agreement.bootstrap_indices(strata, 50, 3)).all()
 
 
-def sec_with(smd=0.0, degr=None, diff=None, dsm=None) -> dict:
-    sec = {"metrics": {"smd": {"value": smd, "ci": [0, 0]}}}
+def sec_with(smd=0.0, degr=None, diff=None, dsm=None, ci=(float("nan"), float("nan")), n=40, too_few=False,
+             sd=(1.0, 0.9), qwk=None) -> dict:
+    sec = {"metrics": {"smd": {"value": smd, "ci": [0, 0]}}, "human": {"mean": 0, "sd": sd[0]},
+           "machine": {"mean": 0, "sd": sd[1]}, "sd_ratio": sd[1] / sd[0]}
+    if qwk is not None:
+        sec["metrics"].update(qwk={"value": qwk[0]}, qwk_nearest={"value": qwk[1]})
     if degr is not None:
         sec["human_human"] = {"degradation": {"qwk": degr, "pearson": 0.0}}
     if diff is not None:
         sec["distribution"] = {"points": [0.0, 1.0], "human_pct": [50.0, 50.0], "machine_pct": [50 + diff, 50 - diff],
                                "difference": [diff, -diff]}
     if dsm is not None:
-        sec["groups"] = {"gender": {"levels": {"f": {"dsm": dsm}}}}
+        sec["groups"] = {"gender": {"levels": {"f": {"dsm": dsm, "dsm_ci": list(ci), "n": n, "too_few": too_few}}}}
     return sec
 
 
@@ -184,10 +192,41 @@ def sec_with(smd=0.0, degr=None, diff=None, dsm=None) -> dict:
     ({"degr": -0.101}, "degradation_qwk"), ({"degr": -0.099}, None),
     ({"diff": 5.1}, "distribution"), ({"diff": -5.1}, "distribution"), ({"diff": 4.9}, None),
     ({"dsm": 0.101}, "dsm"), ({"dsm": -0.2}, "dsm"), ({"dsm": 0.099}, None), ({"dsm": float("nan")}, None),
+    # with an interval: flagged only where all of it lies beyond the threshold; a group under min_n_per_group never
+    ({"dsm": 0.3, "ci": (0.12, 0.5)}, "dsm"), ({"dsm": -0.3, "ci": (-0.5, -0.11)}, "dsm"),
+    ({"dsm": 0.3, "ci": (0.05, 0.5)}, None), ({"dsm": -0.77, "ci": (-1.4, 0.02)}, None),
+    ({"dsm": -0.77, "too_few": True, "n": 9}, None),
+    # machine SD far below the human SD; cut-points raising QWK far over nearest rounding on such a machine
+    ({"sd": (1.186, 0.062)}, "sd_ratio"), ({"sd": (1.0, 0.51)}, None),
+    ({"sd": (1.0, 0.6), "qwk": (0.495, 0.0)}, None),
 ])
 def test_flags_only_when_thresholds_are_crossed(kwargs, check):
     got = [f["check"] for f in assessment.section_flags(sec_with(**kwargs))]
     assert got == ([check] if check else [])
+
+
+def test_flat_machine_flags_sd_ratio_and_cutpoint_gain_with_words():
+    """The issue's photosynthesis: machine SD 0.062 against the humans' 1.186, cut-points QWK 0.495 vs 0.000."""
+    flags = assessment.section_flags(sec_with(sd=(1.186, 0.062), qwk=(0.495, 0.0)))
+    assert [f["check"] for f in flags] == ["sd_ratio", "cutpoint_gain"]
+    assert flags[0]["en"].startswith("machine SD 0.062 is 0.05 of the human SD 1.19 (below 0.5)") and "标准差" in flags[0]["zh"]
+    assert "from 0.000 (nearest rounding) to 0.495" in flags[1]["en"]
+    assert [f["check"] for f in assessment.section_flags(sec_with(sd=(1.186, 0.062), qwk=(0.05, 0.0)))] == ["sd_ratio"]
+
+
+def test_order_breaks_counts_a_higher_score_with_a_lower_mark():
+    """One set of thresholds never breaks the order; two folds' sets can (5.25 rounded to 3.5 while 5.1 gets 5)."""
+    m = np.array([5.0, 5.1, 5.25, 5.3, 1.0, 2.0])
+    strata = np.array(["q"] * 4 + ["r"] * 2)
+    assert assessment.order_breaks(m, np.array([5.0, 5.0, 3.5, 5.5, 2.0, 1.0]), strata) == 2  # 5.25 in q, 2.0 in r
+    assert assessment.order_breaks(m, np.array([5.0, 5.0, 5.0, 5.5, 1.0, 2.0]), strata) == 0
+    assert assessment.order_breaks(np.array([1.0, 1.0]), np.array([2.0, 1.0]), ["q", "q"]) == 0  # ties: no order
+    # one step of slack: neighbours swapped near a threshold by two folds' thresholds are not counted
+    assert assessment.order_breaks(m, np.array([5.0, 5.0, 4.5, 5.5, 2.0, 1.0]), strata, slack=0.5) == 1  # r's 1.0
+    assert assessment.order_breaks(m, np.array([5.0, 5.0, 3.5, 5.5, 2.0, 1.5]), strata, slack=0.5) == 1  # q's 3.5
+    sec = assessment.section(np.array([5.0, 5.0, 3.0, 6.0]), m[:4], np.array([5.0, 5.0, 3.5, 5.5]), strata[:4],
+                             points=[3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0], step=0.5, n_boot=0)
+    assert sec["order_breaks"] == 1 and "order" in [f["check"] for f in assessment.section_flags(sec)]
 
 
 def test_flag_words():
@@ -195,7 +234,9 @@ def test_flag_words():
     assert f["en"] == "SMD \u22120.23 < \u22120.15: the machine scores lower than humans on average"
     assert "机器评分平均低于人工评分" in f["zh"]
     (f,) = assessment.section_flags(sec_with(dsm=0.19))
-    assert "gender = f" in f["en"] and "higher" in f["en"] and "高于" in f["zh"]
+    assert "gender = f" in f["en"] and "higher" in f["en"] and "高于" in f["zh"] and "N = 40, no interval" in f["en"]
+    (f,) = assessment.section_flags(sec_with(dsm=-0.3, ci=(-0.52, -0.13)))
+    assert "(N = 40, 95% interval \u22120.52 .. \u22120.13; |DSM| > 0.1)" in f["en"]
 
 
 def test_cv_dir_uses_out_of_fold_predictions(tmp_path):
@@ -391,7 +432,68 @@ def test_report_uses_the_core_pair_metrics_qwk_and_png_encoder():
     m = np.array([1.2, 2.4, 2.6, 3.9, 1.4, 2.5, 2.2, 3.1])
     rounded = np.round(m)
     sec = assessment.section(h, m, rounded, ["p"] * 8, points=[1.0, 2.0, 3.0, 4.0], step=1.0, n_boot=20,
-                    groups={"g": np.array(["x"] * 4 + ["y"] * 4, dtype=object)})
+                    groups={"g": np.array(["x"] * 4 + ["y"] * 4, dtype=object)}, min_n_per_group=1)
     assert list(sec["metrics"]) == ["exact_pct", "adjacent_pct", "qwk", "pearson", "rmse", "r2", "smd"]
     assert sec["metrics"]["qwk"]["value"] == float(metrics.qwk(h, rounded))
     assert sec["groups"]["g"]["levels"]["y"]["qwk"] == 0.0  # one human score, varied machine scores
+
+
+def flat_two_scales(rng, n=25):
+    """The issue's table: two prompts of 25 rows, 0-3 and 1-10 (step 0.5), a machine whose scores barely vary,
+    and writers' schools drawn at random (groups of 9-16 rows)."""
+    g1 = rng.integers(0, 4, n).astype(float)
+    g2 = rng.integers(2, 21, n) / 2.0
+    p1, p2 = rng.uniform(1.33, 1.55, n), rng.uniform(5.0, 5.4, n)
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(2 * n)], "prompt": ["photo"] * n + ["essay"] * n,
+                          "gold": np.r_[g1, g2], "pred": np.r_[p1, p2], "text": "x",
+                          "school": rng.choice(["north", "south", "east"], 2 * n)})
+    table = PromptTable(ids=["photo", "essay"], ranges={"photo": (0.0, 3.0), "essay": (1.0, 10.0)}, step=0.5)
+    frame["pred_rounded"] = table.round(frame["pred"].to_numpy(), frame["prompt"])
+    return frame, table
+
+
+def test_flat_model_on_two_scales_report(tmp_path):
+    """A flat machine on prompts of 0-3 and 1-10: the SD flag in HTML and JSON, every section warned of its few rows
+    (report, JSON and the command's output), no DSM for groups under min_n_per_group (and no flag), one group said so,
+    and the prompts pooled only on the 0-1 scale (no pooled distribution, confusion matrix or QWK)."""
+    frame, table = flat_two_scales(np.random.default_rng(5))
+    frame["one"] = "all"
+    d = fake_save_dir(tmp_path / "flat", frame, table)
+    out = make_report(d, group_columns=["school", "one"], bootstrap=50)
+    rep = json.loads(Path(out["json"]).read_text(encoding="utf-8"))
+    html = Path(out["html"]).read_text(encoding="utf-8")
+    per = rep["traits"]["score"]
+    o = per["overall"]
+    assert o["scale"] == "0-1" and per["pooled_scale"].startswith("one 0-1 scale: prompts of different ranges (0-3, 1-10)")
+    assert "distribution" not in o and "confusion" not in o and not {"qwk", "exact_pct"} & set(o["metrics"])
+    assert 0 <= o["human"]["mean"] <= 1 and 0 <= o["machine"]["mean"] <= 1  # on the 0-1 scale
+    assert "All prompts: pooled over prompts, on one 0-1 scale" in html
+    for p in ("photo", "essay"):
+        assert "distribution" in per["per_prompt"][p] and per["per_prompt"][p]["sd_ratio"] < 0.5
+    sd_flags = {f["scope"] for f in rep["flags"] if f["check"] == "sd_ratio"}
+    assert sd_flags == {"overall", "prompt photo", "prompt essay"} and "machine SD" in html and "标准差" in html
+    assert not [f for f in rep["flags"] if f["check"] == "dsm"]
+    school = o["groups"]["school"]
+    assert school["min_n_per_group"] == 30 and all(lv["too_few"] and lv["dsm"] is None for lv in school["levels"].values())
+    assert "fewer than 30 rows" in html and "min_n_per_group" in school["note"]
+    one = o["groups"]["one"]
+    assert one["levels"]["all"]["dsm"] is None and one["note"].startswith("one group only") and "one group only" in html
+    assert {(w["scope"], w["check"]) for w in rep["warnings"]} == {("prompt photo", "few_rows"),
+                                                                   ("prompt essay", "few_rows")}  # 50 rows in all
+    assert 'id="warnings"' in html and "only 25 rows (fewer than 30)" in html
+    # a smaller minimum lets the schools have their DSM, each with N and an interval beside it
+    rep2 = make_report(d, group_columns=["school"], bootstrap=50, min_n_per_group=5)["report"]
+    for lv in rep2["traits"]["score"]["overall"]["groups"]["school"]["levels"].values():
+        assert not lv["too_few"] and np.isfinite(lv["dsm"]) and lv["dsm_ci"][0] <= lv["dsm"] <= lv["dsm_ci"][1]
+
+
+def test_report_command_prints_warnings_and_takes_min_n_per_group(tmp_path, capsys):
+    frame, table = flat_two_scales(np.random.default_rng(6), n=10)
+    d = fake_save_dir(tmp_path / "few", frame, table)
+    assert report_cli([str(d), "--group-column", "school", "--bootstrap", "20", "--min-n-per-group", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "warning [score, overall] only 20 rows (fewer than 30)" in out and "flag(s)" in out
+    rep = json.loads((d / "results" / "report-checkpoint_best-test.json").read_text(encoding="utf-8"))
+    assert rep["source"]["min_n_per_group"] == 2
+    with pytest.raises(SystemExit):
+        report_cli([str(d), "--min-n-per-group", "0"])

@@ -423,3 +423,15 @@ def test_the_loop_runs_an_after_training_step_and_lets_it_write_a_split(tmp_path
     mid = {p: (lo + hi) / 2 for p, (lo, hi) in PromptTable.load(tmp_path / "run" / "prompts.json").ranges.items()}
     assert np.allclose(test["pred"], test["prompt"].astype(str).map(mid))  # the step's predictions
     assert not np.allclose(valid["pred"], valid["prompt"].astype(str).map(mid))  # the model's
+
+
+def test_small_valid_split_and_few_test_rows_are_warned(tmp_path, log_of):
+    """A valid split of a few rows per prompt cannot rank epochs (scorelib-cv warns per fold; scorelib-train warns
+    before training), and checkpoint_best's figures on fewer than 30 rows carry a warning in the log."""
+    out = train(train_args(tmp_path / "ckpt", "--max-train-rows", "12", "--max-eval-rows", "6",
+                           "--no-epoch-checkpoints", "--no-save-optimizer-state"))
+    text = log_of.text
+    assert "the valid split has fewer than 30 rows for prompt(s) q1 (2), q2 (2), q3 (2): too few to rank epochs" in text
+    assert "checkpoint_best on test: fewer than 30 labeled rows" in text
+    assert "checkpoint_best on test: n=6; mean of per-prompt QWK" in text and "pooled over prompts" in text
+    assert out["metrics"]["test"]["warnings"]

@@ -31,6 +31,10 @@ def qwk_labels(gold, rounded, step: float, ends) -> dict:
 
 FIGURES = ("exact_pct", "adjacent_pct", "qwk", "qwk_nearest", "pearson", "spearman", "rmse", "r2", "smd")
 EXACT_TOL = 1e-9  # two scores closer than this agree exactly
+MIN_ROWS = 30  # fewer labeled rows (all prompts, or one prompt): the metrics carry a warning
+# the two kinds of an overall figure, named so in the metrics JSON, the log, the plots and the report
+KINDS = {"qwk": "mean of per-prompt", "qwk_pooled": "pooled over prompts", "pearson": "pooled over prompts",
+         "spearman": "pooled over prompts", "rmse": "pooled over prompts"}
 
 
 def _div(a, b):
@@ -306,7 +310,11 @@ def score_metrics(prompts, gold, pred, rounded, table) -> dict:
     if not qwks:
         undefined["qwk"] = "continuous target (step is None)" if step is None else "QWK undefined for every prompt"
     out = {"n": int(labeled.sum()), "n_unlabeled": int((~labeled).sum()), "n_rows": int(len(gold)),
-           "step": step, "overall": overall, "per_prompt": per_prompt, "undefined": undefined}
+           "step": step, "overall": overall, "overall_kinds": KINDS, "per_prompt": per_prompt, "undefined": undefined}
+    few = [f"prompt {p}: {m['n']}" for p, m in per_prompt.items() if m["n"] < MIN_ROWS] + \
+        ([f"all prompts: {out['n']}"] if out["n"] < MIN_ROWS else [])
+    if few:
+        out["warnings"] = [f"fewer than {MIN_ROWS} labeled rows ({'; '.join(few)}): these figures are rough"]
     if table.cutpoints:  # fitted cut-points: also report QWK with nearest rounding
         plain = table.without_cutpoints()
         near = score_metrics(prompts, gold, pred, plain.round(pred, prompts), plain)
@@ -352,6 +360,27 @@ def trait_summary(per: dict, gold: np.ndarray) -> dict:
                                     for m in ("qwk", "pearson", "spearman")}}
     return {"n": int(np.isfinite(gold).all(axis=1).sum()), "n_rows": int(len(gold)), "mcrmse": mcrmse,
             "overall": overall, "traits": per}
+
+
+def summary_line(metrics: dict) -> str:
+    """``n=270; mean of per-prompt QWK 0.796, Pearson 0.838, RMSE 1.133; pooled over prompts QWK 0.869, ...``:
+    each figure under its kind (:data:`KINDS`); with traits, each trait's. Undefined figures are left out."""
+    if "traits" in metrics:
+        return f"MCRMSE {metrics['mcrmse'] if metrics['mcrmse'] is None else round(metrics['mcrmse'], 4)}; " + \
+            "; ".join(f"{t}: {summary_line(m)}" for t, m in metrics["traits"].items())
+    names = {"qwk": "QWK", "pearson": "Pearson", "rmse": "RMSE"}
+    per = metrics["per_prompt"].values()
+    mean = [f"{names[k]} {np.mean(v):.3f}" for k in names if (v := [m[k] for m in per if m.get(k) is not None])]
+    o = metrics["overall"]
+    pooled = [f"{names[k.split('_')[0]]} {o[k]:.3f}" for k in ("qwk_pooled", "pearson", "rmse") if o.get(k) is not None]
+    return f"n={metrics['n']}; mean of per-prompt {', '.join(mean) or '-'}; pooled over prompts {', '.join(pooled) or '-'}"
+
+
+def warnings_of(metrics: dict) -> list[str]:
+    """The metrics' warnings (each trait's, named) of :func:`compute_metrics`."""
+    if "traits" in metrics:
+        return [f"{t}: {w}" for t, m in metrics["traits"].items() for w in m.get("warnings", [])]
+    return list(metrics.get("warnings", []))
 
 
 def flat_metrics(metrics: dict) -> dict:

@@ -215,7 +215,7 @@ RANGES = [
     # scorelib-cv
     Range("folds", "at least 2", 2),
     # scorelib-eval --report, scorelib-report
-    Range("bootstrap", ">= 0 (0: no intervals)", 0),
+    Range("bootstrap", ">= 0 (0: no intervals)", 0), Range("min_n_per_group", "positive", 1),
     # scorelib-probe
     Range("max_rows", ALL_ROWS, 1),
 ]

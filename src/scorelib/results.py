@@ -62,18 +62,16 @@ def frame_metrics(frame: pd.DataFrame, table) -> dict:
 
 
 def whole_gold(frame: pd.DataFrame, table) -> pd.DataFrame:
-    """``frame`` with each gold column whose values are all whole numbers as pandas' nullable ``Int64``.
+    """``frame`` with each gold value written as read: a whole number without ``.0`` (``3``, also in a column that
+    holds halves), any other in its shortest exact form (``2.5``); unlabeled rows empty.
 
-    Gold is read as float64, so a CSV would write an input ``1`` as ``1.0``; a column that was integral
-    (every labeled value a whole number) is written as it was read, ``1`` (unlabeled rows stay empty).
+    Gold is read as float64, so a CSV would write an input ``3`` as ``3.0`` (the xlsx keeps ``3``).
     """
-    out = frame.copy()
-    for name in table.scores.suffixed("gold"):
-        values = out[name].to_numpy(np.float64)
-        known = values[np.isfinite(values)]
-        if len(known) and np.all(known == np.round(known)) and np.all(np.abs(known) < 2.0 ** 53):
-            out[name] = out[name].astype("Int64")
-    return out
+    def text(v: float) -> str:
+        return "" if not np.isfinite(v) else str(int(v)) if v == np.round(v) and abs(v) < 2.0 ** 53 else repr(float(v))
+
+    return frame.assign(**{name: [text(v) for v in frame[name].to_numpy(np.float64)]
+                           for name in table.scores.suffixed("gold")})
 
 
 def write_results(frame, metrics, table, results_path, ckpt_name, split) -> dict:

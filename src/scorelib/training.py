@@ -26,7 +26,7 @@ from scorelib.data.scoring_dataset import batch_iterator
 from scorelib.distributed import utils as dist
 from scorelib.errors import MissingFileError, OptionError
 from scorelib.logging.progress_bar import Curves, emit, save_history
-from scorelib.metrics import MAXIMIZE, flat_metrics
+from scorelib.metrics import MAXIMIZE, MIN_ROWS, flat_metrics, summary_line, warnings_of
 from scorelib.options import RESTORE_FILE
 from scorelib.registry import TASK_REGISTRY, lookup
 from scorelib.results import frame_metrics, results_frame, write_dataset_results
@@ -140,6 +140,11 @@ def train_locked(args, steps: tuple, held: ExitStack) -> dict:
     task.load_dataset("train")
     if "valid" in task.frames:
         task.load_dataset("valid")
+        small = {p: n for p, n in task.frames["valid"].groupby("prompt").size().items() if n < MIN_ROWS}
+        if small:  # a metric of 2 rows (Pearson 1.000) picks checkpoint_best by chance
+            logger.warning("the valid split has fewer than %d rows for prompt(s) %s: too few to rank epochs, so "
+                           "checkpoint_best may be a chance pick; give a larger valid table or --valid-fraction "
+                           "(now %s)", MIN_ROWS, ", ".join(f"{p} ({n})" for p, n in small.items()), args.valid_fraction)
     model = task.build_model(args)
     criterion = task.build_criterion(args)
     restore = Path(args.restore_file)
@@ -317,7 +322,9 @@ def write_best_results(trainer: Trainer, best: Path, results_path: Path, steps: 
                 written = (step.write_split(trainer, best, ds, preds, results_path, split) for step in steps)
                 metrics[split] = next((m for m in written if m is not None), None) or \
                     write_split(best, ds, preds, trainer.task.prompts, results_path, split)
-                logger.info("checkpoint_best on %s: %s", split, flat_metrics(metrics[split]))
+                logger.info("checkpoint_best on %s: %s", split, summary_line(metrics[split]))
+                for w in warnings_of(metrics[split]):
+                    logger.warning("checkpoint_best on %s: %s", split, w)
     return metrics
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from scorelib import checkpoint_utils, locks
 from scorelib.cli.options import parse_cv_args
 from scorelib.cli.train import train
-from scorelib.cutpoints.thresholds import check_can_fit
+from scorelib.cutpoints.thresholds import check_can_fit, cutpoint_warnings
 from scorelib.cv.folds import assign_folds, given_folds
 from scorelib.cv.out_of_fold import (cv_metrics, drop_resume_state, fit_oof_cutpoints, fold_args, pooled_rows,
                                      summarize, warn_unranked, write_fold_data, write_ranges)
@@ -31,6 +31,7 @@ from scorelib.data.tables import split_frame
 from scorelib.errors import OptionError
 from scorelib.hub.scorer import load
 from scorelib.logging.console import run, setup_logging
+from scorelib.metrics import warnings_of
 from scorelib.models.scoring_model import check_encoder
 from scorelib.results import results_frame, write_results
 from scorelib.stack.tfidf import add_parts, cv_blend
@@ -149,11 +150,19 @@ def cross_validate_locked(args, held: ExitStack) -> dict:
     write_results(oof, pooled, table, results_path, "cv", "oof")
     metrics = {"folds": k, "n": pooled["n"], **summarize(per_fold, pooled), "pooled": pooled,
                "per_fold": [{"fold": i, **m["overall"], "n": m["n"]} for i, m in enumerate(per_fold)]}
-    write_json(metrics, results_path / "metrics-cv.json")
+    if insample is not None:
+        metrics["cutpoint_warnings"] = cutpoint_warnings(table, oof, pooled)
+    for w in warnings_of(pooled):
+        logger.warning("out-of-fold rows: %s", w)
     o = metrics["overall"]
-    print("cross-validation, " + " | ".join(f"{n} {v['mean']:.4f} ± {v['sd'] or 0:.4f} (pooled {v['pooled']:.4f})"
+    metrics["kinds"] = {"mean": "mean over folds", "sd": "SD over folds",
+                        "pooled": "on all out-of-fold rows at once (the folds pooled; qwk is still the mean of "
+                                  "per-prompt QWK, qwk_pooled pooled over prompts)"}
+    print("cross-validation, " + " | ".join(f"{n} {v['mean']:.4f} ± {v['sd'] or 0:.4f} over folds "
+                                             f"(all out-of-fold rows {v['pooled']:.4f})"
                                              for n, v in o.items() if v["mean"] is not None and v["pooled"] is not None),
           flush=True)
+    write_json(metrics, results_path / "metrics-cv.json")
     if insample is not None:
         print("qwk: each fold rounded by cut-points fitted on the other folds (cross-fitted); qwk_insample: by "
               "cut-points fitted on the same rows (optimistic); prompts.json keeps those fitted on every row")

@@ -12,12 +12,13 @@ from scorelib import checkpoint_utils, locks, options
 from scorelib.cli import options as cli_options
 from scorelib.errors import OptionError
 from scorelib.logging.console import run, setup_logging
-from scorelib.metrics import flat_metrics
+from scorelib.metrics import summary_line, warnings_of
 from scorelib.training import RESULT_FILES
 from scorelib.writers import check_inputs_kept, results_dir
 
 # scorelib-eval's own options, never taken from the checkpoint
-EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap")
+EVAL_OWN = ("split", "results_path", "cpu", "bf16", "report", "group_column", "second_score_column", "bootstrap",
+            "min_n_per_group")
 
 
 def cli_main(argv=None) -> int:
@@ -89,7 +90,9 @@ def eval_checkpoint(args, parser) -> dict:
         # is on the save dir), so a checkpoint can be evaluated while its run goes on
         with locks.folder_lock(results_path, f"--results-path {results_path}"):
             metrics = write_scorer_results(scorer, ds, args.bf16, results_path, ckpt.name, split)  # --stack: parts
-            print(f"{ckpt.name} on {split}: {flat_metrics(metrics)}")
+            print(f"{ckpt.name} on {split}: {summary_line(metrics)}")
+            for w in warnings_of(metrics):
+                print(f"  warning: {w}")
             out[split] = metrics
             if args.report:
                 write_report(args, source, ckpt, split, results_path)
@@ -108,7 +111,9 @@ def write_report(args, source, ckpt, split, results_path) -> None:
     done = make_report(Path(source).parent if Path(source).is_file() else source, args.data, split=split,
                        group_columns=names["group"], second_score_columns=names["second"],
                        key_column=args.key_column or "key", bootstrap=args.bootstrap, seed=args.seed,
-                       results_path=results_path)
+                       results_path=results_path, min_n_per_group=args.min_n_per_group)
     print(f"report: {done['html']} ({len(done['report']['flags'])} flag(s))")
+    for w in done["report"]["warnings"]:
+        print(f"  warning [{w['trait']}, {w['scope']}] {w['en']}")
 
 

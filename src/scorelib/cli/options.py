@@ -20,6 +20,8 @@ def get_cv_parser(argv=None) -> argparse.ArgumentParser:
     g = parser.add_argument_group("cross-validation")
     g.add_argument("--folds", type=int, metavar="K", help="number of folds, numbered from 0 (default: 5)")
     g.add_argument("--fold-column", metavar="NAME", help="use this column's folds as given instead of drawing them")
+    g.add_argument("--keep-epoch-checkpoints", action="store_true",
+                   help="keep each fold's checkpoint{N}.pt (default: a fold keeps only what it needs, checkpoint_best.pt)")
     parser.set_defaults(test_fraction=None)  # every row is predicted out of fold: a test share makes no sense
     return parser
 
@@ -46,6 +48,8 @@ def add_report_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     p.add_argument("--second-score-column", metavar="COL[,COL...]",
                    help=f"{prefix}a second human score, one per trait in trait order")
     p.add_argument("--bootstrap", type=int, default=1000, help=f"{prefix}resamples for the 95%% intervals (0: none)")
+    p.add_argument("--min-n-per-group", type=int, default=30,
+                   help=f"{prefix}RSMTool's min_n_per_group: a smaller group gets N and means only, no DSM (default 30)")
 
 
 def get_eval_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ def cli_main(argv=None) -> int:
                           second_score_columns=names_of(args.second_score_column, "--second-score-column"),
                           key_column=args.key_column,
                           bootstrap=args.bootstrap, seed=args.seed, results_path=args.results_path,
-                          rsmeval_dir=args.rsmeval_dir)
+                          rsmeval_dir=args.rsmeval_dir, min_n_per_group=args.min_n_per_group)
     except ScorelibError as e:
         print(f"scorelib-report: error: {e}", file=sys.stderr)
         return getattr(e, "exit_status", 2)
@@ -30,6 +30,8 @@ def cli_main(argv=None) -> int:
     print(f"wrote {out['html']} and {out['json']}: {len(flags)} flag(s)")
     for f in flags:
         print(f"  [{f['trait']}, {f['scope']}] {f['en']}")
+    for w in out["report"]["warnings"]:
+        print(f"  warning [{w['trait']}, {w['scope']}] {w['en']}")
     return 0
 
 

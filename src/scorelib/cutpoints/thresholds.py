@@ -27,11 +27,33 @@ from scorelib.writers import atomic_write
 logger = logging.getLogger(__name__)
 MAX_CANDIDATES = 200  # per threshold and pass: quantiles of the predictions between its neighbours
 MIN_GAP = 0.01  # in rubric steps: the least distance between two thresholds (a point's band never vanishes)
+FLAT_SD_RATIO = 0.5  # machine SD / human SD below this: a machine whose scores barely vary
+FLAT_QWK_GAIN = 0.1  # cut-points raising QWK by more than this over nearest rounding, on such a machine: warned
 
 
 def labels_by(cuts: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Label of each prediction: how many thresholds lie at or below it."""
     return np.searchsorted(cuts, pred, side="right")
+
+
+def order_breaks(m, rounded, strata, slack: float = 0.0) -> int:
+    """Rows whose mark is more than ``slack`` below the mark of a lower machine score of the same prompt (stratum).
+
+    One set of increasing thresholds never does this; predictions rounded by several sets (cross-fitted
+    cut-points, each fold its own) can, and then a higher score gets a lower mark. Near a threshold, folds whose
+    thresholds differ a little swap neighbours one step apart; ``slack`` (one step, where callers check) counts
+    only the larger breaks (5.25 rounded to 3.5 while 5.1 gets 5).
+    """
+    m, rounded, strata = np.asarray(m, np.float64), np.asarray(rounded, np.float64), np.asarray(strata, dtype=str)
+    breaks = 0
+    for s in np.unique(strata):
+        rows = strata == s
+        values, inverse = np.unique(m[rows], return_inverse=True)
+        top = np.full(len(values), -np.inf)
+        np.maximum.at(top, inverse, rounded[rows])
+        below = np.concatenate([[-np.inf], np.maximum.accumulate(top)[:-1]])  # best mark of a strictly lower score
+        breaks += int((rounded[rows] < below[inverse] - slack - 1e-9).sum())
+    return breaks
 
 
 def fit_cutpoints(gold, pred, lo: float, step: float, k: int, passes: int = 4) -> tuple[list[float], dict]:
@@ -153,6 +175,51 @@ def cross_fit_round(table, prompts, gold, pred, folds) -> np.ndarray:
         fitted = table.without_cutpoints()
         fit_all_cutpoints(fitted, prompts[rest], gold[rest], pred[rest], quiet=True)
         out[own] = fitted.round(pred[own], prompts[own])
+    return out
+
+
+def cutpoint_warnings(table, frame, metrics: dict) -> list[dict]:
+    """What cross-fitted cut-points did to out-of-fold rows that nearest rounding cannot explain, per prompt (and trait).
+
+    Two checks: a row rounded to a lower mark than a lower prediction of its prompt (each fold has its own
+    thresholds, so marks need not follow the predictions across folds: :func:`order_breaks`), and cut-points that
+    raise QWK by more than :data:`FLAT_QWK_GAIN` over nearest rounding while the predictions' SD is below
+    :data:`FLAT_SD_RATIO` of the gold scores' (thresholds squeezed into a narrow band of a flat model's predictions).
+    Each is logged as a warning.
+
+    Args:
+        table (PromptTable): ranges and steps. frame (pd.DataFrame): the out-of-fold result rows (``pred_rounded``
+            cross-fitted). metrics (dict): their :func:`scorelib.results.frame_metrics` (``qwk``, ``qwk_nearest``).
+
+    Returns:
+        list[dict]: ``{"check", "prompt", "trait", "value", "en"}`` each (``check``: ``order`` or ``cutpoint_gain``).
+    """
+    out = []
+    prompts = frame["prompt"].astype(str).to_numpy()
+    each = list(metrics["traits"].values()) if "traits" in metrics else [metrics]
+    for k, (name, m) in enumerate(zip(table.views, each)):
+        gold, pred, rounded = (frame[table.scores.suffixed(c)[k]].to_numpy(np.float64)
+                               for c in ("gold", "pred", "pred_rounded"))
+        for pid, pm in m["per_prompt"].items():
+            rows = (prompts == pid) & np.isfinite(gold)
+            where = f"prompt {pid}" + ("" if len(each) == 1 else f", trait {name}")
+            step = table.views[name].step or 0.0
+            breaks = order_breaks(pred[rows], rounded[rows], prompts[rows], slack=step)
+            if breaks:
+                out.append({"check": "order", "prompt": pid, "trait": name, "value": breaks,
+                            "en": f"{where}: {breaks} out-of-fold row(s) got a mark more than one step ({step:g}) below "
+                                  f"that of a lower prediction (each fold's cut-points are its own): the cross-fitted "
+                                  f"marks do not follow the scores"})
+            sd_h, sd_m = (float(np.std(x[rows], ddof=1)) if rows.sum() > 1 else np.nan for x in (gold, pred))
+            ratio = sd_m / sd_h if sd_h > 0 else np.nan
+            q, near = pm.get("qwk"), pm.get("qwk_nearest")
+            if ratio < FLAT_SD_RATIO and q is not None and near is not None and q - near > FLAT_QWK_GAIN:
+                out.append({"check": "cutpoint_gain", "prompt": pid, "trait": name, "value": q - near,
+                            "en": f"{where}: cut-points raise QWK from {near:.3f} (nearest rounding) to {q:.3f}, but the "
+                                  f"predictions' SD is {ratio:.2f} of the gold scores' (below {FLAT_SD_RATIO:g}): the "
+                                  f"model barely varies, and the gain is the thresholds', squeezed into its narrow band"})
+    for w in out:
+        logger.warning("%s", w["en"])
     return out
 
 

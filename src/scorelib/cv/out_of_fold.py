@@ -68,6 +68,7 @@ def fold_args(args, fold_dir: Path, ranges_file: Path, table: PromptTable):
     a.key_column = a.prompt_column = a.text_column = a.context_column = None
     a.score_column = ",".join(table.traits) or None  # the fold tables name each trait's column by the trait
     a.score_ranges, a.score_step, a.test_fraction, a.fit_cutpoints = str(ranges_file), table.step, 0.0, False
+    a.no_epoch_checkpoints = not getattr(args, "keep_epoch_checkpoints", False)  # epoch files per fold: GBs, unused
     if args.tensorboard_logdir:  # DIR/{cv save dir's name}/fold{i}: one run per fold, grouped by the CV run
         a.tensorboard_logdir = str(Path(args.tensorboard_logdir) / Path(args.save_dir).name)
     return a

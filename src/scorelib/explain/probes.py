@@ -10,6 +10,7 @@ and in the JSON.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 from scorelib import checkpoint_utils
 from scorelib.data.readers import read_table
 from scorelib.data.tables import Columns, read_splits
-from scorelib.errors import OptionError, ScorelibError
+from scorelib.errors import MissingFileError, OptionError, ScorelibError
 from scorelib.explain.perturb import NEUTRAL_PARAGRAPH, PROBES, SHOULD_LOWER, perturb, vocabulary_of
 from scorelib.writers import atomic_write, write_json, write_table
 
@@ -37,34 +38,123 @@ def parse_probes(spec: str) -> list[str]:
     return names
 
 
-def training_vocabulary(save_dir, fallback_texts) -> tuple[list[str], str]:
-    """Words for ``random-words``: the save dir's training table if it can be found, else ``fallback_texts``.
-
-    Looks in ``DIR/data/train.csv`` (a ``scorelib-cv`` fold keeps one), then at the data the checkpoint was
-    trained on (its ``cfg``: the demo data, or a table that still exists). Returns ``(words, where from)``.
-    """
+def training_cfg(save_dir) -> tuple[dict, bool]:
+    """The training run's options of a save dir, a checkpoint file or a CV dir (``cv.json``); and whether a CV dir."""
     from scorelib.hub.ensemble import is_cv_dir
     from scorelib.hub.scorer import resolve_checkpoint
+    from scorelib.options import complete_cfg
+
+    if is_cv_dir(save_dir):
+        return complete_cfg(json.loads((Path(save_dir) / "cv.json").read_text(encoding="utf-8"))["args"]), True
+    return checkpoint_utils.load_checkpoint(resolve_checkpoint(save_dir))["cfg"], False
+
+
+def trained_columns(cfg: dict, score=None) -> Columns:
+    """The column names the training run read (``--key-column`` ... of its ``cfg``)."""
+    return Columns(cfg.get("key_column"), cfg.get("prompt_column"), cfg.get("text_column"), cfg.get("context_column"),
+                   score or cfg.get("score_column"))
+
+
+def training_tables(cfg: dict):
+    """The training run's tables, split as it split them (``None`` where its data is no longer there)."""
+    if cfg.get("data") is not None and not Path(cfg["data"]).exists():
+        return None
+    return read_splits(cfg.get("data"), trained_columns(cfg), layout=cfg.get("layout") or "table",
+                       encoding=cfg.get("encoding"), valid_fraction=cfg.get("valid_fraction", 0.1),
+                       test_fraction=cfg.get("test_fraction", 0.1), split_seed=cfg.get("split_seed", 1),
+                       keep_prompts=cfg.get("prompts"), sheet=cfg.get("sheet"))
+
+
+def training_vocabulary(save_dir, fallback_texts, tables=None) -> tuple[list[str], str]:
+    """Words for ``random-words``: the save dir's training table if it can be found, else ``fallback_texts``.
+
+    Looks in ``DIR/data/train.csv`` (a ``scorelib-cv`` fold keeps one), then at ``tables`` (the training run's,
+    :func:`training_tables`) or the data the checkpoint was trained on. Returns ``(words, where from)``.
+    """
+    from scorelib.hub.ensemble import is_cv_dir
 
     d = Path(save_dir)
     d = d / "fold0" if is_cv_dir(d) else d if d.is_dir() else d.parent
     if (d / "data" / "train.csv").is_file():
         return vocabulary_of(read_table(d / "data" / "train.csv")["text"]), str(d / "data" / "train.csv")
     try:
-        cfg = checkpoint_utils.load_checkpoint(resolve_checkpoint(d))["cfg"]
-        if cfg.get("data") is None or Path(cfg["data"]).exists():
-            tables = read_splits(cfg.get("data"), Columns(cfg.get("key_column"), cfg.get("prompt_column"),
-                                                          cfg.get("text_column"), cfg.get("context_column"),
-                                                          cfg.get("score_column")),
-                                 layout=cfg.get("layout", "table"), encoding=cfg.get("encoding"),
-                                 valid_fraction=cfg.get("valid_fraction", 0.1),
-                                 test_fraction=cfg.get("test_fraction", 0.1), split_seed=cfg.get("split_seed", 1),
-                                 sheet=cfg.get("sheet"))
+        cfg = training_cfg(d)[0]
+        tables = tables or training_tables(cfg)
+        if tables is not None:
             where = "the demo data's train split" if cfg.get("data") is None else f"{cfg['data']} (train split)"
             return vocabulary_of(tables.frames["train"]["text"]), where
     except (ScorelibError, KeyError, OSError) as e:
         logger.info("probe: the training table could not be read (%s)", e)
     return vocabulary_of(fallback_texts), "the probed split's own texts (the training table was not found)"
+
+
+def _same_data(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def rows_to_probe(args, cfg: dict, cv: bool, traits=()) -> tuple[pd.DataFrame, str, object]:
+    """The rows ``scorelib-probe`` perturbs: the split ``--split`` of DATA, read with the training run's columns.
+
+    Without DATA, the data the model was trained on (the demo data only for a model trained on it). DATA that is the
+    training data is split as the training run split it, so that ``--split test`` is its held-out rows; another
+    table is read whole as ``--split``, with the columns the training run named where it has them, and rows whose
+    (prompt, text) were in the training split are left out with a warning. A column flag always wins.
+
+    Returns:
+        tuple: ``(frame, what was probed (for the log and JSON), the training run's tables or None)``.
+    """
+    trained = cfg.get("data")
+    data = args.data if args.data is not None else trained
+    if data is not None and not Path(data).exists():
+        raise MissingFileError(f"{data}: not found" + ("" if args.data is not None else
+                               f" ({args.save_dir} was trained on it); name the data to probe: "
+                               f"scorelib-probe {args.save_dir} DATA"))
+    same = _same_data(data, trained)
+    sheet = getattr(args, "sheet", None) or (cfg.get("sheet") if same or data is None else None)  # --sheet wins
+    if same and cv:
+        raise OptionError(f"{args.save_dir}: a cross-validation dir's folds were trained on every row of "
+                          f"{data or 'the demo data'}; name a held-out table: scorelib-probe {args.save_dir} DATA")
+    given = {n: getattr(args, f"{n}_column") for n in ("key", "prompt", "text", "context", "score")}
+    default = trained_columns(cfg, ",".join(traits) or None)
+    if not same and data is not None and Path(data).is_file():  # the training run's names, where this table has them
+        header = read_table(data, args.encoding or cfg.get("encoding"), sheet=sheet).columns
+        default = Columns(*(getattr(default, n) if getattr(default, n) in header else None
+                            for n in ("key", "prompt", "text", "context", "score")))
+    columns = Columns(*(given[n] or getattr(default, n) for n in ("key", "prompt", "text", "context", "score")))
+    label = "the demo data" if data is None else str(data)
+    if same:
+        tables = read_splits(data, columns, layout=cfg.get("layout") or "table", encoding=cfg.get("encoding"),
+                             valid_fraction=cfg.get("valid_fraction", 0.1), test_fraction=cfg.get("test_fraction", 0.1),
+                             split_seed=cfg.get("split_seed", 1), keep_prompts=cfg.get("prompts"), sheet=sheet)
+        what = f"{label}, {args.split} split as the training run split it"
+        if args.split == "train":
+            logger.warning("probe: --split train: the model TRAINED on these rows; a probe of them says how it "
+                           "treats texts it has seen, not new ones")
+            what += " (rows the model trained on)"
+    else:
+        tables = read_splits(data, columns, layout=args.layout, encoding=args.encoding, whole_file_as=args.split,
+                             sheet=sheet)
+        what = f"{label}, {args.split}"
+    if args.split not in tables.frames:
+        raise OptionError(f"--split {args.split}: {label} has only {', '.join(tables.frames)}"
+                          + (" (as the training run split it)" if same else ""))
+    frame = tables.frames[args.split]
+    train_tables = tables if same else training_tables(cfg)
+    if not same and train_tables is not None:  # a CV dir's folds trained on every row of its data
+        trained_rows = pd.concat(list(train_tables.frames.values()) if cv else [train_tables.frames["train"]])
+        seen = set(zip(trained_rows["prompt"].astype(str), trained_rows["text"]))
+        was = np.array([(str(p), t) in seen for p, t in zip(frame["prompt"], frame["text"])], dtype=bool)
+        if was.any():
+            logger.warning("probe: %d of %d rows of %s were in the model's training split (same prompt and text); "
+                           "left out: a probe of texts the model trained on says little", int(was.sum()), len(frame),
+                           label)
+            frame = frame[~was]
+            what += f", less {int(was.sum())} rows the model trained on"
+        if frame.empty:
+            raise OptionError(f"{label}: every row was in the model's training split; probe a held-out table")
+    return frame, what, train_tables
 
 
 def offtopic_paragraphs(frame: pd.DataFrame) -> dict[str, str]:
@@ -171,28 +261,21 @@ def plot_summary(summary: dict, title: str):
 
 def probe_dir(args) -> dict:
     """``scorelib-probe``: read the split, probe, write ``probe-{ckpt}-{split}.csv/.json/.png``; returns the summary."""
-    from scorelib.hub.ensemble import is_cv_dir
     from scorelib.hub.scorer import load, resolve_checkpoint
     from scorelib.writers import results_dir
 
     probes = parse_probes(args.probes)
     scorer = load(args.save_dir, device="cpu" if args.cpu else None)
-    cv = is_cv_dir(args.save_dir)
+    cfg, cv = training_cfg(args.save_dir)
     ckpt = Path(args.save_dir) / "cv" if cv else resolve_checkpoint(args.save_dir)
-    score = args.score_column or ",".join(scorer.table.traits) or None
-    tables = read_splits(args.data, Columns(args.key_column, args.prompt_column, args.text_column,
-                                            args.context_column, score), layout=args.layout, encoding=args.encoding,
-                         whole_file_as=None if args.data is None else args.split, sheet=args.sheet)
-    if args.split not in tables.frames:
-        raise OptionError(f"--split {args.split}: {args.data or 'the demo data'} has only {', '.join(tables.frames)}")
-    frame = tables.frames[args.split]
+    frame, what, train_tables = rows_to_probe(args, cfg, cv, scorer.table.traits)
     if args.max_rows and len(frame) > args.max_rows:
         frame = frame.sample(args.max_rows, random_state=args.seed).sort_index()
-    vocabulary, where = training_vocabulary(args.save_dir, frame["text"])
-    logger.info("probe: %d texts of %s, %d probes; random-words draws from %s (%d words)", len(frame), args.split,
+    vocabulary, where = training_vocabulary(args.save_dir, frame["text"], train_tables)
+    logger.info("probe: %d texts of %s, %d probes; random-words draws from %s (%d words)", len(frame), what,
                 len(probes), where, len(vocabulary))
     rows = run_probes(scorer, frame, probes, seed=args.seed, vocabulary=vocabulary)
-    summary = {"checkpoint": ckpt.stem, "split": args.split, "seed": args.seed, "n_texts": len(frame),
+    summary = {"checkpoint": ckpt.stem, "split": args.split, "data": what, "seed": args.seed, "n_texts": len(frame),
                "vocabulary": where, **summarize(scorer, rows)}
     for probe, entry in summary["probes"].items():
         logger.info("probe %-17s %s", probe, ", ".join(f"{n}: mean {v['mean_delta']:+.3f}, {v['share_rising']:.0%} rise"

