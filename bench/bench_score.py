@@ -57,10 +57,11 @@ def batch_texts(n: int) -> tuple[list[str], str]:
 def bare_batches(scorer, texts, prompt):
     """Pre-tokenized, pre-padded batches exactly as ``Scorer.score`` forms them (its dataset, its batches)."""
     from scorelib.data.scoring_dataset import batch_by_size
+    from scorelib.hub.scorer import batch_tokens
 
     texts, prompt, contexts = scorer.check(texts, prompt, None)
     ds = scorer.dataset(texts, prompt, contexts)
-    batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, 8192, 256)  # Scorer.score01_dataset's defaults
+    batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, batch_tokens(scorer.device.type), 256)  # score's
     return [ds.collater([ds[i] for i in b])["net_input"] for b in batches], int(ds.sizes.sum())
 
 

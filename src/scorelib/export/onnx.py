@@ -109,6 +109,18 @@ def export_graph(model, names: list[str], windows: bool, path: Path) -> None:
                           output_names=[OUTPUT], dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
 
 
+def fuse(path: Path, config) -> None:
+    """onnxruntime's transformer fusions written into the graph at ``path``: each layer's attention one
+    ``Attention`` node, its residual and LayerNorm one ``SkipLayerNormalization``, its GELU with the bias one
+    ``BiasGelu``; where the encoder's graph does not match a pattern it stays as traced. The graph is traced with
+    eager attention for this (the patterns are those of the eager matrix products, not of SDPA's)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+    optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=1).save_model_to_file(
+        str(path))
+
+
 def down_projections(path: Path) -> list[str]:
     """The matrix products whose weight maps a wider input to a narrower output: each layer's feed-forward output
     (intermediate -> hidden) and the head's. Their inputs (a GELU's outputs) hold the outliers that per-tensor int8
@@ -131,12 +143,16 @@ def down_projections(path: Path) -> list[str]:
 
 
 def quantize_int8(source: Path, target: Path) -> None:
-    """onnxruntime's dynamic quantization: int8 weights per output channel for the matrix products but the
-    down-projections (:func:`down_projections`), activations quantized on the fly per batch."""
+    """onnxruntime's dynamic quantization: int8 weights per output channel for the matrix products (the fused
+    attention's query/key/value one included) but the down-projections (:func:`down_projections`), activations
+    quantized on the fly per batch."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # the fused nodes (com.microsoft domain) have no shape inference: their outputs are fp32
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=down_projections(source))
+                     op_types_to_quantize=["MatMul", "Gemm", "Attention"], nodes_to_exclude=down_projections(source),
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def export(path, out, quantize: str | None = None) -> dict:
@@ -181,11 +197,14 @@ def export(path, out, quantize: str | None = None) -> dict:
         models = []
         for i, model in enumerate(scorer.models):
             name = f"model{i}.onnx"
-            if quantize is None:
-                export_graph(model, names, windows, work / name)
-            else:
-                with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
-                    export_graph(model, names, windows, Path(scratch) / "fp32.onnx")
+            if hasattr(model.encoder, "set_attn_implementation"):  # for fuse's patterns
+                model.encoder.set_attn_implementation("eager")
+            with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+                export_graph(model, names, windows, Path(scratch) / "fp32.onnx")
+                fuse(Path(scratch) / "fp32.onnx", model.encoder.config)
+                if quantize is None:
+                    shutil.move(Path(scratch) / "fp32.onnx", work / name)
+                else:  # after fusion: the fused graph's matrix products
                     quantize_int8(Path(scratch) / "fp32.onnx", work / name)
             models.append(name)
         scorer.tokenizer.backend_tokenizer.save(str(work / "tokenizer.json"))

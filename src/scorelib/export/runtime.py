@@ -195,12 +195,12 @@ class OnnxScoring:
         """Checked texts of one prompt, tokenized as in training."""
         return Encoded(texts, [self.table.index(prompt)] * len(texts), self.tokenizer.encode(texts, contexts))
 
-    def models_parts01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> dict[str, np.ndarray]:
+    def models_parts01(self, ds, bf16: bool = False, max_tokens: int | None = None) -> dict[str, np.ndarray]:
         """``{"encoder": (M, N) or (M, N, K)}``: each session's scores in [0, 1], rows in input order (``bf16`` is
         the PyTorch scorer's option; an export runs as exported, fp32 or int8)."""
         width = self.table.num_traits
         out = np.full((len(self.models), len(ds), width), np.nan)
-        for rows in batches(ds.sizes, max_tokens):
+        for rows in batches(ds.sizes, max_tokens or 2048):  # a CPU's batch (hub.scorer.batch_tokens)
             feed = self.feed(ds, rows)
             for m, session in enumerate(self.models):
                 out[m, rows] = np.reshape(session.run([OUTPUT], feed)[0], (len(rows), width))
