@@ -74,7 +74,7 @@ RUNTIMES = {  # name: (what scorelib.load reads, scorelib-export's --quantize, t
 
 def essays(n: int) -> tuple[list[str], str]:
     if common.have_shared_data():
-        return common.load_ell()["full_text"].astype(str).head(n).tolist(), f"{n} Feedback Prize ELL essays"
+        return common.load_ell()["text"].astype(str).head(n).tolist(), f"{n} Feedback Prize ELL essays"
     from scorelib.data import demo
 
     texts = [" ".join(demo.load_demo()["test"]["text"].tolist()[i:i + 25]) for i in range(0, 25 * n, 25)]

@@ -147,8 +147,17 @@ class LoadSampler:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process in MiB: Linux's ``VmHWM``, which starts afresh in an exec'd child
+    (``ru_maxrss`` does not: a child started from a big parent reports the parent's peak); elsewhere ``ru_maxrss``
+    (KiB on Linux, bytes on macOS)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 1024
 
 
 def emit(obj: dict) -> None:

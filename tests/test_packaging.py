@@ -100,3 +100,24 @@ def test_readme_snippet_runs_from_the_folder_that_holds_the_clone(tmp_path, trai
     where, prompts, score = proc.stdout.strip().splitlines()[-3:]
     assert Path(where).resolve() == root / "src" / "scorelib" / "__init__.py"
     assert prompts == "['q1', 'q2', 'q3']" and 0.0 <= float(score) <= 3.0
+
+
+def test_every_comment_naming_the_torch_floor_agrees_with_pyproject():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    (torch_req,) = [d.replace(" ", "") for d in deps if _name(d) == "torch"]
+    for name in ("Makefile", "README.md", "environment.yml", "docs/development.md"):
+        path = ROOT / name
+        if path.exists():
+            for floor in re.findall(r"torch\s*>=\s*[\d.]+", path.read_text()):
+                assert floor.replace(" ", "") == torch_req, f"{name} names {floor}, pyproject.toml {torch_req}"
+
+
+def test_the_docs_example_folders_are_git_ignored():
+    import subprocess
+
+    docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    folders = set(re.findall(r"scorelib-\w+ (mydata|mine)\b", docs)) | set(re.findall(r"write_demo\('(\w+)'\)", docs))
+    assert "mydata" in folders
+    for folder in folders:
+        got = subprocess.run(["git", "check-ignore", "-q", f"{folder}/ranges.csv"], cwd=ROOT)
+        assert got.returncode == 0, f"{folder}/, the docs' example data folder, is not git-ignored"
