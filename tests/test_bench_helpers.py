@@ -47,3 +47,27 @@ def test_best_padding_bounds_the_greedy_batches():
     assert greedy <= bound + 1e-12
     assert best_padding(sizes, 2048, 16, len(batches) + 2) > bound  # more batches, less padding
     assert best_padding(sizes, 2048, 16, 2) is None  # 200 rows cannot fit in 2 batches of 16
+
+
+def test_the_score_benchmark_reads_real_texts_through_the_loader(shared_data):
+    """bench_score's two text sets come from scorelib.datasets' tables (their ``text`` column), not raw files."""
+    import bench_score
+
+    short, what = bench_score.batch_texts(5)
+    long, what_long = bench_score.essays(3)
+    assert "Mohler" in what and "ELL" in what_long
+    assert len(short) == 5 and len(long) == 3 and all(isinstance(t, str) and t.strip() for t in short + long)
+    assert np.mean([len(t) for t in long]) > 5 * np.mean([len(t) for t in short])  # essays, not answers
+
+
+def test_peak_memory_is_this_process_own_not_an_inherited_one():
+    """A child exec'd from a big parent reports its own peak (ru_maxrss would give the parent's)."""
+    import subprocess
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    code = f"import sys; sys.path.insert(0, {str(bench)!r}); import common; print(common.peak_rss_mb())"
+    ballast = bytearray(400 * 2 ** 20)  # this process's peak is now over 400 MiB
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(child.stdout) < 300, child.stdout
+    del ballast
