@@ -23,7 +23,7 @@ from scorelib.cli.score import cli_main as score_cli  # noqa: E402
 from scorelib.data import demo  # noqa: E402
 from scorelib.errors import CheckpointError, MissingFileError  # noqa: E402
 from scorelib.export.onnx import export  # noqa: E402
-from scorelib.export.runtime import MANIFEST, Encoder  # noqa: E402
+from scorelib.export.runtime import MANIFEST, Encoder, manifest_digest  # noqa: E402
 from scorelib.metrics import compute_metrics  # noqa: E402
 
 pytestmark = pytest.mark.slow  # every test here reads a real training run
@@ -309,10 +309,47 @@ def test_a_missing_file_of_an_export_is_named(exported, tmp_path):
         scorelib.load(folder)
 
 
-def test_a_stacked_model_is_refused_naming_the_option(trained_dir, tmp_path, capsys):
-    out = scorelib.train(train_args(tmp_path / "stacked", "--stack", "tfidf", "--no-epoch-checkpoints"))
-    capsys.readouterr()
-    assert export_cli([str(out["save_dir"]), str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--stack tfidf" in err[0], err
-    assert not (tmp_path / "out").exists()
+@pytest.fixture(scope="module")
+def stacked(request, tmp_path_factory):
+    """A model trained in fast mode with ``--stack tfidf``, and its fp32 export's manifest."""
+    with module_scratch(request, tmp_path_factory, "stacked") as base:
+        out = scorelib.train(train_args(base / "ckpt", "--stack", "tfidf", "--no-epoch-checkpoints"))
+        yield Path(out["save_dir"]), base / "export", export(out["save_dir"], base / "export")
+
+
+def test_a_stacked_model_exports_its_tfidf_part_and_scores_as_pytorch_without_torch(stacked):
+    """``--stack tfidf``: the export keeps each model's TF-IDF stack and the blend weight; scored with torch
+    unimportable, the blend equals the PyTorch scorer's, and differs from the encoder alone."""
+    save, folder, manifest = stacked
+    assert manifest["stack"]["files"] == [["stack0.json", "stack0.npz"]]
+    assert {"stack0.json", "stack0.npz"} <= set(manifest["files"])
+    frame = demo.load_demo("test").groupby("prompt").head(10)
+    texts = {p: g["text"].tolist() for p, g in frame.groupby("prompt")}
+    pytorch = scorelib.load(save, device="cpu")
+    want = {p: pytorch.score(t, prompt=p).tolist() for p, t in texts.items()}
+    pytorch.stack = None
+    encoder_only = {p: pytorch.score(t, prompt=p).tolist() for p, t in texts.items()}
+    code = BLOCK_TORCH + f"""
+import json, sys
+import scorelib
+scorer = scorelib.load({str(folder)!r})
+print(json.dumps({{p: scorer.score(t, prompt=p).tolist() for p, t in {texts!r}.items()}}))
+assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.splitlines()[-1])
+    for p in texts:
+        np.testing.assert_allclose(got[p], want[p], rtol=0, atol=FP32_TOL)
+    assert max(abs(a - b) for p in texts for a, b in zip(want[p], encoder_only[p])) > 1e-3, "the stack had no part"
+
+
+def test_an_edited_stack_entry_of_an_export_is_refused(stacked, tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(stacked[1], folder)
+    body = json.loads((folder / MANIFEST).read_text())
+    body["stack"]["weight"] = [7.0]
+    body["manifest_sha256"] = manifest_digest(body)  # an edit that also fixes the digest
+    (folder / MANIFEST).write_text(json.dumps(body))
+    with pytest.raises(CheckpointError, match="blend weight in \\[0, 1\\]"):
+        scorelib.load(folder)

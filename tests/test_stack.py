@@ -67,7 +67,7 @@ def test_alpha_is_picked_on_valid(fitted):
     from scipy.sparse import hstack
     from sklearn.linear_model import Ridge
 
-    from scorelib.stack.tfidf import ALPHAS, VECTORIZERS, vectorizer
+    from scorelib.stack.blend import ALPHAS, VECTORIZERS, vectorizer
 
     stack, _, _, vx, vy = fitted
     x, y = demo_texts(200)

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 import scorelib
-from scorelib.checkpoint_utils import load_checkpoint
 from scorelib.data.long_text import resolve_stride
 from scorelib.data.scoring_dataset import TOKEN_FIELDS
 from scorelib.errors import CheckpointError, OptionError, ScorelibError
@@ -162,7 +161,7 @@ def export(path, out, quantize: str | None = None) -> dict:
         dict: the manifest written.
 
     Raises:
-        OptionError: a ``--stack tfidf`` scorer, an unknown ``--quantize``, an OUT that is not an earlier export.
+        OptionError: an unknown ``--quantize``, an OUT that is not an earlier export.
         CheckpointError: a checkpoint that does not load.
     """
     if importlib.util.find_spec("onnx") is None:  # torch.onnx.export writes through it
@@ -176,9 +175,6 @@ def export(path, out, quantize: str | None = None) -> dict:
                           f"({read_manifest(path)['exported_from']})")
     check_out(out)
     ckpts = checkpoints(path)
-    if load_checkpoint(ckpts[0])["cfg"].get("stack"):  # before the models are built
-        raise OptionError(f"{path}: trained with --stack tfidf; scorelib-export does not export the TF-IDF stack (its "
-                          f"n-gram features are scikit-learn's); score this save dir with PyTorch")
     try:
         scorer = load(path, device="cpu")
     except ScorelibError:
@@ -208,6 +204,7 @@ def export(path, out, quantize: str | None = None) -> dict:
                     quantize_int8(Path(scratch) / "fp32.onnx", work / name)
             models.append(name)
         scorer.tokenizer.backend_tokenizer.save(str(work / "tokenizer.json"))
+        stack = write_stack(scorer.stack, work)
         scorer.table.save(work / "prompts.json")
         stride = resolve_stride(scorer.max_length, scorer.chunk_stride) if windows else scorer.chunk_stride
         body = {
@@ -216,7 +213,7 @@ def export(path, out, quantize: str | None = None) -> dict:
             "exported_from": str(Path(path).resolve()),
             "checkpoints": [{"path": str(c.resolve()), "sha256": sha256(c)} for c in ckpts],
             "quantize": quantize, "models": models, "inputs": fields, "max_length": int(scorer.max_length),
-            "long_text": scorer.long_text, "chunk_stride": stride,
+            "long_text": scorer.long_text, "chunk_stride": stride, "stack": stack,
             "pad_token_id": int(scorer.tokenizer.pad_token_id or 0),
             "cfg": json.loads(json.dumps(scorer.cfg, default=str)),
             "files": {p.name: sha256(p) for p in sorted(work.iterdir())},
@@ -229,6 +226,19 @@ def export(path, out, quantize: str | None = None) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     logger.info("exported %d model(s) of %s into %s (%s)", len(models), path, out, quantize or "fp32")
     return body
+
+
+def write_stack(blend, work: Path) -> dict | None:
+    """``--stack tfidf``: each model's TF-IDF stack as ``stack{i}.json`` and ``stack{i}.npz`` (the save dir's
+    ``stack.json`` and ``arrays.npz``), and the blend weight per score; scored in NumPy and scikit-learn by
+    :mod:`scorelib.stack.blend`. Returns the manifest's ``stack`` entry (None without a stack)."""
+    if blend is None:
+        return None
+    files = []
+    for i, stack in enumerate(blend.stacks):
+        stack.write(work / f"stack{i}.json", work / f"stack{i}.npz")
+        files.append([f"stack{i}.json", f"stack{i}.npz"])
+    return {"kind": "tfidf", "files": files, "weight": [float(w) for w in blend.weight]}
 
 
 def replace(work: Path, out: Path) -> None:

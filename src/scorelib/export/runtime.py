@@ -197,14 +197,16 @@ class OnnxScoring:
 
     def models_parts01(self, ds, bf16: bool = False, max_tokens: int | None = None) -> dict[str, np.ndarray]:
         """``{"encoder": (M, N) or (M, N, K)}``: each session's scores in [0, 1], rows in input order (``bf16`` is
-        the PyTorch scorer's option; an export runs as exported, fp32 or int8)."""
+        the PyTorch scorer's option; an export runs as exported, fp32 or int8); with a ``--stack tfidf`` export also
+        ``"stack"`` and ``"blend"``, as the PyTorch scorer gives them."""
         width = self.table.num_traits
         out = np.full((len(self.models), len(ds), width), np.nan)
         for rows in batches(ds.sizes, max_tokens or 2048):  # a CPU's batch (hub.scorer.batch_tokens)
             feed = self.feed(ds, rows)
             for m, session in enumerate(self.models):
                 out[m, rows] = np.reshape(session.run([OUTPUT], feed)[0], (len(rows), width))
-        return {"encoder": out[..., 0] if width == 1 else out}
+        encoder = out[..., 0] if width == 1 else out
+        return {"encoder": encoder} if self.stack is None else self.stack.parts01(ds.texts, encoder)
 
     def feed(self, ds: Encoded, rows: list[int]) -> dict[str, np.ndarray]:
         """A batch's inputs: every window a row, padded with the pad id (mask and segment ids with 0)."""
@@ -244,4 +246,23 @@ def load_export(path, scorer_class):
     encoder = Encoder(folder / "tokenizer.json", manifest["inputs"], manifest["max_length"], manifest["long_text"],
                       manifest["chunk_stride"], manifest["pad_token_id"])
     scorer_type = type("OnnxScorer", (OnnxScoring, scorer_class), {"__module__": __name__})
-    return scorer_type([session(folder / name) for name in manifest["models"]], encoder, table, manifest)
+    scorer = scorer_type([session(folder / name) for name in manifest["models"]], encoder, table, manifest)
+    scorer.stack = read_stack(folder, manifest, table.num_traits)
+    return scorer
+
+
+def read_stack(folder: Path, manifest: dict, num_traits: int):
+    """An export's ``--stack tfidf`` part (:class:`scorelib.stack.blend.Blend`: NumPy and scikit-learn, no
+    PyTorch), each model's pair of files checked as a save dir's are; None for an export without one."""
+    entry = manifest.get("stack")
+    if entry is None:
+        return None
+    from scorelib.stack.blend import Blend, TfidfStack
+
+    files, weight = (entry.get("files"), entry.get("weight")) if isinstance(entry, dict) else (None, None)
+    if entry.get("kind") != "tfidf" or not isinstance(files, list) or len(files) != len(manifest["models"]) or \
+            any(not isinstance(f, list) or len(f) != 2 for f in files) or not isinstance(weight, list) or \
+            len(weight) != num_traits or any(type(w) not in (int, float) or not 0 <= w <= 1 for w in weight):
+        raise CheckpointError(f"{folder / MANIFEST}: its stack entry does not name a pair of files per model and a "
+                              f"blend weight in [0, 1] per score; re-export with scorelib-export")
+    return Blend([TfidfStack.read(folder / j, folder / n) for j, n in files], np.asarray(weight, dtype=np.float64))

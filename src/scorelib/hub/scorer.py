@@ -68,7 +68,7 @@ class Scorer:
         device (torch.device): where the model lives.
         long_text (str): ``--long-text`` of training (``truncate``, ``head-tail`` or ``chunks``).
         chunk_stride (int | None): ``--chunk-stride`` of training.
-        stack (scorelib.stack.tfidf.Blend, optional): ``--stack tfidf``: the models' TF-IDF stacks and blend weights.
+        stack (scorelib.stack.blend.Blend, optional): ``--stack tfidf``: the models' TF-IDF stacks and blend weights.
     """
 
     def __init__(self, model, tokenizer, prompts: PromptTable, max_length: int = 512, device=None,
@@ -365,9 +365,9 @@ def same_scales(path, table: PromptTable, folds: list) -> None:
 
 
 def load_stack(path, ckpts: list[Path], cfg):
-    """``--stack tfidf``: the models' stacks and blend weights (:func:`scorelib.stack.tfidf.load_blend`); else None."""
+    """``--stack tfidf``: the models' stacks and blend weights (:func:`scorelib.stack.blend.load_blend`); else None."""
     if not cfg.stack:
         return None
-    from scorelib.stack.tfidf import load_blend
+    from scorelib.stack.blend import load_blend
 
     return load_blend(path, [c.parent for c in ckpts], is_cv_dir(path))
