@@ -292,15 +292,35 @@ def test_a_data_set_name_as_data_takes_its_defaults_and_its_table_goes_to_the_sa
 def cli_mains():
     from scorelib.cli.cv import cli_main as cv
     from scorelib.cli.eval import cli_main as eval_
+    from scorelib.cli.probe import cli_main as probe
+    from scorelib.cli.report import cli_main as report
     from scorelib.cli.train import cli_main as train
 
     return {"scorelib-train": lambda d, tmp: train([d, "--save-dir", str(tmp / "run")]),
             "scorelib-cv": lambda d, tmp: cv([d, "--save-dir", str(tmp / "cv")]),
-            "scorelib-eval": lambda d, tmp: eval_([str(tmp / "run"), "--split", "test", d])}
+            "scorelib-eval": lambda d, tmp: eval_([str(tmp / "run"), "--split", "test", d]),
+            "scorelib-report": lambda d, tmp: report([str(tmp / "run"), d]),
+            "scorelib-probe": lambda d, tmp: probe([str(tmp / "run"), d])}
+
+
+def test_report_and_probe_read_the_table_a_save_dir_was_trained_on(served, tmp_path):
+    """A set's name as DATA of scorelib-report / scorelib-probe: the save dir's own copy where it keeps one (the
+    same rows, split the same), else the set's table written to the command's temporary folder."""
+    from scorelib.cli.datasets import table_for
+
+    kept = tmp_path / "run" / "data" / "clear.csv"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("key,text,score\nk1,a text,1.0\n")
+    assert table_for("clear", tmp_path / "run", tmp_path / "tmp") == str(kept)
+    assert not (tmp_path / "tmp").exists()  # nothing loaded
+    path = table_for("mohler", tmp_path / "run", tmp_path / "tmp")
+    assert Path(path) == tmp_path / "tmp" / "mohler.csv" and len(pd.read_csv(path)) == 2273
+    assert table_for("some/table.csv", tmp_path / "run", tmp_path / "tmp") == "some/table.csv"
 
 
 @pytest.mark.parametrize("fault", ["offline", "corrupt", "truncate", "html"])
-@pytest.mark.parametrize("command", ["scorelib-train", "scorelib-cv", "scorelib-eval"])
+@pytest.mark.parametrize("command", ["scorelib-train", "scorelib-cv", "scorelib-eval", "scorelib-report",
+                                     "scorelib-probe"])
 def test_every_command_taking_a_data_set_exits_2_with_one_line(served, tmp_path, capsys, monkeypatch, command, fault):
     if fault == "offline":
         monkeypatch.setenv("SCORELIB_DATA_URL", "http://127.0.0.1:9")  # the discard port: nothing listens

@@ -1,8 +1,9 @@
-"""A data set's name where the training commands take DATA: ``scorelib-train mohler --save-dir runs/m``.
+"""A data set's name where the commands take DATA: ``scorelib-train mohler --save-dir runs/m``.
 
 No fairseq counterpart (fairseq-train reads the folder that fairseq-preprocess wrote). ``scorelib-train``,
-``scorelib-cv`` and ``scorelib-eval`` take ``mohler``, ``clear`` or ``ellipse`` as DATA where no file or folder of
-that name exists (a path always wins). The command layer resolves it, since the core imports no extra: the options
+``scorelib-cv``, ``scorelib-eval``, ``scorelib-report`` and ``scorelib-probe`` take ``mohler``, ``clear`` or
+``ellipse`` as DATA where no file or folder of that name exists (a path always wins); the last two read the table
+the save dir was trained on where it keeps one (:func:`table_for`). The command layer resolves it, since the core imports no extra: the options
 the user left at their defaults take the set's (``--score-range``, ``--score-step``, the traits of
 ``--score-column``), the set is loaded by :func:`scorelib.datasets.load_dataset` (a local copy, the cache or a
 pinned download), and its table is written to ``SAVE_DIR/data/NAME.csv`` (a temporary folder for
@@ -70,3 +71,17 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace, check, fo
     if name:
         args.data = write_dataset(name, Path(folder or Path(args.save_dir) / "data"))
     return args
+
+
+def table_for(data, save_dir, folder) -> str | None:
+    """DATA of a command that reads what a save dir wrote (``scorelib-report``, ``scorelib-probe``): a data set's
+    name is the table the save dir was trained on (``SAVE_DIR/data/NAME.csv``, so that the rows are the same and
+    split the same) where it keeps one, else the set's table written to ``folder``; any other DATA as given."""
+    name = dataset_name(data)
+    if name is None:
+        return data
+    kept = Path(save_dir) / "data" / f"{name}.csv"
+    if kept.is_file():
+        logger.info("data set %r: the table %s was trained on (%s)", name, save_dir, kept)
+        return str(kept)
+    return write_dataset(name, Path(folder))

@@ -16,8 +16,18 @@ from scorelib.logging.console import run, setup_logging
 def cli_main(argv=None) -> int:
     """``scorelib-probe DIR [DATA] [--split test] [--probes all|NAME,...] [--seed S]``."""
     setup_logging()
-    parser = cli_options.get_probe_parser(PROBES)
-    return run("scorelib-probe", probe_dir, options.check_args(parser, parser.parse_intermixed_args(argv)))
+    def job():
+        import tempfile
+
+        from scorelib.cli.datasets import describe_data, table_for
+
+        parser = describe_data(cli_options.get_probe_parser(PROBES))
+        args = options.check_args(parser, parser.parse_intermixed_args(argv))
+        with tempfile.TemporaryDirectory(prefix="scorelib-probe-data-") as tmp:  # a data set's table, while it runs
+            args.data = table_for(args.data, args.save_dir, tmp)
+            return probe_dir(args)
+
+    return run("scorelib-probe", job)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ fairseq has no counterpart; the report follows ETS's RSMTool ``rsmeval``.
 from __future__ import annotations
 
 import sys
+import tempfile
 
 from scorelib import options
 from scorelib.cli import options as cli_options
@@ -14,15 +15,13 @@ from scorelib.report.builder import make_report
 
 def cli_main(argv=None) -> int:
     """``scorelib-report DIR [DATA] [options]``; a user's mistake is one line on stderr and exit status 2."""
-    parser = cli_options.get_report_parser()
+    from scorelib.cli.datasets import describe_data, table_for
+
+    parser = describe_data(cli_options.get_report_parser())
     args = options.check_args(parser, parser.parse_args(argv))
     try:
-        out = make_report(args.dir, args.data, split=args.split,
-                          group_columns=names_of(args.group_column, "--group-column"),
-                          second_score_columns=names_of(args.second_score_column, "--second-score-column"),
-                          key_column=args.key_column,
-                          bootstrap=args.bootstrap, seed=args.seed, results_path=args.results_path,
-                          rsmeval_dir=args.rsmeval_dir, min_n_per_group=args.min_n_per_group)
+        with tempfile.TemporaryDirectory(prefix="scorelib-report-data-") as tmp:  # a data set's table, while it runs
+            out = report(args, table_for(args.data, args.dir, tmp))
     except ScorelibError as e:
         print(f"scorelib-report: error: {e}", file=sys.stderr)
         return getattr(e, "exit_status", 2)
@@ -33,6 +32,15 @@ def cli_main(argv=None) -> int:
     for w in out["report"]["warnings"]:
         print(f"  warning [{w['trait']}, {w['scope']}] {w['en']}")
     return 0
+
+
+def report(args, data) -> dict:
+    return make_report(args.dir, data, split=args.split,
+                       group_columns=names_of(args.group_column, "--group-column"),
+                       second_score_columns=names_of(args.second_score_column, "--second-score-column"),
+                       key_column=args.key_column, bootstrap=args.bootstrap, seed=args.seed,
+                       results_path=args.results_path, rsmeval_dir=args.rsmeval_dir,
+                       min_n_per_group=args.min_n_per_group)
 
 
 def names_of(value, flag: str) -> list[str]:
