@@ -52,8 +52,9 @@ def describe(record: dict) -> str:
 
 
 def batch_tokens(device_type: str) -> int:
-    """Padded tokens per scoring batch: a GPU wants large batches; on a CPU a batch whose activations stay in the
-    caches scores faster (bench/bench_score.py on the 2-core CPU: 2,048 tokens 1.5x the texts/s of 8,192)."""
+    """Padded tokens per batch when :meth:`Scorer.score` scores new texts: a GPU wants large batches; on a CPU a
+    batch whose activations stay in the caches scores faster (on the 2-core CPU: 2,048 tokens 1.5x the texts/s of
+    8,192). Evaluating a split keeps 8,192, so that ``scorelib-eval`` reproduces training's figures exactly."""
     return 2048 if device_type == "cpu" else 8192
 
 
@@ -145,7 +146,7 @@ class Scorer:
         return build_dataset(frame, self.tokenizer, self.table, self.max_length, long_text=self.long_text,
                              chunk_stride=self.chunk_stride)
 
-    def models_scores01(self, ds, bf16: bool = False, max_tokens: int | None = None) -> np.ndarray:
+    def models_scores01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
         """Each model's scores in [0, 1] for every row of a dataset, in its order: its sigmoid output, or with
         ``--stack tfidf`` its blend with its stack.
 
@@ -155,7 +156,7 @@ class Scorer:
         parts = self.models_parts01(ds, bf16, max_tokens)
         return parts.get("blend", parts["encoder"])
 
-    def models_parts01(self, ds, bf16: bool = False, max_tokens: int | None = None) -> dict[str, np.ndarray]:
+    def models_parts01(self, ds, bf16: bool = False, max_tokens: int = 8192) -> dict[str, np.ndarray]:
         """:meth:`models_scores01`'s parts: ``{"encoder"}``, and with a stack also ``"stack"`` and ``"blend"``."""
         import torch
 
@@ -163,7 +164,7 @@ class Scorer:
         from scorelib.inference import predict
 
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
-        batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens or batch_tokens(self.device.type), 256)
+        batches = batch_by_size(ds.ordered_indices(), ds.num_tokens, max_tokens, 256)
 
         def run(model):
             def forward(sample):
@@ -179,7 +180,7 @@ class Scorer:
                                       f"score(s) (NaN or inf): its checkpoint or stack is damaged")
         return parts
 
-    def score01_dataset(self, ds, bf16: bool = False, max_tokens: int | None = None) -> np.ndarray:
+    def score01_dataset(self, ds, bf16: bool = False, max_tokens: int = 8192) -> np.ndarray:
         """Scores in [0, 1] for every row of a dataset (the models' mean): (N,), or (N, K) for K traits."""
         return self.models_scores01(ds, bf16, max_tokens).mean(axis=0)
 
@@ -214,7 +215,8 @@ class Scorer:
         """:meth:`score`'s figures for a list of texts, on the prompt's scale, each (N,) or (N, K): ``"pred"`` (the
         score used), ``"spread"``, and for a ``--stack tfidf`` scorer its parts ``"encoder"`` and ``"stack"``."""
         texts, prompt, contexts = self.check(texts, prompt, contexts)
-        parts = self.models_parts01(self.dataset(texts, prompt, contexts))  # each (M, N) or (M, N, K)
+        parts = self.models_parts01(self.dataset(texts, prompt, contexts), max_tokens=batch_tokens(self.device.type))
+        # each (M, N) or (M, N, K); a split's evaluation keeps 8,192 (its figures equal training's, batch for batch)
         each, prompts = parts.get("blend", parts["encoder"]), [prompt] * len(texts)
         zero = self.table.unscale(np.zeros_like(each[0]), prompts)
         out = {"pred": self.table.unscale(each.mean(axis=0), prompts),
