@@ -215,8 +215,9 @@ class Scorer:
         """:meth:`score`'s figures for a list of texts, on the prompt's scale, each (N,) or (N, K): ``"pred"`` (the
         score used), ``"spread"``, and for a ``--stack tfidf`` scorer its parts ``"encoder"`` and ``"stack"``."""
         texts, prompt, contexts = self.check(texts, prompt, contexts)
-        parts = self.models_parts01(self.dataset(texts, prompt, contexts), max_tokens=batch_tokens(self.device.type))
         # each (M, N) or (M, N, K); a split's evaluation keeps 8,192 (its figures equal training's, batch for batch)
+        device = getattr(self.device, "type", self.device)  # an ONNX export's scorer names its device "cpu"
+        parts = self.models_parts01(self.dataset(texts, prompt, contexts), max_tokens=batch_tokens(device))
         each, prompts = parts.get("blend", parts["encoder"]), [prompt] * len(texts)
         zero = self.table.unscale(np.zeros_like(each[0]), prompts)
         out = {"pred": self.table.unscale(each.mean(axis=0), prompts),
