@@ -117,7 +117,8 @@ def test_the_docs_example_folders_are_git_ignored():
 
     docs = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     folders = set(re.findall(r"scorelib-\w+ (mydata|mine)\b", docs)) | set(re.findall(r"write_demo\('(\w+)'\)", docs))
-    assert "mydata" in folders
+    folders |= set(re.findall(r"scorelib-export \S+ (\w+)/", docs))  # where the export examples write
+    assert {"mydata", "exports"} <= folders
     for folder in folders:
         got = subprocess.run(["git", "check-ignore", "-q", f"{folder}/ranges.csv"], cwd=ROOT)
         assert got.returncode == 0, f"{folder}/, the docs' example data folder, is not git-ignored"
