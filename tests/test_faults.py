@@ -272,6 +272,17 @@ def held_by_another_process(folder):
     return proc
 
 
+def run_while_held(folder, command, capsys) -> tuple[int, str, int]:
+    """``command()`` while another process holds ``folder``'s lock: (its exit status, its stderr, the holder's pid)."""
+    holder = held_by_another_process(folder)
+    try:
+        code = command()
+    finally:
+        holder.kill()
+        holder.wait()
+    return code, capsys.readouterr().err, holder.pid
+
+
 def test_a_cv_dir_in_use_is_refused_before_anything_is_written(tmp_path, capsys):
     """scorelib-cv locks its CV dir for the whole cross-validation (each fold's run locks its own fold{i}/)."""
     from test_cv import TINY, small_table
@@ -279,29 +290,20 @@ def test_a_cv_dir_in_use_is_refused_before_anything_is_written(tmp_path, capsys)
     from scorelib.cli.cv import cli_main as cv_cli
 
     data = small_table(tmp_path / "data")
-    holder = held_by_another_process(tmp_path / "cv")
-    try:
-        code = cv_cli([str(data), "--folds", "3", "--save-dir", str(tmp_path / "cv"), *TINY])
-    finally:
-        holder.kill()
-        holder.wait()
-    err = capsys.readouterr().err
+    code, err, pid = run_while_held(
+        tmp_path / "cv", lambda: cv_cli([str(data), "--folds", "3", "--save-dir", str(tmp_path / "cv"), *TINY]), capsys)
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"scorelib-cv: error: --save-dir {tmp_path / 'cv'}: in use by process {holder.pid} ")
+    assert err.startswith(f"scorelib-cv: error: --save-dir {tmp_path / 'cv'}: in use by process {pid} ")
     assert [p.name for p in (tmp_path / "cv").iterdir()] == [".scorelib.lock"]  # nothing of the run written
 
 
 def test_eval_refuses_a_results_folder_another_evaluation_writes(trained_dir, tmp_path, capsys):
     results = tmp_path / "results"
-    holder = held_by_another_process(results)
-    try:
-        code = eval_cli([str(trained_dir), "--split", "valid", "--cpu", "--results-path", str(results)])
-    finally:
-        holder.kill()
-        holder.wait()
-    err = capsys.readouterr().err
+    code, err, pid = run_while_held(
+        results, lambda: eval_cli([str(trained_dir), "--split", "valid", "--cpu", "--results-path", str(results)]),
+        capsys)
     assert code == 2 and err.count("\n") == 1, err
-    assert err.startswith(f"scorelib-eval: error: --results-path {results}: in use by process {holder.pid} ")
+    assert err.startswith(f"scorelib-eval: error: --results-path {results}: in use by process {pid} ")
     assert [p.name for p in results.iterdir()] == [".scorelib.lock"]
 
 
